@@ -1,0 +1,88 @@
+# netstack.tcp_tuning — every target installs what it needs; only python3 and apt are assumed.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(CURDIR)/$(VENV)/bin
+CACHE       := $(CURDIR)/.cache
+VERSION     := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL     := $(CACHE)/dist/netstack-tcp_tuning-$(VERSION).tar.gz
+INSTALLED   := $(CACHE)/installed
+# A path where the working tree itself is importable as ansible_collections.netstack.tcp_tuning
+DEVPATH     := $(CACHE)/dev
+DEVLINK     := $(DEVPATH)/ansible_collections/netstack/tcp_tuning
+TARGET_CONNECTIONS ?= 100000
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(DEVPATH)
+export ANSIBLE_NOCOLOR := 1
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+
+.PHONY: help venv hostdeps devlink lint sanity unit integration docs build molecule test run bench clean
+
+help:
+	@echo "make run   - install what is needed, then dry-run the tune playbook on localhost (check mode)"
+	@echo "make test  - lint, sanity, unit, real-kernel integration, docs, molecule"
+	@echo "stages: make venv lint sanity unit integration docs molecule bench build clean"
+
+$(VENV)/.stamp: requirements.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+hostdeps:
+	tests/hosts/install-deps.sh
+
+devlink:
+	mkdir -p $(dir $(DEVLINK))
+	ln -sfn $(CURDIR) $(DEVLINK)
+
+lint: venv devlink
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ansible-lint --profile production
+
+sanity: venv
+	tests/run-sanity.sh $(BIN)
+
+unit: venv devlink
+	$(BIN)/pytest tests/unit
+
+integration: venv devlink
+	$(BIN)/pytest -p no:cacheprovider tests/integration
+
+build: venv
+	mkdir -p $(CACHE)/dist
+	$(BIN)/ansible-galaxy collection build --force --output-path $(CACHE)/dist .
+
+$(TARBALL): build
+
+docs: build
+	rm -rf $(INSTALLED)
+	$(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(TARBALL)
+	tests/check-docs.sh $(BIN) $(INSTALLED) $(TARBALL)
+
+molecule: venv devlink hostdeps
+	tests/run-molecule.sh $(BIN)
+
+test: lint sanity unit integration docs molecule
+	@echo "make test: all stages passed"
+
+run: build
+	rm -rf $(INSTALLED)
+	$(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(TARBALL)
+	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) $(BIN)/ansible-playbook netstack.tcp_tuning.tune \
+	  -i localhost, -c local --check --diff \
+	  -e tcp_memory_connections=$(TARGET_CONNECTIONS)
+
+bench: venv devlink
+	benchmarks/run.sh $(BIN)
+
+clean:
+	rm -rf $(CACHE) collections .pytest_cache .ruff_cache .hypothesis
