@@ -488,7 +488,7 @@ def worker_main(index: int, count: int, config: Mapping[str, Any], channel: Any)
         queues = measure_queues(clients, servers, filled.pop("largest_sndbuf"))
         channel.send(("result", {"worker": index, **filled, **queues}))
     except Exception as error:  # reported to the parent, which fails the run with it
-        channel.send(("error", "worker {0}: {1!r}".format(index, error)))
+        channel.send(("error", f"worker {index}: {error!r}"))
     finally:
         for sock in sockets:
             sock.close()
@@ -536,12 +536,12 @@ def receive_all(channels: Sequence[Any], expected: str, deadline: float) -> List
     payloads = []
     for channel in channels:
         if not channel.poll(max(0.0, deadline - time.monotonic())):
-            raise RuntimeError("a worker did not report '{0}' before the deadline".format(expected))
+            raise RuntimeError(f"a worker did not report '{expected}' before the deadline")
         kind, payload = channel.recv()
         if kind == "error":
             raise RuntimeError(payload)
         if kind != expected:
-            raise RuntimeError("expected '{0}' from a worker, got '{1}'".format(expected, kind))
+            raise RuntimeError(f"expected '{expected}' from a worker, got '{kind}'")
         payloads.append(payload)
     return payloads
 
