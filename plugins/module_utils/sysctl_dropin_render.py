@@ -1,0 +1,38 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Render a whole sysctl.d drop-in deterministically (pure function of its inputs)."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import List, Mapping, Optional
+
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import normalise_value
+
+MANAGED_LINE = "# Managed by netstack.tcp_tuning: do not edit, the next run overwrites this file."
+COMMENT_WIDTH = 100
+
+
+def comment_lines(text: Optional[str]) -> List[str]:
+    """Turn free text into '# ' lines; every line is prefixed so no text can become a setting."""
+    if not text:
+        return []
+    lines: List[str] = []
+    for paragraph in str(text).splitlines():
+        wrapped = textwrap.wrap(paragraph, COMMENT_WIDTH - 2) or [""]
+        lines.extend(("# " + line).rstrip() for line in wrapped)
+    return lines
+
+
+def render_dropin(
+    settings: Mapping[str, str],
+    comments: Optional[Mapping[str, str]] = None,
+    header: Optional[str] = None,
+) -> str:
+    """The drop-in text: managed-by line, header, then each key (sorted) under its comment."""
+    comments = comments or {}
+    lines = [MANAGED_LINE, *comment_lines(header)]
+    for key in sorted(settings):
+        lines.append("")
+        lines.extend(comment_lines(comments.get(key)))
+        lines.append(f"{key} = {normalise_value(str(settings[key]))}")
+    return "\n".join(lines) + "\n"

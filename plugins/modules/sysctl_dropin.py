@@ -1,0 +1,499 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: sysctl_dropin
+short_description: Write a whole sysctl.d drop-in and apply its values, with read-back and rollback
+version_added: 0.1.0
+description:
+  - Renders the complete drop-in file from O(settings) (sorted keys, a header saying the file is managed,
+    each key under its comment), compares it with the file on disk and every value with the live kernel
+    value (whitespace-normalised, the kernel prints vectors with tabs).
+  - Writes the file atomically, writes only the keys whose live value differs directly to C(/proc/sys)
+    (C(sysctl -w) exits 0 on some rejected writes), then reads every key back.
+  - On any write error or read-back mismatch it restores the previous file (or removes the new one) and
+    the previous live values of every key it wrote, then fails naming the key, the value written and what
+    the kernel kept.
+  - Reports files in the sysctl.d search path (or C(/etc/sysctl.conf)) that would override a managed key
+    at boot, and warns when tuned is active because tuned re-applies sysctl.d files.
+  - Validates every key and value before touching anything.
+author:
+  - netstack.tcp_tuning developers
+options:
+  path:
+    description:
+      - The drop-in file to manage. It is replaced as a whole.
+    type: path
+    required: true
+  settings:
+    description:
+      - Dotted sysctl key to value. Values are strings of plain decimal integers (vectors separated by
+        blanks); integers are accepted, booleans are refused. C(tcp_mem), C(tcp_rmem), C(tcp_wmem) and
+        C(udp_mem) need exactly three numbers.
+    type: dict
+    required: true
+  comments:
+    description:
+      - Key to free text, written as C(# ) lines above that key. Keys not in O(settings) are ignored.
+    type: dict
+    default: {}
+  header:
+    description:
+      - Text written as C(# ) lines below the managed-by line at the top of the file.
+    type: str
+  skip:
+    description:
+      - Key to reason. These keys are neither written to the file nor applied; they are reported with
+        action C(skipped) and the reason (for example keys that are global and read-only inside a container).
+    type: dict
+    default: {}
+  conflicts:
+    description:
+      - What to do when another file applied after the drop-in at boot sets a managed key to another value.
+      - V(warn) reports them in RV(conflicts) and RV(notes) and warns, V(fail) fails before writing anything,
+        V(ignore) only lists them in RV(conflicts).
+    type: str
+    choices: [warn, fail, ignore]
+    default: warn
+  backup:
+    description:
+      - Keep a timestamped copy of the file it replaces.
+    type: bool
+    default: false
+  apply:
+    description:
+      - V(true) writes the file and the live values.
+      - V(false) only writes the file; the values take effect at the next boot or C(sysctl --system).
+        Keys must then exist here but need not be writable.
+      - To change nothing at all use check mode.
+    type: bool
+    default: true
+  proc_sys_root:
+    description:
+      - Where the live values are read and written. Tests point it at a fixture tree.
+    type: path
+    default: /proc/sys
+  search_roots:
+    description:
+      - The sysctl.d directories in precedence order (a file name in an earlier directory masks the same
+        name in later ones), used to find files that override the drop-in at boot.
+    type: list
+    elements: path
+    aliases: [search_paths]
+    default: [/etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d]
+  sysctl_conf:
+    description:
+      - The legacy file C(sysctl --system) applies after all drop-ins.
+    type: path
+    default: /etc/sysctl.conf
+  tuned_active_profile:
+    description:
+      - When this file exists tuned is in use; the module warns that tuned re-applies sysctl.d files.
+    type: path
+    default: /etc/tuned/active_profile
+attributes:
+  check_mode:
+    support: full
+    details: Reports the file diff and, per key, the live value and the value it would set.
+  diff_mode:
+    support: full
+    details: The diff is the drop-in file before and after.
+  platform:
+    platforms: posix
+    details: Linux only (reads and writes /proc/sys).
+notes:
+  - Keys that are removed from O(settings) disappear from the file, but their live values are left as
+    they are (the module cannot know what they were before the first run).
+seealso:
+  - module: netstack.tcp_tuning.tcp_memory_facts
+  - module: ansible.posix.sysctl
+"""
+
+EXAMPLES = r"""
+- name: Persist and apply TCP buffer limits
+  netstack.tcp_tuning.sysctl_dropin:
+    path: /etc/sysctl.d/99-netstack-tcp-memory.conf
+    settings:
+      net.ipv4.tcp_rmem: "4096 131072 16777216"
+      net.core.rmem_max: "16777216"
+    comments:
+      net.ipv4.tcp_rmem: Receive buffers up to 16 MiB for 10 Gbit/s at 10 ms.
+    skip:
+      net.ipv4.tcp_mem: global key, read-only in this container
+    conflicts: fail
+    backup: true
+
+- name: Show what would change without changing anything
+  netstack.tcp_tuning.sysctl_dropin:
+    path: /etc/sysctl.d/99-netstack-tcp-memory.conf
+    settings:
+      net.ipv4.tcp_wmem: "4096 16384 4194304"
+  check_mode: true
+  register: dropin_plan
+"""
+
+RETURN = r"""
+path:
+  description: The drop-in file.
+  returned: always
+  type: str
+  sample: /etc/sysctl.d/99-netstack-tcp-memory.conf
+file_changed:
+  description: Whether the drop-in content differs (or would differ in check mode) from the file on disk.
+  returned: always
+  type: bool
+  sample: true
+diff:
+  description: The drop-in before and after (empty before when the file did not exist).
+  returned: always
+  type: dict
+  sample: {before: "", after: "# Managed by netstack.tcp_tuning ...\n", before_header: /etc/sysctl.d/x.conf}
+keys:
+  description:
+    - Per key the normalised live value before the run (null when the key does not exist here), the value
+      after, the action (V(unchanged), V(set), V(skipped)) and why.
+  returned: always
+  type: dict
+  sample:
+    net.ipv4.tcp_rmem: {before: "4096 131072 6291456", after: "4096 131072 16777216", action: set,
+                        reason: live value differs}
+notes:
+  description:
+    - Sentences about the boot order, also emitted as warnings - one per conflict (unless O(conflicts=ignore)),
+      a drop-in outside the search roots, an active tuned.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/etc/sysctl.conf line 12 sets net.ipv4.tcp_rmem = 4096 87380 6291456 and is applied after the drop-in at boot"]
+conflicts:
+  description:
+    - Assignments in files applied after the drop-in at boot that would replace a managed value
+      (file, 1-based line, the value there); C(reason) is set when a same-named file masks the drop-in.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{key: net.ipv4.tcp_rmem, file: /etc/sysctl.conf, line: 12, value: "4096 87380 6291456"}]
+backup_file:
+  description: The backup copy, when O(backup=true) and the file was replaced.
+  returned: when a backup was made
+  type: str
+  sample: /etc/sysctl.d/99-netstack-tcp-memory.conf.12345.2026-11-23@20:00:00~
+rollback:
+  description: On failure, what was restored (file and live values).
+  returned: failure after something was written
+  type: dict
+  sample: {file: restored, live: {net.ipv4.tcp_rmem: restored}}
+"""
+
+import os
+import tempfile
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_plan import (
+    keys_to_write,
+    managed_settings,
+    plan_keys,
+    readback_mismatches,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+    find_conflicts,
+    masking_conflicts,
+    parse_sysctl_conf,
+    precedence,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import render_dropin
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    key_problem,
+    normalise_value,
+    proc_sys_path,
+    value_problem,
+)
+
+# A sysctl file never holds more than a page; the cap keeps a broken fixture from reading forever.
+READ_LIMIT_BYTES = 65536
+
+
+class LiveWriteError(Exception):
+    """A write to /proc/sys failed; carries the key and the value."""
+
+    def __init__(self, key: str, value: str, error: str) -> None:
+        super().__init__(f"{key}: writing {value!r} failed: {error}")
+        self.key, self.value, self.error = key, value, error
+
+
+def read_text(path: str) -> Optional[str]:
+    """File content, or None when it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+
+
+def read_live(proc_sys_root: str, keys: List[str]) -> Dict[str, Optional[str]]:
+    """Normalised live values; None for keys this kernel (or namespace) does not have."""
+    live: Dict[str, Optional[str]] = {}
+    for key in keys:
+        try:
+            with open(proc_sys_path(proc_sys_root, key), "rb") as handle:
+                live[key] = normalise_value(handle.read(READ_LIMIT_BYTES).decode("utf-8", "replace"))
+        except (FileNotFoundError, NotADirectoryError):
+            live[key] = None
+    return live
+
+
+def write_live(proc_sys_root: str, key: str, value: str) -> None:
+    """One write(2) of the whole value, as the kernel parses a sysctl write in one go."""
+    data = to_bytes(value + "\n")
+    try:
+        fd = os.open(proc_sys_path(proc_sys_root, key), os.O_WRONLY | os.O_TRUNC)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise LiveWriteError(key, value, error.strerror or str(error)) from error
+    if written != len(data):
+        raise LiveWriteError(key, value, f"short write ({written} of {len(data)} bytes)")
+
+
+def input_problems(params: Mapping[str, Any]) -> List[str]:
+    """Every problem with the keys and values, so one run names them all."""
+    problems = []
+    for key, value in sorted(params["settings"].items()):
+        problem = key_problem(key) or value_problem(key, value)
+        if problem:
+            problems.append(f"settings[{key}] = {value!r}: {problem}")
+    for key in sorted(params["skip"]):
+        problem = key_problem(key)
+        if problem:
+            problems.append(f"skip[{key}]: {problem}")
+    if not os.path.isdir(os.path.dirname(params["path"]) or "."):
+        problems.append(f"path {params['path']}: its directory does not exist")
+    return problems
+
+
+def host_problems(
+    proc_sys_root: str, plan: Mapping[str, Mapping[str, Any]], managed: Mapping[str, str], apply_live: bool
+) -> List[str]:
+    """Keys that cannot be applied here: absent, or not writable while their value must change."""
+    if not apply_live:
+        return []
+    problems = []
+    for key in sorted(managed):
+        entry = plan[key]
+        if entry["before"] is None:
+            problems.append(f"{key} does not exist under {proc_sys_root} here; pass it in skip with a reason")
+        elif entry["action"] == "set" and not os.access(proc_sys_path(proc_sys_root, key), os.W_OK):
+            wanted = entry["after"]
+            problems.append(f"{key} is read-only here (live {entry['before']}, wanted {wanted}); pass it in skip")
+    return problems
+
+
+def list_search_roots(search_roots: List[str]) -> Dict[str, List[str]]:
+    """File names per sysctl.d directory; a missing directory simply holds nothing."""
+    listing: Dict[str, List[str]] = {}
+    for root in search_roots:
+        try:
+            listing[root] = sorted(os.listdir(root))
+        except OSError:
+            listing[root] = []
+    return listing
+
+
+def scan_conflicts(params: Mapping[str, Any], managed: Mapping[str, str]) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """Conflicting assignments in files applied after the drop-in, and warnings about the boot order."""
+    notes = []
+    order = precedence(
+        params["path"], params["search_roots"], list_search_roots(params["search_roots"]), params["sysctl_conf"]
+    )
+    if not order.in_search_roots:
+        notes.append(f"{params['path']} is not in the sysctl.d search roots: nothing applies it at boot")
+    conflicts: List[Dict[str, Any]] = []
+    if order.masked_by:
+        conflicts.extend(masking_conflicts(managed, order.masked_by))
+    parsed = []
+    for later_path in order.later_files:
+        if os.path.realpath(later_path) == os.path.realpath(params["path"]):
+            continue
+        text = read_text(later_path)
+        if text is not None:
+            parsed.append((later_path, parse_sysctl_conf(text)))
+    conflicts.extend(find_conflicts(managed, parsed))
+    if os.path.exists(params["tuned_active_profile"]):
+        notes.append(
+            f"tuned is active ({params['tuned_active_profile']} exists): it re-applies sysctl.d files after "
+            "its profile, check that the profile does not set the managed keys"
+        )
+    return conflicts, notes
+
+
+def conflict_sentence(conflict: Mapping[str, Any]) -> str:
+    """One line an operator can act on: which file, which line, what it sets."""
+    where, key = conflict["file"], conflict["key"]
+    if conflict.get("reason"):
+        return f"{where} {conflict['reason']}: {key} from the drop-in is not applied at boot"
+    return f"{where} line {conflict['line']} sets {key} = {conflict['value']} and is applied after the drop-in at boot"
+
+
+def write_file_atomically(module: AnsibleModule, path: str, text: str) -> None:
+    """Readers (systemd-sysctl at boot) never see a half-written file."""
+    fd, tmp_path = tempfile.mkstemp(dir=module.tmpdir)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(to_bytes(text))
+    os.chmod(tmp_path, 0o644)
+    module.atomic_move(tmp_path, path)
+    module.set_mode_if_different(path, "0644", False)
+
+
+def restore_file(module: AnsibleModule, path: str, old_text: Optional[str]) -> str:
+    """Put back the previous content, or remove the file when there was none; say what happened."""
+    try:
+        if old_text is None:
+            os.unlink(path)
+            return "removed (did not exist before)"
+        write_file_atomically(module, path, old_text)
+        return "restored"
+    except Exception as error:  # rollback must report, not mask, the first failure
+        return f"RESTORE FAILED: {to_native(error)}"
+
+
+def restore_live(proc_sys_root: str, written: List[str], plan: Mapping[str, Mapping[str, Any]]) -> Dict[str, str]:
+    """Write back the previous value of every key touched, newest first; report each outcome."""
+    outcome = {}
+    for key in reversed(written):
+        previous = plan[key]["before"]
+        try:
+            write_live(proc_sys_root, key, previous)
+        except LiveWriteError as error:
+            outcome[key] = f"RESTORE FAILED: {error.error}"
+            continue
+        now = read_live(proc_sys_root, [key])[key]
+        outcome[key] = "restored" if now == previous else f"RESTORE MISMATCH: kernel kept {now}"
+    return outcome
+
+
+def apply_live_values(
+    proc_sys_root: str, plan: Mapping[str, Mapping[str, Any]], managed: Mapping[str, str]
+) -> Tuple[List[str], Optional[str]]:
+    """Write differing keys, read all back. Returns (written keys, failure sentence or None)."""
+    written: List[str] = []
+    for key in keys_to_write(plan):
+        # Counted as written before the write: a rejected vector can still have changed its first numbers.
+        written.append(key)
+        try:
+            write_live(proc_sys_root, key, managed[key])
+        except LiveWriteError as error:
+            kept = read_live(proc_sys_root, [key])[key]
+            return (
+                written,
+                f"{key}: wrote {error.value!r}, the kernel refused it ({error.error}) and now holds {kept!r}",
+            )
+    mismatches = readback_mismatches(managed, read_live(proc_sys_root, sorted(managed)))
+    if mismatches:
+        return written, "; ".join(
+            f"{key}: wrote {managed[key]!r}, the kernel kept {kept!r}" for key, kept in mismatches.items()
+        )
+    return written, None
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            settings=dict(type="dict", required=True),
+            comments=dict(type="dict", default={}),
+            header=dict(type="str"),
+            skip=dict(type="dict", default={}),
+            conflicts=dict(type="str", choices=["warn", "fail", "ignore"], default="warn"),
+            backup=dict(type="bool", default=False),
+            apply=dict(type="bool", default=True),
+            proc_sys_root=dict(type="path", default="/proc/sys"),
+            search_roots=dict(
+                type="list",
+                elements="path",
+                aliases=["search_paths"],
+                default=[
+                    "/etc/sysctl.d",
+                    "/run/sysctl.d",
+                    "/usr/local/lib/sysctl.d",
+                    "/usr/lib/sysctl.d",
+                    "/lib/sysctl.d",
+                ],
+            ),
+            sysctl_conf=dict(type="path", default="/etc/sysctl.conf"),
+            tuned_active_profile=dict(type="path", default="/etc/tuned/active_profile"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    path, proc_sys_root, apply_live = params["path"], params["proc_sys_root"], params["apply"]
+    problems = input_problems(params)
+    if problems:
+        module.fail_json(msg="invalid input, nothing was changed: " + "; ".join(problems))
+
+    skip = {key: str(reason) for key, reason in params["skip"].items()}
+    managed = managed_settings(params["settings"], skip)
+    try:
+        live = read_live(proc_sys_root, sorted(set(params["settings"]) | set(skip)))
+    except OSError as error:
+        module.fail_json(msg=f"cannot read the live values, nothing was changed: {to_native(error)}")
+    plan = plan_keys(params["settings"], skip, live, apply_live)
+    problems = host_problems(proc_sys_root, plan, managed, apply_live)
+    if problems:
+        module.fail_json(msg="cannot apply here, nothing was changed: " + "; ".join(problems), keys=plan)
+
+    comments = {key: str(text) for key, text in params["comments"].items() if key in managed}
+    new_text = render_dropin(managed, comments, params["header"])
+    old_text = read_text(path)
+    conflicts, notes = scan_conflicts(params, managed)
+    result: Dict[str, Any] = dict(
+        path=path,
+        keys=plan,
+        conflicts=conflicts,
+        file_changed=old_text != new_text,
+        diff=dict(before=old_text or "", after=new_text, before_header=path, after_header=path),
+    )
+    if conflicts and params["conflicts"] == "fail":
+        module.fail_json(
+            msg="later sysctl files override managed keys at boot, nothing was changed: "
+            + "; ".join(conflict_sentence(c) for c in conflicts),
+            **result,
+        )
+    if params["conflicts"] != "ignore":
+        notes = [conflict_sentence(conflict) for conflict in conflicts] + notes
+    result["notes"] = notes
+    for note in notes:
+        module.warn(note)
+
+    live_changed = apply_live and bool(keys_to_write(plan))
+    result["changed"] = result["file_changed"] or live_changed
+    if module.check_mode or not result["changed"]:
+        module.exit_json(**result)
+
+    if result["file_changed"]:
+        if params["backup"] and old_text is not None:
+            result["backup_file"] = module.backup_local(path)
+        try:
+            write_file_atomically(module, path, new_text)
+        except Exception as error:
+            result["rollback"] = {"file": restore_file(module, path, old_text), "live": {}}
+            module.fail_json(msg=f"writing {path} failed: {to_native(error)}", **result)
+
+    if apply_live:
+        written, failure = apply_live_values(proc_sys_root, plan, managed)
+        if failure:
+            live_outcome = restore_live(proc_sys_root, written, plan)
+            file_outcome = restore_file(module, path, old_text) if result["file_changed"] else "unchanged"
+            result["rollback"] = {"file": file_outcome, "live": live_outcome}
+            restored = ", ".join(f"{key} {outcome}" for key, outcome in live_outcome.items())
+            module.fail_json(msg=f"{failure}. Rolled back: file {file_outcome}; live values: {restored}", **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run the module for real against a temporary root: proc_sys_root and the sysctl.d roots are
+directories of plain files, so writes, read-back and rollback happen on a real filesystem."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.netstack.tcp_tuning.plugins.modules import sysctl_dropin
+
+LIVE = {
+    "net/ipv4/tcp_rmem": "4096\t131072\t6291456\n",
+    "net/ipv4/tcp_wmem": "4096\t16384\t4194304\n",
+    "net/core/rmem_max": "212992\n",
+}
+WANTED = {"net.ipv4.tcp_rmem": "4096 131072 16777216", "net.ipv4.tcp_wmem": "4096 16384 16777216"}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    for relative, text in LIVE.items():
+        (tmp_path / "proc/sys" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "proc/sys" / relative).write_text(text)
+    for directory in ("etc/sysctl.d", "usr/lib/sysctl.d"):
+        (tmp_path / directory).mkdir(parents=True)
+    return tmp_path
+
+
+def run(root: Path, capsys, check_mode: bool = False, **args: Any) -> Dict[str, Any]:
+    module_args = {
+        "path": str(root / "etc/sysctl.d/99-netstack-tcp-memory.conf"),
+        "settings": WANTED,
+        "proc_sys_root": str(root / "proc/sys"),
+        "search_roots": [str(root / "etc/sysctl.d"), str(root / "usr/lib/sysctl.d")],
+        "sysctl_conf": str(root / "etc/sysctl.conf"),
+        "tuned_active_profile": str(root / "etc/tuned/active_profile"),
+        "_ansible_check_mode": check_mode,
+        "_ansible_diff": True,
+        "_ansible_tmpdir": str(root),
+        "_ansible_remote_tmp": str(root),
+    }
+    module_args.update(args)
+    with patch_module_args(module_args), pytest.raises(SystemExit):
+        sysctl_dropin.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def live(root: Path, relative: str) -> str:
+    return (root / "proc/sys" / relative).read_text()
+
+
+def snapshot(root: Path) -> Dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_first_run_writes_file_and_differing_live_values_second_run_changes_nothing(root, capsys):
+    first = run(root, capsys)
+    assert first["changed"] and first["file_changed"] and not first.get("failed")
+    assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 16777216\n"
+    assert first["keys"]["net.ipv4.tcp_rmem"] == {
+        "action": "set",
+        "before": "4096 131072 6291456",
+        "after": "4096 131072 16777216",
+        "reason": "live value differs",
+    }
+    dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
+    assert "net.ipv4.tcp_wmem = 4096 16384 16777216\n" in dropin.read_text()
+    assert oct(dropin.stat().st_mode & 0o777) == "0o644"
+    second = run(root, capsys)
+    assert not second["changed"]
+    assert {entry["action"] for entry in second["keys"].values()} == {"unchanged"}
+
+
+def test_check_mode_reports_diff_and_per_key_plan_and_touches_nothing(root, capsys):
+    before = snapshot(root)
+    result = run(root, capsys, check_mode=True)
+    assert result["changed"]
+    assert result["diff"]["before"] == "" and "net.ipv4.tcp_rmem = 4096 131072 16777216" in result["diff"]["after"]
+    assert result["keys"]["net.ipv4.tcp_wmem"]["before"] == "4096 16384 4194304"
+    assert result["keys"]["net.ipv4.tcp_wmem"]["action"] == "set"
+    assert snapshot(root) == before
+
+
+def test_live_values_already_right_but_file_missing_only_writes_the_file(root, capsys):
+    (root / "proc/sys/net/ipv4/tcp_rmem").write_text("4096\t131072\t16777216\n")
+    (root / "proc/sys/net/ipv4/tcp_wmem").write_text("4096 16384  16777216\n")
+    result = run(root, capsys)
+    assert result["changed"] and result["file_changed"]
+    assert {entry["action"] for entry in result["keys"].values()} == {"unchanged"}
+    # Untouched: the original tab-separated text is still there.
+    assert live(root, "net/ipv4/tcp_rmem") == "4096\t131072\t16777216\n"
+
+
+@pytest.mark.parametrize(
+    "settings, fragment",
+    [
+        ({"net.ipv4.tcp_moderate_rcvbuf": True}, "boolean"),
+        ({"net.ipv4.tcp_rmem": "4096 131072"}, "needs 3 numbers"),
+        ({"net.ipv4.tcp_rmem": "4096 0131072 6291456"}, "plain decimal"),
+        ({"tcp_rmem": "1 2 3"}, "dotted sysctl name"),
+    ],
+)
+def test_invalid_input_fails_naming_key_and_touches_nothing(root, capsys, settings, fragment):
+    before = snapshot(root)
+    result = run(root, capsys, settings={**WANTED, **settings})
+    assert result["failed"] and fragment in result["msg"] and next(iter(settings)) in result["msg"]
+    assert snapshot(root) == before
+
+
+def test_absent_key_must_be_skipped_explicitly(root, capsys):
+    before = snapshot(root)
+    settings = {**WANTED, "net.ipv4.tcp_mem": "1 2 3"}
+    result = run(root, capsys, settings=settings)
+    assert result["failed"] and "net.ipv4.tcp_mem does not exist" in result["msg"]
+    assert snapshot(root) == before
+    reason = "global key, absent in this network namespace"
+    result = run(root, capsys, settings=settings, skip={"net.ipv4.tcp_mem": reason})
+    assert not result.get("failed")
+    assert result["keys"]["net.ipv4.tcp_mem"] == {"action": "skipped", "before": None, "after": None, "reason": reason}
+    assert "tcp_mem" not in (root / "etc/sysctl.d/99-netstack-tcp-memory.conf").read_text()
+
+
+def test_later_file_setting_a_managed_key_warns_and_can_fail_before_writing(root, capsys):
+    (root / "etc/sysctl.conf").write_text("# admin\nnet.ipv4.tcp_rmem = 4096 87380 6291456\n")
+    (root / "usr/lib/sysctl.d/10-early.conf").write_text("net.ipv4.tcp_wmem = 1 2 3\n")  # sorts before: fine
+    before = snapshot(root)
+    failed = run(root, capsys, conflicts="fail")
+    assert failed["failed"] and "sysctl.conf line 2 sets net.ipv4.tcp_rmem" in failed["msg"]
+    assert snapshot(root) == before
+    warned = run(root, capsys)
+    assert warned["changed"] and not warned.get("failed")
+    assert warned["conflicts"] == [
+        {"key": "net.ipv4.tcp_rmem", "file": str(root / "etc/sysctl.conf"), "line": 2, "value": "4096 87380 6291456"}
+    ]
+    assert any("sysctl.conf line 2" in note for note in warned["notes"])
+    assert run(root, capsys, conflicts="ignore")["notes"] == []
+
+
+def test_active_tuned_is_warned_about(root, capsys):
+    (root / "etc/tuned").mkdir()
+    (root / "etc/tuned/active_profile").write_text("throughput-performance\n")
+    result = run(root, capsys, check_mode=True)
+    # Warnings also go to the controller's display; `notes` carries them in the result.
+    assert any("tuned is active" in note for note in result["notes"])
+
+
+def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
+    dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
+    dropin.write_text("# the operator's previous file\n")
+    # tcp_wmem reads back empty whatever is written: the kernel "kept" another value. tcp_rmem sorts
+    # first, so it is written (and must be restored) before the mismatch is seen.
+    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
+    wmem.unlink()
+    wmem.symlink_to(os.devnull)
+    result = run(root, capsys, backup=True)
+    assert result["failed"]
+    assert "net.ipv4.tcp_wmem: wrote '4096 16384 16777216', the kernel kept ''" in result["msg"]
+    # Every key written is restored, the mismatching one included, newest first.
+    assert result["rollback"] == {
+        "file": "restored",
+        "live": {"net.ipv4.tcp_wmem": "restored", "net.ipv4.tcp_rmem": "restored"},
+    }
+    assert dropin.read_text() == "# the operator's previous file\n"
+    assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 6291456\n"
+    assert Path(result["backup_file"]).read_text() == "# the operator's previous file\n"
+
+
+def test_rollback_removes_a_file_that_did_not_exist(root, capsys):
+    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
+    wmem.unlink()
+    wmem.symlink_to(os.devnull)
+    result = run(root, capsys)
+    assert result["failed"] and "net.ipv4.tcp_wmem" in result["msg"]
+    assert result["rollback"]["file"] == "removed (did not exist before)"
+    assert not (root / "etc/sysctl.d/99-netstack-tcp-memory.conf").exists()
+    assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 6291456\n"
+
+
+def test_unreadable_live_value_fails_before_touching_anything(root, capsys):
+    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
+    wmem.unlink()
+    wmem.mkdir()
+    before = snapshot(root)
+    result = run(root, capsys)
+    assert result["failed"] and "cannot read the live values" in result["msg"]
+    assert snapshot(root) == before
+
+
+def test_apply_false_writes_only_the_file(root, capsys):
+    result = run(root, capsys, apply=False)
+    assert result["changed"] and result["file_changed"]
+    assert live(root, "net/ipv4/tcp_rmem") == LIVE["net/ipv4/tcp_rmem"]
+    assert "apply=false" in result["keys"]["net.ipv4.tcp_rmem"]["reason"]
+    assert not run(root, capsys, apply=False)["changed"]
+
+
+def test_backup_keeps_the_replaced_file(root, capsys):
+    dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
+    dropin.write_text("net.ipv4.tcp_rmem = 1 2 3\n")
+    result = run(root, capsys, backup=True)
+    assert Path(result["backup_file"]).read_text() == "net.ipv4.tcp_rmem = 1 2 3\n"
+    assert "backup_file" not in run(root, capsys, backup=True)
