@@ -1,0 +1,302 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Validation of what the recommendation model is given: the facts and the operator's arguments.
+
+Pure functions, no I/O, no Ansible imports: every rejection is a ModelInputError whose message
+names the argument (or the facts key) and the value it got, so the filter can pass it on verbatim.
+Values arriving from Ansible 2.19 templates may be lazy containers or tagged str/int subclasses,
+so every check uses isinstance(), never type() identity.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Optional
+
+FACTS_SCHEMA_VERSION = 1
+INT_MAX = 2147483647  # sysctl buffer values are C ints (bpftune issues #36, #93 are overflows)
+
+TRIPLE_KEYS = ("net.ipv4.tcp_mem", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.udp_mem")
+SCALAR_KEYS = (
+    "net.ipv4.tcp_moderate_rcvbuf",
+    "net.ipv4.tcp_adv_win_scale",
+    "net.core.rmem_max",
+    "net.core.wmem_max",
+    "net.core.rmem_default",
+    "net.core.wmem_default",
+    "net.core.optmem_max",
+)
+SYSCTL_KEYS = TRIPLE_KEYS + SCALAR_KEYS
+BOOLEAN_KEYS = ("net.ipv4.tcp_moderate_rcvbuf",)
+
+PROFILE_NAMES = ("many_idle", "balanced", "bulk_throughput")
+
+_INTEGER_TEXT = re.compile(r"^\s*\d+\s*$")
+_DECIMAL_TEXT = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+_OVERRIDE_TEXT = re.compile(r"^\s*\d+(\s+\d+)*\s*$")
+
+
+class ModelInputError(ValueError):
+    """An argument or a facts key the model cannot use; the message names it and its value."""
+
+
+@dataclass(frozen=True)
+class SysctlFact:
+    present: bool
+    writable: bool
+    scope: str
+    value: Optional[tuple[int, ...]]  # a 1-tuple for scalars, None when absent here
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    kernel_version: tuple[int, int, int]
+    page_size_bytes: int
+    cpu_count: int
+    mem_total_bytes: int
+    mem_available_bytes: Optional[int]
+    boot_tcp_mem_pages: Optional[tuple[int, int, int]]
+    boot_tcp_rmem_bytes: Optional[tuple[int, int, int]]
+    boot_tcp_wmem_bytes: Optional[tuple[int, int, int]]
+    sysctl: dict[str, SysctlFact]
+    initial_netns: Optional[bool]
+    sockstat_host_wide_fields: tuple[str, ...]
+    used_pages: Optional[int]
+    status_level: Optional[str]
+
+
+@dataclass(frozen=True)
+class Workload:
+    connections: int
+    profile: str
+    active_fraction: Fraction  # exact, so "0.1 of 200000" is 20000 and not 20000.000000000004
+    rx_buffered_bytes: int
+    tx_buffered_bytes: int
+    rx_truesize_factor: Fraction
+    tx_truesize_factor: Fraction
+    bandwidth_bps: Optional[int]
+    rtt_ms: Optional[Fraction]
+    memory_fraction: Fraction
+    allow_decrease: bool
+    best_effort: bool
+    overrides: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- scalar arguments
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
+
+
+def parse_int(name: str, value: Any, minimum: int = 0, maximum: Optional[int] = None) -> int:
+    """An integer given as int, integral float or digit string; bools are refused (YAML yes/no)."""
+    integral = (
+        (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, float) and value.is_integer())
+        or (isinstance(value, str) and _INTEGER_TEXT.match(value) is not None)
+    )
+    if not integral:
+        raise ModelInputError(f"{name} must be an integer, got {_describe(value)}")
+    number = int(value)
+    if number < minimum:
+        raise ModelInputError(f"{name} must be >= {minimum}, got {_describe(value)}")
+    if maximum is not None and number > maximum:
+        raise ModelInputError(f"{name} must be <= {maximum}, got {_describe(value)}")
+    return number
+
+
+def parse_number(name: str, value: Any) -> Fraction:
+    """A real number as an exact Fraction of its decimal text (0.1 stays exactly 1/10)."""
+    if isinstance(value, Fraction):  # the model's own presets
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ModelInputError(f"{name} must be a number, got {_describe(value)}")
+    if isinstance(value, str) and not _DECIMAL_TEXT.match(value):
+        raise ModelInputError(f"{name} must be a number, got {_describe(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ModelInputError(f"{name} must be a finite number, got {_describe(value)}")
+    return Fraction(str(value).strip()) if isinstance(value, (str, float)) else Fraction(int(value))
+
+
+def parse_fraction(name: str, value: Any) -> Fraction:
+    """A share in (0, 1]."""
+    number = parse_number(name, value)
+    if not 0 < number <= 1:
+        raise ModelInputError(f"{name} must be in (0, 1], got {_describe(value)}")
+    return number
+
+
+def parse_factor(name: str, value: Any) -> Fraction:
+    """A truesize factor: the kernel charges at least the payload and, per skb, at most a few times it."""
+    number = parse_number(name, value)
+    if not 1 <= number <= 8:
+        raise ModelInputError(f"{name} must be between 1 and 8, got {_describe(value)}")
+    return number
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ModelInputError(f"{name} must be a boolean (true/false), got {_describe(value)}")
+    return value
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def parse_override(key: str, value: Any) -> tuple[int, ...]:
+    """One operator value: an int, or a string of whitespace-separated non-negative integers."""
+    name = f"overrides[{key!r}]"
+    if key not in SYSCTL_KEYS:
+        raise ModelInputError(f"overrides: unknown key {key!r}; known keys: {', '.join(SYSCTL_KEYS)}")
+    if isinstance(value, bool):
+        raise ModelInputError(f"{name} must be an integer or a string of integers, got {_describe(value)}")
+    if isinstance(value, int):
+        numbers: tuple[int, ...] = (int(value),)
+        if value < 0:
+            raise ModelInputError(f"{name} must not be negative, got {_describe(value)}")
+    elif isinstance(value, str) and _OVERRIDE_TEXT.match(value):
+        numbers = tuple(int(part) for part in value.split())
+    else:
+        raise ModelInputError(
+            f"{name} must be an integer or a string of non-negative integers separated by spaces, "
+            f"got {_describe(value)}"
+        )
+    expected_count = 3 if key in TRIPLE_KEYS else 1
+    if len(numbers) != expected_count:
+        raise ModelInputError(f"{name} needs exactly {expected_count} value(s), got {_describe(value)}")
+    if any(number > INT_MAX for number in numbers):
+        raise ModelInputError(f"{name} values must be <= {INT_MAX}, got {_describe(value)}")
+    if expected_count == 3 and not numbers[0] <= numbers[1] <= numbers[2]:
+        order = "min <= pressure <= max" if key.endswith("_mem") else "min <= default <= max"
+        raise ModelInputError(f"{name} must satisfy {order}, got {_describe(value)}")
+    if key in BOOLEAN_KEYS and numbers[0] not in (0, 1):
+        raise ModelInputError(f"{name} must be 0 or 1, got {_describe(value)}")
+    return numbers
+
+
+def parse_overrides(value: Any) -> dict[str, tuple[int, ...]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ModelInputError(f"overrides must be a dict of sysctl key -> value, got {_describe(value)}")
+    return {str(key): parse_override(str(key), item) for key, item in value.items()}
+
+
+# ---------------------------------------------------------------- facts
+
+
+def _fetch(facts: Mapping, path: str) -> Any:
+    """facts[a][b][c] for path 'a.b.c' (sysctl keys contain dots: use a tuple path for those)."""
+    return _fetch_parts(facts, tuple(path.split(".")))
+
+
+def _fetch_parts(facts: Mapping, parts: tuple[str, ...]) -> Any:
+    node: Any = facts
+    walked: list[str] = []
+    for part in parts:
+        walked.append(part)
+        if not isinstance(node, Mapping) or part not in node:
+            shown = ".".join(walked[:-1]) + (f"[{part!r}]" if "." in part else f".{part}" if walked[:-1] else part)
+            raise ModelInputError(
+                f"facts: missing key {shown}; pass ansible_facts.tcp_memory from tcp_memory_facts "
+                f"(schema_version {FACTS_SCHEMA_VERSION})"
+            )
+        node = node[part]
+    return node
+
+
+def _fact_int(facts: Mapping, path: str, minimum: int) -> int:
+    return parse_int(f"facts.{path}", _fetch(facts, path), minimum=minimum)
+
+
+def _optional_int(name: str, value: Any) -> Optional[int]:
+    return None if value is None else parse_int(name, value)
+
+
+def _fact_triple(name: str, value: Any) -> Optional[tuple[int, int, int]]:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
+        raise ModelInputError(f"{name} must be a list of 3 integers or null, got {_describe(value)}")
+    first, second, third = (parse_int(f"{name}[{index}]", item) for index, item in enumerate(value))
+    return (first, second, third)
+
+
+def _fact_value(key: str, value: Any) -> Optional[tuple[int, ...]]:
+    name = f"facts.sysctl[{key!r}].value"
+    if value is None:
+        return None
+    if key in TRIPLE_KEYS:
+        return _fact_triple(name, value)
+    # tcp_adv_win_scale may legitimately be negative (-31..31)
+    return (parse_int(name, value, minimum=-(2**31)),)
+
+
+def _sysctl_fact(facts: Mapping, key: str) -> SysctlFact:
+    entry = _fetch_parts(facts, ("sysctl", key))
+    for part in ("present", "writable", "scope", "value"):
+        _fetch_parts(facts, ("sysctl", key, part))
+    present = entry["present"]
+    writable = entry["writable"]
+    if not isinstance(present, bool):
+        raise ModelInputError(f"facts.sysctl[{key!r}].present must be a boolean, got {_describe(present)}")
+    if writable is not None and not isinstance(writable, bool):
+        raise ModelInputError(f"facts.sysctl[{key!r}].writable must be a boolean, got {_describe(writable)}")
+    if entry["scope"] not in ("global", "netns"):
+        raise ModelInputError(f"facts.sysctl[{key!r}].scope must be global or netns, got {_describe(entry['scope'])}")
+    return SysctlFact(present, bool(writable), str(entry["scope"]), _fact_value(key, entry["value"]))
+
+
+def _kernel_version(facts: Mapping) -> tuple[int, int, int]:
+    value = _fetch(facts, "kernel.version")
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) < 2:
+        raise ModelInputError(f"facts.kernel.version must be a list like [6, 1, 0], got {_describe(value)}")
+    numbers = [parse_int(f"facts.kernel.version[{index}]", item) for index, item in enumerate(value[:3])]
+    numbers += [0] * (3 - len(numbers))
+    return (numbers[0], numbers[1], numbers[2])
+
+
+def parse_facts(facts: Any) -> HostFacts:
+    """Check ansible_facts.tcp_memory against docs/data-model.md section 1 and keep what the model reads."""
+    if not isinstance(facts, Mapping):
+        raise ModelInputError(
+            f"facts (the filter input) must be ansible_facts.tcp_memory (a dict), got {_describe(facts)}"
+        )
+    version = _fetch(facts, "schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version != FACTS_SCHEMA_VERSION:
+        raise ModelInputError(
+            f"facts.schema_version {version!r} is not supported (this filter reads version "
+            f"{FACTS_SCHEMA_VERSION}); gather the facts again with this collection's tcp_memory_facts"
+        )
+    sockstat_fields = _fetch(facts, "sockstat.host_wide_fields") or []
+    if isinstance(sockstat_fields, (str, bytes)) or not isinstance(sockstat_fields, Sequence):
+        raise ModelInputError(f"facts.sockstat.host_wide_fields must be a list, got {_describe(sockstat_fields)}")
+    initial = _fetch(facts, "namespace.initial")
+    level = _fetch(facts, "status.level")
+    return HostFacts(
+        kernel_version=_kernel_version(facts),
+        page_size_bytes=_fact_int(facts, "page_size_bytes", minimum=4096),
+        cpu_count=_fact_int(facts, "cpu_count", minimum=1),
+        mem_total_bytes=_fact_int(facts, "memory.mem_total_bytes", minimum=1),
+        mem_available_bytes=_optional_int(
+            "facts.memory.mem_available_bytes", _fetch(facts, "memory.mem_available_bytes")
+        ),
+        boot_tcp_mem_pages=_fact_triple(
+            "facts.boot_defaults.tcp_mem_pages", _fetch(facts, "boot_defaults.tcp_mem_pages")
+        ),
+        boot_tcp_rmem_bytes=_fact_triple(
+            "facts.boot_defaults.tcp_rmem_bytes", _fetch(facts, "boot_defaults.tcp_rmem_bytes")
+        ),
+        boot_tcp_wmem_bytes=_fact_triple(
+            "facts.boot_defaults.tcp_wmem_bytes", _fetch(facts, "boot_defaults.tcp_wmem_bytes")
+        ),
+        sysctl={key: _sysctl_fact(facts, key) for key in SYSCTL_KEYS},
+        initial_netns=initial if isinstance(initial, bool) else None,
+        sockstat_host_wide_fields=tuple(str(item) for item in sockstat_fields),
+        used_pages=_optional_int("facts.status.used_pages", _fetch(facts, "status.used_pages")),
+        status_level=None if level is None else str(level),
+    )

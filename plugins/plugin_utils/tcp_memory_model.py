@@ -1,0 +1,677 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The recommendation model: a host's facts and a workload in, sysctl values with their reasons out.
+
+Pure arithmetic, no I/O and no Ansible imports (the filter turns ModelInputError into
+AnsibleFilterError). Read top to bottom: workload -> expected usage -> one function per decision
+(tcp_mem, per-socket triples, net.core limits, scope) -> estimate -> warnings. Every constant is
+justified with its source in docs/recommendation-model.md; the numbers quoted there come from
+/work/shared/domain.md (kernel source and measurements).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Optional
+
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
+    INT_MAX,
+    PROFILE_NAMES,
+    HostFacts,
+    ModelInputError,
+    Workload,
+    parse_bool,
+    parse_factor,
+    parse_fraction,
+    parse_int,
+    parse_number,
+    parse_overrides,
+)
+
+RECOMMENDATION_SCHEMA_VERSION = 1
+
+# Workload presets: (active_fraction, rx_buffered_bytes, tx_buffered_bytes) per ACTIVE connection.
+PROFILES: dict[str, dict[str, Any]] = {
+    # C1M push/chat: one in twenty connections has a small request unread (one page) and a
+    # push burst the size of the kernel's initial send buffer (tcp_wmem[1] = 16 KiB) queued.
+    "many_idle": {"active_fraction": Fraction(1, 20), "rx_buffered_bytes": 4096, "tx_buffered_bytes": 16384},
+    # Web/API keep-alive: one in ten connections moves a 16 KiB message each way at once.
+    "balanced": {"active_fraction": Fraction(1, 10), "rx_buffered_bytes": 16384, "tx_buffered_bytes": 16384},
+    # Transfers: every connection streams and keeps a 256 KiB window buffered each way.
+    "bulk_throughput": {"active_fraction": Fraction(1), "rx_buffered_bytes": 262144, "tx_buffered_bytes": 262144},
+}
+DEFAULT_PROFILE = "balanced"
+
+# Kernel accounting (skb truesize) exceeds payload. Receive: loopback measured 1.06x, real NIC
+# skbs up to 2x (the kernel's per-socket scaling_ratio starts at 50%). Send: the kernel builds
+# large page-frag skbs, so its overhead is smaller; 1.25x covers the skb heads of small writes.
+RX_TRUESIZE_FACTOR = Fraction(2)
+TX_TRUESIZE_FACTOR = Fraction(5, 4)
+
+# sockstat `mem` includes per-CPU reserves: SK_MEMORY_PCPU_RESERVE = 1 MiB of pages per CPU
+# (256 pages at 4 KiB, the ~256 pages/CPU of domain.md).
+PER_CPU_RESERVE_BYTES = 1 << 20
+
+# tcp_mem = U : 4/3 U : 2 U, the kernel's own 3:4:6 (tcp_init_mem) anchored at min = U.
+TCP_MEM_PRESSURE_OVER_MIN = Fraction(4, 3)
+TCP_MEM_MAX_OVER_MIN = 2
+
+DEFAULT_MEMORY_FRACTION = Fraction(1, 4)  # bpftune caps tcp_mem at 1/4 of free buffer pages
+
+SOCKET_MIN_BYTES = 4096  # SK_MEM_QUANTUM on older kernels; PAGE_SIZE on newer ones
+RMEM_INITIAL_BYTES = 131072  # kernel tcp_rmem[1]
+WMEM_INITIAL_BYTES = 16384  # kernel tcp_wmem[1]
+# Used only when the facts carry neither boot defaults nor live values: the older kernel caps.
+RMEM_MAX_FALLBACK_BYTES = 6291456
+WMEM_MAX_FALLBACK_BYTES = 4194304
+
+# Slab outside tcp_mem per established socket: measured 4.7 KB on 6.18; the articles' 3.3 KB
+# is an older kernel's. Unmeasured kernels in between get the larger figure (safe side).
+SLAB_BYTES_PER_SOCKET_MEASURED = 4700
+SLAB_BYTES_PER_SOCKET_OLD = 3300
+SLAB_LARGER_SINCE = (5, 0, 0)
+
+ADV_WIN_SCALE_OBSOLETE_SINCE = (6, 6, 0)
+ADV_WIN_SCALE_DEFAULT = 1
+
+TCP_MEM = "net.ipv4.tcp_mem"
+TCP_RMEM = "net.ipv4.tcp_rmem"
+TCP_WMEM = "net.ipv4.tcp_wmem"
+RMEM_MAX = "net.core.rmem_max"
+WMEM_MAX = "net.core.wmem_max"
+MODERATE_RCVBUF = "net.ipv4.tcp_moderate_rcvbuf"
+ADV_WIN_SCALE = "net.ipv4.tcp_adv_win_scale"
+
+
+class TargetDoesNotFitError(ModelInputError):
+    """The memory budget cannot hold the target; the message says by how much and what to change."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One sysctl value with the sentence that explains it and any warnings it raised."""
+
+    value: tuple[int, ...]
+    explain: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Expected steady-state TCP buffer usage of the target workload, in pages."""
+
+    active_connections: int
+    rx_pages_per_active: int
+    tx_pages_per_active: int
+    per_cpu_slack_pages: int
+    steady_pages: int
+
+    @property
+    def pages_per_active(self) -> int:
+        return self.rx_pages_per_active + self.tx_pages_per_active
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def format_bytes(size_bytes: float) -> str:
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(size_bytes) >= scale:
+            return f"{size_bytes / scale:.2f} {unit}"
+    return f"{int(size_bytes)} B"
+
+
+def format_number(number: Fraction) -> str:
+    """0.1 rather than 1/10; integers without a decimal point."""
+    return str(int(number)) if number.denominator == 1 else f"{float(number):g}"
+
+
+def sysctl_text(value: tuple[int, ...]) -> str:
+    return " ".join(str(number) for number in value)
+
+
+def ceil_fraction(number: Fraction) -> int:
+    return -((-number.numerator) // number.denominator)
+
+
+# ---------------------------------------------------------------- workload
+
+
+def resolve_workload(
+    connections: Any = None,
+    profile: Any = DEFAULT_PROFILE,
+    active_fraction: Any = None,
+    rx_buffered_bytes: Any = None,
+    tx_buffered_bytes: Any = None,
+    bandwidth_bps: Any = None,
+    rtt_ms: Any = None,
+    memory_fraction: Any = None,
+    allow_decrease: Any = False,
+    best_effort: Any = False,
+    overrides: Any = None,
+    rx_truesize_factor: Any = None,
+    tx_truesize_factor: Any = None,
+) -> Workload:
+    """Validate the operator's arguments; explicit values win over the profile's presets."""
+    if connections is None:
+        raise ModelInputError("connections is required: the concurrent TCP connections the host must hold")
+    if profile is None:
+        profile = DEFAULT_PROFILE
+    if not isinstance(profile, str) or profile not in PROFILE_NAMES:
+        raise ModelInputError(f"profile must be one of {', '.join(PROFILE_NAMES)}, got {profile!r}")
+    preset = PROFILES[profile]
+    if (bandwidth_bps is None) != (rtt_ms is None):
+        raise ModelInputError(
+            f"bandwidth_bps and rtt_ms go together (the bandwidth-delay product needs both), "
+            f"got bandwidth_bps={bandwidth_bps!r}, rtt_ms={rtt_ms!r}"
+        )
+    rtt = None if rtt_ms is None else parse_number("rtt_ms", rtt_ms)
+    if rtt is not None and not 0 < rtt <= 60000:
+        raise ModelInputError(f"rtt_ms must be > 0 and <= 60000, got {rtt_ms!r}")
+    return Workload(
+        connections=parse_int("connections", connections, minimum=1, maximum=INT_MAX),
+        profile=profile,
+        active_fraction=parse_fraction(
+            "active_fraction", preset["active_fraction"] if active_fraction is None else active_fraction
+        ),
+        rx_buffered_bytes=parse_int(
+            "rx_buffered_bytes",
+            preset["rx_buffered_bytes"] if rx_buffered_bytes is None else rx_buffered_bytes,
+            maximum=INT_MAX,
+        ),
+        tx_buffered_bytes=parse_int(
+            "tx_buffered_bytes",
+            preset["tx_buffered_bytes"] if tx_buffered_bytes is None else tx_buffered_bytes,
+            maximum=INT_MAX,
+        ),
+        rx_truesize_factor=parse_factor(
+            "rx_truesize_factor", RX_TRUESIZE_FACTOR if rx_truesize_factor is None else rx_truesize_factor
+        ),
+        tx_truesize_factor=parse_factor(
+            "tx_truesize_factor", TX_TRUESIZE_FACTOR if tx_truesize_factor is None else tx_truesize_factor
+        ),
+        bandwidth_bps=None if bandwidth_bps is None else parse_int("bandwidth_bps", bandwidth_bps, minimum=1),
+        rtt_ms=rtt,
+        memory_fraction=parse_fraction(
+            "memory_fraction", DEFAULT_MEMORY_FRACTION if memory_fraction is None else memory_fraction
+        ),
+        allow_decrease=parse_bool("allow_decrease", allow_decrease),
+        best_effort=parse_bool("best_effort", best_effort),
+        overrides=parse_overrides(overrides),
+    )
+
+
+def pages_charged(payload_bytes: int, truesize_factor: Fraction, page_size_bytes: int) -> int:
+    """Pages one socket holds for payload_bytes queued in one direction (at least one page once anything is)."""
+    if payload_bytes == 0:
+        return 0
+    return max(1, ceil_fraction(payload_bytes * truesize_factor / page_size_bytes))
+
+
+def steady_state_usage(connections: int, workload: Workload, host: HostFacts) -> Usage:
+    active = ceil_fraction(connections * workload.active_fraction)
+    rx_pages = pages_charged(workload.rx_buffered_bytes, workload.rx_truesize_factor, host.page_size_bytes)
+    tx_pages = pages_charged(workload.tx_buffered_bytes, workload.tx_truesize_factor, host.page_size_bytes)
+    slack_pages = host.cpu_count * math.ceil(PER_CPU_RESERVE_BYTES / host.page_size_bytes)
+    return Usage(active, rx_pages, tx_pages, slack_pages, active * (rx_pages + tx_pages) + slack_pages)
+
+
+def connections_held(limit_pages: int, usage: Usage, workload: Workload) -> Optional[int]:
+    """Most connections whose steady-state usage stays <= limit_pages; None when buffers don't limit them."""
+    if usage.pages_per_active == 0:
+        return None
+    active_held = max(0, limit_pages - usage.per_cpu_slack_pages) // usage.pages_per_active
+    # ceil(c * f) <= A  <=>  c <= A / f
+    return math.floor(Fraction(active_held) / workload.active_fraction)
+
+
+def memory_budget_pages(host: HostFacts, workload: Workload) -> int:
+    return math.floor(host.mem_total_bytes * workload.memory_fraction / host.page_size_bytes)
+
+
+def bdp_bytes(workload: Workload) -> Optional[int]:
+    """Bandwidth-delay product: bandwidth_bps / 8 * rtt_ms / 1000."""
+    if workload.bandwidth_bps is None or workload.rtt_ms is None:
+        return None
+    return ceil_fraction(Fraction(workload.bandwidth_bps, 8) * workload.rtt_ms / 1000)
+
+
+# ---------------------------------------------------------------- shared steps
+
+
+def current_value(host: HostFacts, key: str) -> Optional[tuple[int, ...]]:
+    return host.sysctl[key].value
+
+
+def raise_to_floors(
+    value: tuple[int, ...], floors: list[tuple[str, Optional[tuple[int, ...]]]], labels: tuple[str, ...]
+) -> tuple[tuple[int, ...], list[str]]:
+    """Element-wise max with each floor (boot default, live value); notes say which field was held up."""
+    raised = list(value)
+    notes: list[str] = []
+    for index, label in enumerate(labels):
+        for source, floor in floors:
+            if floor is not None and floor[index] > raised[index]:
+                notes.append(f"{label} held up from {raised[index]} to {floor[index]} ({source})")
+                raised[index] = floor[index]
+    return tuple(raised), notes
+
+
+def ordered(triple: tuple[int, ...]) -> tuple[int, ...]:
+    """Make min <= middle <= max after floors (64 KiB-page kernels boot with tcp_wmem[0] > tcp_wmem[1])."""
+    first = triple[0]
+    second = max(triple[1], first)
+    return (first, second, max(triple[2], second))
+
+
+def floors_for(host: HostFacts, key: str, boot: Optional[tuple[int, ...]], workload: Workload) -> list:
+    if workload.allow_decrease:
+        return []
+    return [
+        ("kernel boot default, allow_decrease=false", boot),
+        ("live value, allow_decrease=false", current_value(host, key)),
+    ]
+
+
+# ---------------------------------------------------------------- tcp_mem
+
+
+def tcp_mem_for_usage(steady_pages: int) -> tuple[int, int, int]:
+    """min = U so normal load sits at min; pressure 4/3 U and max 2 U keep the kernel's 3:4:6 spacing."""
+    return (
+        steady_pages,
+        ceil_fraction(steady_pages * TCP_MEM_PRESSURE_OVER_MIN),
+        steady_pages * TCP_MEM_MAX_OVER_MIN,
+    )
+
+
+def does_not_fit_message(
+    host: HostFacts, workload: Workload, usage: Usage, needed_pages: int, budget_pages: int
+) -> str:
+    page = host.page_size_bytes
+    needed_bytes = needed_pages * page
+    budget_bytes = budget_pages * page
+    short_bytes = needed_bytes - budget_bytes
+    fitting = connections_held(budget_pages // TCP_MEM_MAX_OVER_MIN, usage, workload)
+    needed_fraction = Fraction(needed_bytes, host.mem_total_bytes)
+    fraction_hint = (
+        f"memory_fraction >= {math.ceil(float(needed_fraction) * 1000) / 1000:g}"
+        if needed_fraction <= 1
+        else "no memory_fraction suffices (more than all RAM)"
+    )
+    return (
+        f"connections={workload.connections} ({workload.profile}: {usage.active_connections} active x "
+        f"{usage.pages_per_active} pages + {usage.per_cpu_slack_pages} per-CPU pages = {usage.steady_pages} pages "
+        f"steady state) needs tcp_mem max = {TCP_MEM_MAX_OVER_MIN} x {usage.steady_pages} = {needed_pages} pages "
+        f"({format_bytes(needed_bytes)}), but memory_fraction={format_number(workload.memory_fraction)} of MemTotal "
+        f"{format_bytes(host.mem_total_bytes)} allows {budget_pages} pages ({format_bytes(budget_bytes)}): short by "
+        f"{needed_pages - budget_pages} pages ({format_bytes(short_bytes)}, "
+        f"{100 * short_bytes / budget_bytes if budget_bytes else math.inf:.0f}% over the budget). "
+        f"To fit: at most {fitting} connections at this workload, or smaller rx_buffered_bytes/tx_buffered_bytes "
+        f"or active_fraction, or {fraction_hint}, or at least "
+        f"{format_bytes(math.ceil(needed_bytes / workload.memory_fraction))} of RAM"
+    )
+
+
+def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decision:
+    budget_pages = memory_budget_pages(host, workload)
+    ideal = tcp_mem_for_usage(usage.steady_pages)
+    warnings: list[str] = []
+    arithmetic = (
+        f"{workload.connections} connections x {format_number(workload.active_fraction)} active = "
+        f"{usage.active_connections} x (rx {workload.rx_buffered_bytes} B x "
+        f"{format_number(workload.rx_truesize_factor)} = {usage.rx_pages_per_active} pages + "
+        f"tx {workload.tx_buffered_bytes} B x "
+        f"{format_number(workload.tx_truesize_factor)} = {usage.tx_pages_per_active} pages) + "
+        f"{usage.per_cpu_slack_pages} per-CPU reserve pages = U {usage.steady_pages} pages; "
+        f"min = U, pressure = ceil(4/3 U), max = 2 U (the kernel's 3:4:6)"
+    )
+    value: tuple[int, ...] = ideal
+    if ideal[2] > budget_pages:
+        message = does_not_fit_message(host, workload, usage, ideal[2], budget_pages)
+        if not workload.best_effort:
+            raise TargetDoesNotFitError(message + "; or pass best_effort=true for clamped values with a warning.")
+        value = ordered((max(1, budget_pages // 2), max(1, budget_pages * 2 // 3), max(1, budget_pages)))
+        warnings.append(f"best_effort: tcp_mem clamped to the budget. {message}.")
+        arithmetic += f"; clamped to the budget of {budget_pages} pages (best_effort) in the same 3:4:6 spacing"
+    value, notes = raise_to_floors(
+        value, floors_for(host, TCP_MEM, host.boot_tcp_mem_pages, workload), ("min", "pressure", "max")
+    )
+    value = ordered(value)
+    if value[2] > budget_pages and notes:
+        warnings.append(
+            f"{TCP_MEM} max {value[2]} pages ({format_bytes(value[2] * host.page_size_bytes)}) is above the budget of "
+            f"{budget_pages} pages because allow_decrease=false keeps the boot default or live value; "
+            f"pass allow_decrease=true to bring it within memory_fraction={format_number(workload.memory_fraction)}"
+        )
+    share = Fraction(value[2] * host.page_size_bytes, host.mem_total_bytes)
+    explain = (
+        f"{arithmetic}; max = {format_bytes(value[2] * host.page_size_bytes)} = {100 * float(share):.1f}% of MemTotal "
+        f"(budget {100 * float(workload.memory_fraction):.0f}%)."
+    )
+    if notes:
+        explain += " " + "; ".join(notes) + "."
+    return Decision(value, explain, tuple(warnings))
+
+
+# ---------------------------------------------------------------- per-socket triples
+
+
+def socket_min_bytes(host: HostFacts) -> int:
+    return max(SOCKET_MIN_BYTES, host.page_size_bytes)
+
+
+def decide_socket_triple(host: HostFacts, workload: Workload, key: str) -> Decision:
+    """tcp_rmem / tcp_wmem: kernel min and initial size; max from the link's BDP or the boot default."""
+    receive = key == TCP_RMEM
+    boot = host.boot_tcp_rmem_bytes if receive else host.boot_tcp_wmem_bytes
+    initial = RMEM_INITIAL_BYTES if receive else WMEM_INITIAL_BYTES
+    minimum = socket_min_bytes(host)
+    default = max(initial, minimum)
+    warnings: list[str] = []
+    link_bdp = bdp_bytes(workload)
+    if link_bdp is not None:
+        factor = workload.rx_truesize_factor if receive else Fraction(1)
+        needed = ceil_fraction(link_bdp * factor)
+        page = host.page_size_bytes
+        maximum = min(-(-needed // page) * page, INT_MAX)
+        if needed > INT_MAX:
+            warnings.append(
+                f"{key}: the link needs {needed} bytes per socket but sysctl values are C ints; capped at {INT_MAX}"
+            )
+        source = (
+            f"max = BDP {link_bdp} B ({workload.bandwidth_bps} bit/s / 8 x {format_number(workload.rtt_ms or 0)} ms)"
+            + (f" x receive truesize {format_number(factor)}" if receive else "")
+            + f", rounded up to a page = {maximum}"
+        )
+    else:
+        fallback = RMEM_MAX_FALLBACK_BYTES if receive else WMEM_MAX_FALLBACK_BYTES
+        live = current_value(host, key)
+        maximum = boot[2] if boot else live[2] if live else fallback
+        origin = "boot default" if boot else "live value" if live else "kernel cap"
+        source = f"max = {maximum} ({origin}, no link given)"
+    value, notes = raise_to_floors(
+        (minimum, default, max(maximum, default)), floors_for(host, key, boot, workload), ("min", "default", "max")
+    )
+    value = ordered(value)
+    explain = (
+        f"min = max(4096, page size {host.page_size_bytes}) = {minimum}; default = the kernel's initial "
+        f"{initial} B; {source}."
+    )
+    if notes:
+        explain += " " + "; ".join(notes) + "."
+    return Decision(value, explain, tuple(warnings))
+
+
+# ---------------------------------------------------------------- net.core limits and switches
+
+
+def decide_core_max(host: HostFacts, workload: Workload, key: str, triple_key: str, triple_max: int) -> Decision:
+    """rmem_max >= tcp_rmem[2] (and wmem likewise) so SO_RCVBUF/SO_SNDBUF users reach what autotuning reaches."""
+    floors = [] if workload.allow_decrease else [("live value, allow_decrease=false", current_value(host, key))]
+    value, notes = raise_to_floors((triple_max,), floors, ("value",))
+    explain = f"= {triple_key}[2] {triple_max}, so setsockopt buffer users are not capped below autotuning."
+    if notes:
+        explain += " " + "; ".join(notes) + "."
+    return Decision(value, explain)
+
+
+def decide_moderate_rcvbuf(host: HostFacts) -> Decision:
+    live = current_value(host, MODERATE_RCVBUF)
+    state = "already on" if live == (1,) else f"live value {sysctl_text(live)}" if live else "live value unknown"
+    return Decision((1,), f"receive autotuning grows each buffer on demand up to {TCP_RMEM}[2] ({state}).")
+
+
+def override_decision(workload: Workload, key: str, modelled: Optional[Decision]) -> Decision:
+    value = workload.overrides[key]
+    model_part = f" (the model recommended {sysctl_text(modelled.value)})" if modelled else ""
+    return Decision(value, f"set by tcp_memory_overrides{model_part}.")
+
+
+# ---------------------------------------------------------------- scope
+
+
+def scope_of(host: HostFacts, key: str) -> dict[str, Any]:
+    fact = host.sysctl[key]
+    elsewhere = host.initial_netns is False and fact.scope == "global"
+    if not fact.present:
+        reason = (
+            "absent here: a global key that a non-initial network namespace (container) does not show; "
+            "set it on the host"
+            if elsewhere
+            else "absent here: this kernel has no such key under /proc/sys"
+        )
+        return {"scope": fact.scope, "settable": False, "reason": reason}
+    if not fact.writable:
+        reason = "read-only here" + (
+            ": a global key, read-only in a non-initial network namespace; set it on the host" if elsewhere else ""
+        )
+        return {"scope": fact.scope, "settable": False, "reason": reason}
+    where = "this network namespace only" if fact.scope == "netns" else "the whole host"
+    return {"scope": fact.scope, "settable": True, "reason": f"writable here; applies to {where}"}
+
+
+# ---------------------------------------------------------------- estimate
+
+
+def slab_bytes_per_socket(host: HostFacts) -> tuple[int, str]:
+    if host.kernel_version >= SLAB_LARGER_SINCE:
+        return SLAB_BYTES_PER_SOCKET_MEASURED, "4.7 KB per established socket, measured on kernel 6.18"
+    return SLAB_BYTES_PER_SOCKET_OLD, "3.3 KB per established socket, the older kernels' figure"
+
+
+def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> dict[str, Any]:
+    page = host.page_size_bytes
+    slab_per_socket, slab_source = slab_bytes_per_socket(host)
+    buffer_bytes = usage.steady_pages * page
+    slab_bytes = workload.connections * slab_per_socket
+    live_tcp_mem = current_value(host, TCP_MEM) or host.boot_tcp_mem_pages
+    live_source = "live value" if current_value(host, TCP_MEM) else "boot default" if live_tcp_mem else None
+    return {
+        "active_connections": usage.active_connections,
+        "rx_pages_per_active_connection": usage.rx_pages_per_active,
+        "tx_pages_per_active_connection": usage.tx_pages_per_active,
+        "per_cpu_reserve_pages": usage.per_cpu_slack_pages,
+        "steady_state_pages": usage.steady_pages,
+        "buffer_bytes_at_target": buffer_bytes,
+        "slab_bytes_per_connection": slab_per_socket,
+        "slab_bytes_source": slab_source,
+        "slab_bytes_at_target": slab_bytes,
+        "total_bytes_at_target": buffer_bytes + slab_bytes,
+        "ram_share_at_target": round((buffer_bytes + slab_bytes) / host.mem_total_bytes, 6),
+        "tcp_mem_max_bytes": tcp_mem[2] * page,
+        "ram_share_at_tcp_mem_max": round((tcp_mem[2] * page + slab_bytes) / host.mem_total_bytes, 6),
+        "memory_budget_bytes": memory_budget_pages(host, workload) * page,
+        "recommended_connections_before_pressure": connections_held(tcp_mem[1], usage, workload),
+        "recommended_connections_before_stalls": connections_held(tcp_mem[2], usage, workload),
+        "current_tcp_mem_pages": list(live_tcp_mem) if live_tcp_mem else None,
+        "current_tcp_mem_source": live_source,
+        "current_connections_before_pressure": connections_held(live_tcp_mem[1], usage, workload)
+        if live_tcp_mem
+        else None,
+        "current_connections_before_stalls": connections_held(live_tcp_mem[2], usage, workload)
+        if live_tcp_mem
+        else None,
+        "current_used_pages": host.used_pages,
+        "current_level": host.status_level,
+        "current_used_fraction_of_recommended_pressure": round(host.used_pages / tcp_mem[1], 6)
+        if host.used_pages is not None
+        else None,
+    }
+
+
+# ---------------------------------------------------------------- warnings
+
+
+def effective_value(host: HostFacts, key: str, recommended: dict[str, tuple[int, ...]]) -> Optional[tuple[int, ...]]:
+    """What will be in force after apply: the recommendation where settable, else the live value."""
+    if key in recommended and scope_of(host, key)["settable"]:
+        return recommended[key]
+    return current_value(host, key)
+
+
+def buffer_cap_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
+    warnings = []
+    for core_key, triple_key, option in ((RMEM_MAX, TCP_RMEM, "SO_RCVBUF"), (WMEM_MAX, TCP_WMEM, "SO_SNDBUF")):
+        core = effective_value(host, core_key, recommended)
+        triple = effective_value(host, triple_key, recommended)
+        if core is not None and triple is not None and core[0] < triple[2]:
+            warnings.append(
+                f"applications that set {option} are capped by {core_key}={core[0]}, below {triple_key}[2]="
+                f"{triple[2]} that autotuned sockets reach (bpftune issue #188); raise {core_key}"
+                + ("" if scope_of(host, core_key)["settable"] else " on the host")
+            )
+    return warnings
+
+
+def override_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> list[str]:
+    warnings = []
+    if TCP_MEM in workload.overrides:
+        budget_pages = memory_budget_pages(host, workload)
+        if tcp_mem[2] > budget_pages:
+            warnings.append(
+                f"override {TCP_MEM} max {tcp_mem[2]} pages is above the budget of {budget_pages} pages "
+                f"(memory_fraction={format_number(workload.memory_fraction)})"
+            )
+        if tcp_mem[1] < usage.steady_pages:
+            warnings.append(
+                f"override {TCP_MEM} pressure {tcp_mem[1]} pages is below the target's steady-state usage of "
+                f"{usage.steady_pages} pages: the target load would run under memory pressure (receivers drop)"
+            )
+        if tcp_mem[0] == 0:
+            warnings.append(f"override {TCP_MEM} min is 0: TCP would be under pressure from the first page")
+    for key in (TCP_RMEM, TCP_WMEM):
+        if key in workload.overrides and workload.overrides[key][0] < SOCKET_MIN_BYTES:
+            warnings.append(f"override {key} min {workload.overrides[key][0]} is below {SOCKET_MIN_BYTES} bytes")
+    if workload.overrides.get(MODERATE_RCVBUF) == (0,):
+        warnings.append(f"override {MODERATE_RCVBUF}=0 turns receive autotuning off: buffers stay at {TCP_RMEM}[1]")
+    return warnings
+
+
+def host_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> list[str]:
+    warnings = []
+    if host.used_pages is not None and host.used_pages > tcp_mem[1]:
+        warnings.append(
+            f"current TCP buffer usage {host.used_pages} pages is already above the recommended pressure "
+            f"threshold {tcp_mem[1]} pages: the host carries more than this target now"
+        )
+    if host.sockstat_host_wide_fields:
+        warnings.append(
+            f"/proc/net/sockstat {', '.join(host.sockstat_host_wide_fields)} are host-wide in this network "
+            "namespace: current usage figures describe the whole host, not this container"
+        )
+    adv = current_value(host, ADV_WIN_SCALE)
+    if host.kernel_version >= ADV_WIN_SCALE_OBSOLETE_SINCE and adv is not None and adv[0] != ADV_WIN_SCALE_DEFAULT:
+        warnings.append(
+            f"{ADV_WIN_SCALE}={adv[0]} was changed from the default {ADV_WIN_SCALE_DEFAULT}, but it has no effect on "
+            f"kernel >= 6.6 (per-socket scaling_ratio replaced it); remove it from sysctl configuration"
+        )
+    slab_per_socket, _ = slab_bytes_per_socket(host)
+    total_bytes = usage.steady_pages * host.page_size_bytes + workload.connections * slab_per_socket
+    if host.mem_available_bytes is not None and total_bytes > host.mem_available_bytes:
+        warnings.append(
+            f"the target needs about {format_bytes(total_bytes)} (buffers + socket slab) but MemAvailable is "
+            f"{format_bytes(host.mem_available_bytes)}"
+        )
+    return warnings
+
+
+def socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
+    pressure_bytes = recommended[TCP_MEM][1] * host.page_size_bytes
+    return [
+        f"{key}[2]={recommended[key][2]} bytes is more than the whole {TCP_MEM} pressure threshold "
+        f"({pressure_bytes} bytes): one socket growing to its max would push every socket into pressure"
+        for key in (TCP_RMEM, TCP_WMEM)
+        if recommended[key][2] > pressure_bytes
+    ]
+
+
+# ---------------------------------------------------------------- the recommendation
+
+
+def decide_all(host: HostFacts, workload: Workload, usage: Usage) -> dict[str, Decision]:
+    """Decisions in dependency order: overrides of triples feed the net.core limits derived from them."""
+
+    def pick(key: str, modelled: Optional[Decision]) -> Decision:
+        return override_decision(workload, key, modelled) if key in workload.overrides else modelled  # type: ignore
+
+    decisions: dict[str, Decision] = {}
+    modelled_tcp_mem = None
+    try:
+        modelled_tcp_mem = decide_tcp_mem(host, workload, usage)
+    except TargetDoesNotFitError:
+        if TCP_MEM not in workload.overrides:
+            raise
+    decisions[TCP_MEM] = pick(TCP_MEM, modelled_tcp_mem)
+    for key in (TCP_RMEM, TCP_WMEM):
+        decisions[key] = pick(key, decide_socket_triple(host, workload, key))
+    for core_key, triple_key in ((RMEM_MAX, TCP_RMEM), (WMEM_MAX, TCP_WMEM)):
+        modelled = decide_core_max(host, workload, core_key, triple_key, decisions[triple_key].value[2])
+        decisions[core_key] = pick(core_key, modelled)
+    decisions[MODERATE_RCVBUF] = pick(MODERATE_RCVBUF, decide_moderate_rcvbuf(host))
+    for key in workload.overrides:
+        if key not in decisions:
+            decisions[key] = override_decision(workload, key, None)
+    return decisions
+
+
+def without_obsolete(host: HostFacts, decisions: dict[str, Decision]) -> tuple[dict[str, Decision], list[str]]:
+    """tcp_adv_win_scale is never written on kernel >= 6.6, even when an override asks for it."""
+    if ADV_WIN_SCALE in decisions and host.kernel_version >= ADV_WIN_SCALE_OBSOLETE_SINCE:
+        kept = {key: decision for key, decision in decisions.items() if key != ADV_WIN_SCALE}
+        return kept, [f"override {ADV_WIN_SCALE} ignored: it has no effect on kernel >= 6.6, so it is not written"]
+    return decisions, []
+
+
+def resolved_inputs(host: HostFacts, workload: Workload) -> dict[str, Any]:
+    return {
+        "connections": workload.connections,
+        "profile": workload.profile,
+        "active_fraction": float(workload.active_fraction),
+        "rx_buffered_bytes": workload.rx_buffered_bytes,
+        "tx_buffered_bytes": workload.tx_buffered_bytes,
+        "rx_truesize_factor": float(workload.rx_truesize_factor),
+        "tx_truesize_factor": float(workload.tx_truesize_factor),
+        "bandwidth_bps": workload.bandwidth_bps,
+        "rtt_ms": None if workload.rtt_ms is None else float(workload.rtt_ms),
+        "bdp_bytes": bdp_bytes(workload),
+        "memory_fraction": float(workload.memory_fraction),
+        "memory_budget_pages": memory_budget_pages(host, workload),
+        "allow_decrease": workload.allow_decrease,
+        "best_effort": workload.best_effort,
+        "overrides": {key: sysctl_text(value) for key, value in workload.overrides.items()},
+        "page_size_bytes": host.page_size_bytes,
+        "cpu_count": host.cpu_count,
+        "mem_total_bytes": host.mem_total_bytes,
+        "kernel_version": list(host.kernel_version),
+    }
+
+
+def recommend(host: HostFacts, workload: Workload) -> dict[str, Any]:
+    """The recommendation of docs/data-model.md section 2, as plain data."""
+    usage = steady_state_usage(workload.connections, workload, host)
+    decisions, warnings = without_obsolete(host, decide_all(host, workload, usage))
+    values = {key: decision.value for key, decision in decisions.items()}
+    tcp_mem = values[TCP_MEM]
+    for decision in decisions.values():
+        warnings.extend(decision.warnings)
+    scope = {key: scope_of(host, key) for key in values}
+    warnings.extend(
+        f"{key} can't be set here ({scope[key]['reason']}); recommended value: {sysctl_text(values[key])}"
+        for key in values
+        if not scope[key]["settable"]
+    )
+    warnings.extend(override_warnings(host, workload, usage, tcp_mem))
+    warnings.extend(buffer_cap_warnings(host, values))
+    warnings.extend(socket_max_warnings(host, values))
+    warnings.extend(host_warnings(host, workload, usage, tcp_mem))
+    return {
+        "schema_version": RECOMMENDATION_SCHEMA_VERSION,
+        "sysctl": {key: sysctl_text(value) for key, value in values.items()},
+        "explain": {key: decision.explain for key, decision in decisions.items()},
+        "scope": scope,
+        "estimate": build_estimate(host, workload, usage, tcp_mem),
+        "warnings": warnings,
+        "inputs": resolved_inputs(host, workload),
+    }

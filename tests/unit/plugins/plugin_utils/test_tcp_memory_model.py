@@ -1,0 +1,311 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Examples of the recommendation model with hand-checked arithmetic and the comparisons the docs show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
+    ModelInputError,
+    parse_facts,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import (
+    TargetDoesNotFitError,
+    recommend,
+    resolve_workload,
+    steady_state_usage,
+)
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import (
+    GIB,
+    MIB,
+    make_facts,
+)
+
+TUNED_NETWORK_THROUGHPUT = {"net.ipv4.tcp_rmem": (4096, 131072, 16777216), "net.ipv4.tcp_wmem": (4096, 16384, 16777216)}
+ESNET_10G = {
+    "net.ipv4.tcp_rmem": (4096, 87380, 67108864),
+    "net.ipv4.tcp_wmem": (4096, 65536, 67108864),
+    "net.core.rmem_max": (134217728,),
+    "net.core.wmem_max": (134217728,),
+}
+
+
+def run(facts: dict[str, Any], **arguments: Any) -> dict[str, Any]:
+    return recommend(parse_facts(facts), resolve_workload(**arguments))
+
+
+def triple(result: dict[str, Any], key: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in result["sysctl"][key].split())
+
+
+# ---------------------------------------------------------------- the worked example of the docs
+
+
+def test_worked_example_16_gib_200k_connections_arithmetic():
+    result = run(make_facts(mem_total_bytes=16 * GIB, cpu_count=8), connections=200000)
+    # balanced: 20000 active x (16384 B x 2 = 8 pages rx + 16384 B x 1.25 = 5 pages tx) + 8 CPUs x 256 pages
+    steady_pages = 20000 * (8 + 5) + 8 * 256
+    assert result["estimate"]["steady_state_pages"] == steady_pages
+    assert triple(result, "net.ipv4.tcp_mem") == (steady_pages, -(-steady_pages * 4 // 3), 2 * steady_pages)
+    assert "U 262048 pages" in result["explain"]["net.ipv4.tcp_mem"]
+    assert result["estimate"]["slab_bytes_at_target"] == 200000 * 4700
+    assert result["estimate"]["recommended_connections_before_pressure"] >= 200000
+    # the host's boot defaults would put this target under pressure: that is why we raise them
+    assert result["estimate"]["current_connections_before_pressure"] < 200000
+    assert result["warnings"] == []
+
+
+def test_output_is_plain_data_with_every_recommended_key_explained_and_scoped():
+    result = run(make_facts(), connections=1000)
+    assert set(result) == {"schema_version", "sysctl", "explain", "scope", "estimate", "warnings", "inputs"}
+    assert set(result["explain"]) == set(result["sysctl"]) == set(result["scope"])
+    assert set(result["sysctl"]) >= {
+        "net.ipv4.tcp_mem",
+        "net.ipv4.tcp_rmem",
+        "net.ipv4.tcp_wmem",
+        "net.core.rmem_max",
+        "net.core.wmem_max",
+        "net.ipv4.tcp_moderate_rcvbuf",
+    }
+    assert result["sysctl"]["net.ipv4.tcp_moderate_rcvbuf"] == "1"
+    assert all(isinstance(value, str) for value in result["sysctl"].values())
+
+
+# ---------------------------------------------------------------- comparisons shown in the docs table
+
+
+def test_boot_defaults_are_a_floor_without_allow_decrease():
+    facts = make_facts(mem_total_bytes=16 * GIB)
+    result = run(facts, connections=10)  # a tiny target would need far less than the boot defaults
+    boot = facts["boot_defaults"]
+    assert triple(result, "net.ipv4.tcp_mem") == tuple(boot["tcp_mem_pages"])
+    assert triple(result, "net.ipv4.tcp_rmem") == tuple(boot["tcp_rmem_bytes"])
+    assert triple(result, "net.ipv4.tcp_wmem") == tuple(boot["tcp_wmem_bytes"])
+    assert "held up" in result["explain"]["net.ipv4.tcp_mem"]
+
+
+def test_allow_decrease_lets_a_small_target_go_below_boot_defaults():
+    facts = make_facts(mem_total_bytes=16 * GIB)
+    result = run(facts, connections=10, allow_decrease=True)
+    assert triple(result, "net.ipv4.tcp_mem")[1] < facts["boot_defaults"]["tcp_mem_pages"][1]
+    assert "held up" not in result["explain"]["net.ipv4.tcp_mem"]
+
+
+def test_live_values_above_the_model_are_kept_and_reported():
+    live = {"net.ipv4.tcp_mem": [900000, 1000000, 1100000], "net.core.rmem_max": 134217728}
+    result = run(make_facts(live=live), connections=200000)
+    assert triple(result, "net.ipv4.tcp_mem") == (900000, 1000000, 1100000)
+    assert "held up from 262048 to 900000 (live value" in result["explain"]["net.ipv4.tcp_mem"]
+    assert result["sysctl"]["net.core.rmem_max"] == "134217728"
+
+
+def test_tuned_network_throughput_comparison():
+    result = run(make_facts(), connections=200000)
+    for key, (tuned_min, tuned_default, tuned_max) in TUNED_NETWORK_THROUGHPUT.items():
+        ours = triple(result, key)
+        # same floor and initial size as tuned (the kernel's own), but tuned's 16 MiB maxima are a fixed guess
+        assert ours[:2] == (tuned_min, tuned_default)
+        assert ours[2] < tuned_max
+
+
+def test_ten_gigabit_100_ms_link_reaches_the_bandwidth_delay_product():
+    result = run(make_facts(), connections=2000, bandwidth_bps=10_000_000_000, rtt_ms=100)
+    bdp_bytes = 10_000_000_000 // 8 * 100 // 1000
+    assert bdp_bytes == 125_000_000 == result["inputs"]["bdp_bytes"]
+    assert triple(result, "net.ipv4.tcp_wmem")[2] >= bdp_bytes
+    assert triple(result, "net.ipv4.tcp_rmem")[2] >= 2 * bdp_bytes  # receive side pays skb truesize
+    assert int(result["sysctl"]["net.core.rmem_max"]) >= triple(result, "net.ipv4.tcp_rmem")[2]
+    assert int(result["sysctl"]["net.core.wmem_max"]) >= triple(result, "net.ipv4.tcp_wmem")[2]
+    # ESnet's 10G host tuning (64 MiB) is sized for shorter paths; at 100 ms we need more
+    for key in ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"):
+        assert triple(result, key)[2] > ESNET_10G[key][2]
+
+
+def test_link_sizes_are_capped_at_int_max_with_a_warning():
+    result = run(make_facts(mem_total_bytes=1024 * GIB), connections=10, bandwidth_bps=400_000_000_000, rtt_ms=300)
+    assert triple(result, "net.ipv4.tcp_rmem")[2] == 2147483647
+    assert any("C ints" in warning for warning in result["warnings"])
+
+
+# ---------------------------------------------------------------- budget
+
+
+def test_target_beyond_the_budget_says_by_how_much_and_how_many_fit():
+    facts = make_facts(mem_total_bytes=16 * GIB, cpu_count=2)
+    with pytest.raises(TargetDoesNotFitError) as caught:
+        run(facts, connections=2_000_000)
+    message = str(caught.value)
+    assert "short by 4152448 pages" in message
+    assert "at most 402900 connections" in message
+    assert "memory_fraction" in message and "of RAM" in message and "best_effort" in message
+    # the advice is exact: the suggested count fits, one more does not
+    run(facts, connections=402900)
+    with pytest.raises(TargetDoesNotFitError):
+        run(facts, connections=402901)
+
+
+def test_best_effort_clamps_to_the_budget_with_a_warning():
+    facts = make_facts(mem_total_bytes=16 * GIB, cpu_count=2)
+    result = run(facts, connections=2_000_000, best_effort=True)
+    tcp_mem = triple(result, "net.ipv4.tcp_mem")
+    assert tcp_mem[2] == 16 * GIB // 4 // 4096
+    assert tcp_mem[0] <= tcp_mem[1] <= tcp_mem[2]
+    assert any(warning.startswith("best_effort") and "short by" in warning for warning in result["warnings"])
+
+
+def test_larger_memory_fraction_makes_room():
+    facts = make_facts(mem_total_bytes=16 * GIB, cpu_count=2)
+    result = run(facts, connections=600_000, memory_fraction=0.5)
+    assert triple(result, "net.ipv4.tcp_mem")[2] * 4096 <= 8 * GIB
+
+
+# ---------------------------------------------------------------- containers, kernels, page sizes
+
+
+def test_container_namespace_scope_and_warnings():
+    result = run(make_facts(initial_netns=False), connections=1000)
+    scope = result["scope"]
+    assert scope["net.ipv4.tcp_mem"] == {
+        "scope": "global",
+        "settable": False,
+        "reason": scope["net.ipv4.tcp_mem"]["reason"],
+    }
+    assert "absent here" in scope["net.ipv4.tcp_mem"]["reason"]
+    assert scope["net.core.rmem_max"]["settable"] is False and "read-only" in scope["net.core.rmem_max"]["reason"]
+    assert scope["net.ipv4.tcp_rmem"] == {
+        "scope": "netns",
+        "settable": True,
+        "reason": "writable here; applies to this network namespace only",
+    }
+    warnings = " | ".join(result["warnings"])
+    assert "net.ipv4.tcp_mem can't be set here" in warnings
+    assert "net.core.wmem_max can't be set here" in warnings
+    assert "host-wide" in warnings
+    # net.core.rmem_max stays 212992 on the host: setsockopt users are capped below autotuning
+    assert "SO_RCVBUF are capped by net.core.rmem_max=212992" in warnings
+    # still recommended, so the operator can set it on the host
+    assert "net.ipv4.tcp_mem" in result["sysctl"]
+    assert result["estimate"]["current_tcp_mem_source"] == "boot default"
+
+
+@pytest.mark.parametrize(("version", "live_scale"), [((6, 6, 0), 2), ((6, 18, 0), 2), ((5, 15, 0), 2), ((6, 18, 0), 1)])
+def test_tcp_adv_win_scale_never_emitted_and_warned_about_on_new_kernels(version, live_scale):
+    result = run(make_facts(kernel_version=version, live={"net.ipv4.tcp_adv_win_scale": live_scale}), connections=100)
+    assert "net.ipv4.tcp_adv_win_scale" not in result["sysctl"]
+    warned = any("tcp_adv_win_scale=2" in warning for warning in result["warnings"])
+    assert warned == (version >= (6, 6, 0) and live_scale != 1)
+
+
+def test_tcp_adv_win_scale_override_dropped_on_new_kernels_kept_on_old():
+    override = {"net.ipv4.tcp_adv_win_scale": 2}
+    new = run(make_facts(kernel_version=(6, 18, 0)), connections=100, overrides=override)
+    assert "net.ipv4.tcp_adv_win_scale" not in new["sysctl"]
+    assert any("ignored" in warning for warning in new["warnings"])
+    old = run(make_facts(kernel_version=(5, 15, 0)), connections=100, overrides=override)
+    assert old["sysctl"]["net.ipv4.tcp_adv_win_scale"] == "2"
+
+
+@pytest.mark.parametrize(("version", "slab_bytes"), [((4, 19, 0), 3300), ((5, 10, 0), 4700), ((6, 18, 0), 4700)])
+def test_slab_figure_by_kernel_version(version, slab_bytes):
+    result = run(make_facts(kernel_version=version), connections=1000)
+    assert result["estimate"]["slab_bytes_per_connection"] == slab_bytes
+    assert result["estimate"]["slab_bytes_at_target"] == 1000 * slab_bytes
+
+
+def test_64k_pages_keep_socket_triples_ordered():
+    # 64 KiB-page kernels boot with tcp_wmem = 65536 16384 ...: min above default
+    facts = make_facts(mem_total_bytes=64 * GIB, page_size_bytes=65536)
+    result = run(facts, connections=1000)
+    for key in ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"):
+        minimum, default, maximum = triple(result, key)
+        assert minimum == 65536 and minimum <= default <= maximum
+    # per-CPU reserve is 1 MiB of pages: 16 pages of 64 KiB
+    assert result["estimate"]["per_cpu_reserve_pages"] == 8 * 16
+
+
+def test_every_buffered_direction_costs_at_least_one_page():
+    usage = steady_state_usage(
+        10,
+        resolve_workload(connections=10, active_fraction=1, rx_buffered_bytes=1, tx_buffered_bytes=1),
+        parse_facts(make_facts(page_size_bytes=65536, cpu_count=1)),
+    )
+    assert (usage.rx_pages_per_active, usage.tx_pages_per_active) == (1, 1)
+    assert usage.steady_pages == 10 * 2 + 16
+
+
+def test_usage_already_above_the_new_pressure_is_warned_about():
+    result = run(make_facts(used_pages=500000, live={"net.ipv4.tcp_mem": [1, 2, 3]}), connections=1000)
+    assert any("already above the recommended pressure" in warning for warning in result["warnings"])
+
+
+def test_mem_available_too_small_for_the_target_is_warned_about():
+    facts = make_facts(mem_total_bytes=16 * GIB)
+    facts["memory"]["mem_available_bytes"] = 1 * GIB
+    result = run(facts, connections=200000)
+    assert any("MemAvailable" in warning for warning in result["warnings"])
+
+
+def test_profiles_and_explicit_arguments():
+    facts = make_facts()
+    many_idle = run(facts, connections=1_000_000, profile="many_idle", allow_decrease=True)
+    assert many_idle["inputs"]["active_fraction"] == 0.05
+    assert many_idle["estimate"]["rx_pages_per_active_connection"] == 2
+    explicit = run(facts, connections=1_000_000, profile="many_idle", active_fraction=0.01, allow_decrease=True)
+    assert explicit["inputs"]["active_fraction"] == 0.01
+    assert triple(explicit, "net.ipv4.tcp_mem")[0] < triple(many_idle, "net.ipv4.tcp_mem")[0]
+    bulk = run(facts, connections=1000, profile="bulk_throughput")
+    assert bulk["inputs"]["rx_buffered_bytes"] == 262144
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def test_overrides_win_are_normalised_and_explained():
+    overrides = {"net.ipv4.tcp_rmem": "4096\t87380   67108864", "net.core.optmem_max": 81920}
+    result = run(make_facts(), connections=1000, overrides=overrides)
+    assert result["sysctl"]["net.ipv4.tcp_rmem"] == "4096 87380 67108864"
+    assert result["sysctl"]["net.core.optmem_max"] == "81920"
+    assert result["explain"]["net.ipv4.tcp_rmem"].startswith("set by tcp_memory_overrides")
+    # the derived limit follows the operator's triple
+    assert result["sysctl"]["net.core.rmem_max"] == "67108864"
+    assert result["inputs"]["overrides"]["net.ipv4.tcp_rmem"] == "4096 87380 67108864"
+
+
+def test_override_breaking_an_invariant_is_warned_about():
+    result = run(make_facts(), connections=1000, overrides={"net.core.rmem_max": 1 * MIB})
+    assert result["sysctl"]["net.core.rmem_max"] == str(MIB)
+    assert any("SO_RCVBUF are capped by net.core.rmem_max=1048576" in warning for warning in result["warnings"])
+
+
+def test_tcp_mem_override_replaces_an_impossible_target_with_warnings():
+    facts = make_facts(mem_total_bytes=16 * GIB)
+    result = run(facts, connections=5_000_000, overrides={"net.ipv4.tcp_mem": "100 200 300"})
+    assert result["sysctl"]["net.ipv4.tcp_mem"] == "100 200 300"
+    assert any("below the target's steady-state usage" in warning for warning in result["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"net.ipv4.tcp_foo": 1}, "unknown key 'net.ipv4.tcp_foo'"),
+        ({"net.core.rmem_max": True}, "True (bool)"),
+        ({"net.core.rmem_max": "yes"}, "'yes'"),
+        ({"net.core.rmem_max": 1.5}, "1.5 (float)"),
+        ({"net.core.rmem_max": -1}, "-1 (int)"),
+        ({"net.core.rmem_max": "-1"}, "'-1'"),
+        ({"net.ipv4.tcp_rmem": "4096 131072"}, "exactly 3"),
+        ({"net.ipv4.tcp_rmem": "4096 131072 65536"}, "min <= default <= max"),
+        ({"net.ipv4.tcp_mem": "3 2 1"}, "min <= pressure <= max"),
+        ({"net.core.wmem_max": 2147483648}, "<= 2147483647"),
+        ({"net.ipv4.tcp_moderate_rcvbuf": 2}, "0 or 1"),
+        ({"net.core.wmem_max": "1 2"}, "exactly 1"),
+        ("net.core.wmem_max=1", "must be a dict"),
+    ],
+)
+def test_bad_overrides_are_rejected_naming_key_and_value(overrides, fragment):
+    with pytest.raises(ModelInputError) as caught:
+        run(make_facts(), connections=1000, overrides=overrides)
+    assert fragment in str(caught.value)
+    assert "overrides" in str(caught.value)
