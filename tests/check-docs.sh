@@ -2,7 +2,7 @@
 # Prove the built collection is clean and its documentation renders: every module, filter
 # and role must render with ansible-doc from the collection installed from the tarball.
 set -euo pipefail
-bin=${1:?usage: check-docs.sh VENV_BIN INSTALLED_PATH TARBALL}
+bin=$(cd "${1:?usage: check-docs.sh VENV_BIN INSTALLED_PATH TARBALL}" && pwd)
 installed=${2:?}
 tarball=${3:?}
 root=$(cd "$(dirname "$0")/.." && pwd)
