@@ -330,6 +330,8 @@ def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decisio
     value: tuple[int, ...] = ideal
     if ideal[2] > budget_pages:
         message = does_not_fit_message(host, workload, usage, ideal[2], budget_pages)
+        if budget_pages < 1:  # not even one page: there is nothing to clamp to
+            raise TargetDoesNotFitError(message + "; the budget is less than one page, so best_effort can't help.")
         if not workload.best_effort:
             raise TargetDoesNotFitError(message + "; or pass best_effort=true for clamped values with a warning.")
         value = ordered((max(1, budget_pages // 2), max(1, budget_pages * 2 // 3), max(1, budget_pages)))

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
     ModelInputError,
     parse_facts,
@@ -153,6 +152,11 @@ def test_best_effort_clamps_to_the_budget_with_a_warning():
     assert tcp_mem[2] == 16 * GIB // 4 // 4096
     assert tcp_mem[0] <= tcp_mem[1] <= tcp_mem[2]
     assert any(warning.startswith("best_effort") and "short by" in warning for warning in result["warnings"])
+
+
+def test_best_effort_cannot_clamp_to_a_budget_below_one_page():
+    with pytest.raises(TargetDoesNotFitError, match="less than one page"):
+        run(make_facts(mem_total_bytes=64 * MIB), connections=10, memory_fraction=0.00001, best_effort=True)
 
 
 def test_larger_memory_fraction_makes_room():

@@ -1,0 +1,165 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Property tests of the recommendation model over wide random hosts and targets (issue 4 invariants)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import parse_facts
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import (
+    TargetDoesNotFitError,
+    recommend,
+    resolve_workload,
+    steady_state_usage,
+)
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import (
+    MIB,
+    make_facts,
+)
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+INT_MAX = 2147483647
+TIB = 1 << 40
+
+ordered_triples = st.lists(st.integers(min_value=1, max_value=INT_MAX), min_size=3, max_size=3).map(sorted)
+
+
+@st.composite
+def hosts(draw: Any) -> dict[str, Any]:
+    live: dict[str, Any] = {}
+    if draw(st.booleans()):  # an operator already tuned this host, sometimes wildly
+        live["net.ipv4.tcp_mem"] = draw(ordered_triples)
+        live["net.ipv4.tcp_rmem"] = draw(ordered_triples)
+        live["net.ipv4.tcp_wmem"] = draw(ordered_triples)
+        live["net.core.rmem_max"] = draw(st.integers(min_value=1, max_value=INT_MAX))
+        live["net.core.wmem_max"] = draw(st.integers(min_value=1, max_value=INT_MAX))
+        live["net.ipv4.tcp_adv_win_scale"] = draw(st.integers(min_value=-31, max_value=31))
+    return make_facts(
+        mem_total_bytes=draw(st.integers(min_value=64 * MIB, max_value=4 * TIB)),
+        page_size_bytes=draw(st.sampled_from([4096, 16384, 65536])),
+        cpu_count=draw(st.integers(min_value=1, max_value=256)),
+        kernel_version=draw(st.sampled_from([(4, 19, 0), (5, 15, 0), (6, 1, 0), (6, 6, 0), (6, 18, 0)])),
+        initial_netns=draw(st.booleans()),
+        used_pages=draw(st.none() | st.integers(min_value=0, max_value=10**9)),
+        live=live,
+    )
+
+
+fractions = st.floats(min_value=1e-4, max_value=1.0, allow_nan=False)
+
+
+@st.composite
+def workloads(draw: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "connections": draw(st.integers(min_value=1, max_value=10_000_000)),
+        "profile": draw(st.sampled_from(["many_idle", "balanced", "bulk_throughput"])),
+        "memory_fraction": draw(fractions),
+        "allow_decrease": draw(st.booleans()),
+        "best_effort": draw(st.booleans()),
+    }
+    if draw(st.booleans()):
+        arguments["active_fraction"] = draw(fractions)
+        arguments["rx_buffered_bytes"] = draw(st.integers(min_value=0, max_value=4 * MIB))
+        arguments["tx_buffered_bytes"] = draw(st.integers(min_value=0, max_value=4 * MIB))
+    if draw(st.booleans()):
+        arguments["bandwidth_bps"] = draw(st.integers(min_value=1_000_000, max_value=400_000_000_000))
+        arguments["rtt_ms"] = draw(st.floats(min_value=0.05, max_value=1000, allow_nan=False))
+    return arguments
+
+
+def triple(result: dict[str, Any], key: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in result["sysctl"][key].split())
+
+
+def attempt(facts: dict[str, Any], arguments: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The recommendation, or None when the target does not fit (checked to be a real misfit)."""
+    host = parse_facts(facts)
+    workload = resolve_workload(**arguments)
+    try:
+        return recommend(host, workload)
+    except TargetDoesNotFitError as error:
+        usage = steady_state_usage(workload.connections, workload, host)
+        budget_pages = int(host.mem_total_bytes * workload.memory_fraction) // host.page_size_bytes
+        assert not workload.best_effort or budget_pages < 1
+        assert 2 * usage.steady_pages > budget_pages, "raised although the target fits"
+        assert "short by" in str(error) and "To fit" in str(error)
+        return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(facts=hosts(), arguments=workloads())
+def test_invariants_hold_for_every_host_and_target(facts, arguments):
+    result = attempt(facts, arguments)
+    assume(result is not None)
+    assert result is not None
+    host = parse_facts(facts)
+    page = host.page_size_bytes
+    steady_pages = result["estimate"]["steady_state_pages"]
+    budget_pages = result["inputs"]["memory_budget_pages"]
+    clamped = any(warning.startswith("best_effort") for warning in result["warnings"])
+
+    tcp_mem = triple(result, "net.ipv4.tcp_mem")
+    assert 0 < tcp_mem[0] <= tcp_mem[1] <= tcp_mem[2]
+    if not clamped:
+        assert tcp_mem[0] >= steady_pages  # normal load sits at or below min
+        assert tcp_mem[1] >= steady_pages * 4 / 3  # pressure has headroom above the steady state
+        assert tcp_mem[2] >= 2 * steady_pages  # writers don't block on a burst
+    if tcp_mem[2] > budget_pages:
+        # only the boot default or the live value may exceed the budget, kept by allow_decrease=false
+        assert not arguments["allow_decrease"]
+        floors = [facts["boot_defaults"]["tcp_mem_pages"][2], facts["sysctl"]["net.ipv4.tcp_mem"]["value"]]
+        assert tcp_mem[2] in [floors[0], floors[1] and floors[1][2]]
+        assert any("above the budget" in warning for warning in result["warnings"])
+    else:
+        assert tcp_mem[2] * page <= host.mem_total_bytes * arguments["memory_fraction"] + page
+
+    for key, core_key in (("net.ipv4.tcp_rmem", "net.core.rmem_max"), ("net.ipv4.tcp_wmem", "net.core.wmem_max")):
+        minimum, default, maximum = triple(result, key)
+        assert 4096 <= minimum <= default <= maximum <= INT_MAX
+        assert minimum >= page
+        assert int(result["sysctl"][core_key]) >= maximum
+    if result["inputs"]["bdp_bytes"] is not None:
+        bdp = result["inputs"]["bdp_bytes"]
+        assert triple(result, "net.ipv4.tcp_wmem")[2] >= min(bdp, INT_MAX)
+        assert triple(result, "net.ipv4.tcp_rmem")[2] >= min(2 * bdp, INT_MAX)
+
+    assert result["sysctl"]["net.ipv4.tcp_moderate_rcvbuf"] == "1"
+    if host.kernel_version >= (6, 6, 0):
+        assert "net.ipv4.tcp_adv_win_scale" not in result["sysctl"]
+    for key, value in result["sysctl"].items():
+        assert all(part.isdigit() for part in value.split(" ")), (key, value)
+        assert result["scope"][key]["settable"] == (
+            facts["sysctl"][key]["present"] and facts["sysctl"][key]["writable"]
+        )
+        assert key in result["explain"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    facts=hosts(),
+    arguments=workloads(),
+    more=st.integers(min_value=0, max_value=10_000_000),
+)
+def test_more_connections_never_yield_a_smaller_tcp_mem(facts, arguments, more):
+    fewer = attempt(facts, arguments)
+    larger = attempt(facts, {**arguments, "connections": arguments["connections"] + more})
+    if larger is not None:
+        assert fewer is not None, "a larger target fitted where a smaller one did not"
+        for small, big in zip(triple(fewer, "net.ipv4.tcp_mem"), triple(larger, "net.ipv4.tcp_mem")):
+            assert small <= big
+
+
+@settings(max_examples=200, deadline=None)
+@given(facts=hosts(), arguments=workloads())
+def test_estimate_capacity_is_consistent_with_the_recommendation(facts, arguments):
+    result = attempt(facts, arguments)
+    assume(result is not None)
+    assert result is not None
+    estimate = result["estimate"]
+    held = estimate["recommended_connections_before_pressure"]
+    clamped = any(warning.startswith("best_effort") for warning in result["warnings"])
+    if held is not None and not clamped:
+        assert held >= arguments["connections"]
+    assert estimate["total_bytes_at_target"] == estimate["buffer_bytes_at_target"] + estimate["slab_bytes_at_target"]
+    assert estimate["ram_share_at_target"] >= 0
