@@ -1,0 +1,303 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The filter as Ansible loads it: through Jinja (Templar and an ad-hoc `ansible` run) and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.netstack.tcp_tuning.plugins.filter.recommend_tcp_memory import (
+    FilterModule,
+    recommend_tcp_memory,
+    to_plain,
+)
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import (
+    GIB,
+    make_facts,
+    without,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+COLLECTION_ROOT = Path(__file__).resolve().parents[4]
+FQCN = "netstack.tcp_tuning.recommend_tcp_memory"
+
+
+def collections_path() -> Path:
+    """A directory where this checkout is importable as ansible_collections.netstack.tcp_tuning."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if parent.name == "ansible_collections":
+            return parent.parent
+    return COLLECTION_ROOT / ".cache" / "dev"  # `make devlink`
+
+
+class ReadOnlyMapping(Mapping):
+    """Stands in for ansible-core 2.19's lazy containers: a Mapping that is not a dict."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._data[key]
+        return ReadOnlyMapping(value) if isinstance(value, dict) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def assert_plain(value: Any) -> None:
+    if isinstance(value, dict):
+        assert type(value) is dict
+        for key, item in value.items():
+            assert type(key) is str
+            assert_plain(item)
+    elif isinstance(value, list):
+        assert type(value) is list
+        for item in value:
+            assert_plain(item)
+    else:
+        assert value is None or type(value) in (str, int, float, bool), type(value)
+
+
+# ---------------------------------------------------------------- through Jinja
+
+
+def test_filter_is_registered():
+    assert FilterModule().filters() == {"recommend_tcp_memory": recommend_tcp_memory}
+
+
+def test_templar_renders_the_filter_with_lazy_containers():
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.template import Templar, trust_as_template
+
+    with warnings.catch_warnings():  # pytest-ansible may have configured the collection finder already
+        warnings.simplefilter("ignore")
+        init_plugin_loader([str(collections_path())])
+    templar = Templar(
+        loader=DataLoader(),
+        variables={
+            "facts": make_facts(mem_total_bytes=16 * GIB),
+            "target": 200000,
+            "extra": {"net.core.optmem_max": 81920},
+        },
+    )
+    result = templar.template(
+        trust_as_template(f"{{{{ facts | {FQCN}(connections=target, overrides=extra, profile='balanced') }}}}")
+    )
+    assert result["sysctl"]["net.ipv4.tcp_mem"] == "262048 349398 524096"
+    assert result["sysctl"]["net.core.optmem_max"] == "81920"
+    assert_plain(result)
+    # positional form: facts | filter(200000)
+    positional = templar.template(trust_as_template(f"{{{{ facts | {FQCN}(200000) }}}}"))
+    assert positional["sysctl"]["net.ipv4.tcp_mem"] == "262048 349398 524096"
+    with pytest.raises(AnsibleFilterError, match=r"connections must be >= 1, got 0"):
+        templar.template(trust_as_template(f"{{{{ facts | {FQCN}(connections=0) }}}}"))
+
+
+def test_ansible_adhoc_run_loads_the_filter_as_ansible_does(tmp_path):
+    facts_file = tmp_path / "facts.json"
+    facts_file.write_text(json.dumps({"tcp_memory_facts": make_facts(mem_total_bytes=16 * GIB)}))
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(collections_path()),
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+    )
+    ansible = Path(sys.executable).parent / "ansible"
+    expression = f"{{{{ tcp_memory_facts | {FQCN}(connections=200000, bandwidth_bps=10000000000, rtt_ms=100) }}}}"
+    completed = subprocess.run(
+        [
+            str(ansible),
+            "localhost",
+            *("-c", "local", "-m", "ansible.builtin.debug"),
+            *("-a", f"msg={expression}", "-e", f"@{facts_file}"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    output = json.loads(completed.stdout)
+    message = output["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
+    assert message["sysctl"]["net.ipv4.tcp_mem"] == "262048 349398 524096"
+    assert int(message["sysctl"]["net.ipv4.tcp_rmem"].split()[2]) >= 250_000_000
+
+
+def test_mapping_that_is_not_a_dict_is_accepted_and_output_is_plain():
+    result = recommend_tcp_memory(ReadOnlyMapping(make_facts()), connections="200000", overrides=ReadOnlyMapping({}))
+    assert_plain(result)
+    assert to_plain(ReadOnlyMapping({"a": ReadOnlyMapping({"b": (1, 2)})})) == {"a": {"b": [1, 2]}}
+
+
+# ---------------------------------------------------------------- bad input names the argument and the value
+
+
+def assert_rejected(argument: str, value: Any, **arguments: Any) -> None:
+    facts = arguments.pop("facts", make_facts())
+    with pytest.raises(AnsibleFilterError) as caught:
+        recommend_tcp_memory(facts, **arguments)
+    message = str(caught.value)
+    assert argument in message, message
+    shown = "nan" if isinstance(value, float) and math.isnan(value) else repr(value)
+    assert shown in message, message
+
+
+not_integer_text = st.text(max_size=12).filter(lambda text: not re.fullmatch(r"\s*\d+\s*", text))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    value=st.integers(max_value=0)
+    | st.booleans()
+    | not_integer_text
+    | st.floats().filter(lambda number: not (number.is_integer() and number > 0))
+    | st.lists(st.integers(), max_size=2)
+)
+def test_bad_connections(value):
+    assert_rejected("connections", value, connections=value)
+
+
+out_of_unit = (
+    st.floats().filter(lambda number: not 0 < number <= 1)
+    | st.integers().filter(lambda number: number not in (1,))
+    | st.booleans()
+    | st.text(max_size=8).filter(lambda text: not re.fullmatch(r"\s*(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*", text))
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(argument=st.sampled_from(["active_fraction", "memory_fraction"]), value=out_of_unit)
+def test_bad_fractions(argument, value):
+    assert_rejected(argument, value, connections=1000, **{argument: value})
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    argument=st.sampled_from(["rx_buffered_bytes", "tx_buffered_bytes"]),
+    value=st.integers(max_value=-1) | st.booleans() | not_integer_text | st.integers(min_value=2**31),
+)
+def test_bad_buffered_bytes(argument, value):
+    assert_rejected(argument, value, connections=1000, **{argument: value})
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("profile", "turbo"),
+        ("profile", 3),
+        ("allow_decrease", "yes"),
+        ("allow_decrease", 1),
+        ("best_effort", "false"),
+        ("bandwidth_bps", -5),
+        ("rtt_ms", "fast"),
+        ("rx_truesize_factor", 0.5),
+        ("tx_truesize_factor", "x"),
+    ],
+)
+def test_bad_named_arguments(argument, value):
+    arguments: dict[str, Any] = {"connections": 1000, argument: value}
+    if argument in ("bandwidth_bps", "rtt_ms"):  # they go together
+        arguments.setdefault("bandwidth_bps", 10**9)
+        arguments.setdefault("rtt_ms", 10)
+    assert_rejected(argument, value, **arguments)
+
+
+def test_link_needs_both_bandwidth_and_rtt():
+    assert_rejected("rtt_ms", None, connections=1000, bandwidth_bps=10**9)
+
+
+def test_missing_connections_and_unknown_argument():
+    with pytest.raises(AnsibleFilterError, match="connections is required"):
+        recommend_tcp_memory(make_facts())
+    with pytest.raises(AnsibleFilterError, match=r"unknown argument.*conections"):
+        recommend_tcp_memory(make_facts(), connections=5, conections=5)
+
+
+def test_target_that_does_not_fit_is_an_ansible_filter_error():
+    with pytest.raises(AnsibleFilterError, match=r"short by .* at most"):
+        recommend_tcp_memory(make_facts(mem_total_bytes=16 * GIB), connections=5_000_000)
+
+
+# ---------------------------------------------------------------- bad facts
+
+REQUIRED_FACT_PATHS = [
+    ("schema_version",),
+    ("kernel",),
+    ("kernel", "version"),
+    ("page_size_bytes",),
+    ("cpu_count",),
+    ("memory", "mem_total_bytes"),
+    ("memory", "mem_available_bytes"),
+    ("boot_defaults", "tcp_mem_pages"),
+    ("boot_defaults", "tcp_rmem_bytes"),
+    ("boot_defaults", "tcp_wmem_bytes"),
+    ("namespace", "initial"),
+    ("sysctl", "net.ipv4.tcp_mem"),
+    ("sysctl", "net.core.optmem_max"),
+    ("sysctl", "net.ipv4.tcp_rmem", "value"),
+    ("sysctl", "net.core.rmem_max", "writable"),
+    ("sockstat", "host_wide_fields"),
+    ("status", "used_pages"),
+    ("status", "level"),
+]
+
+
+@pytest.mark.parametrize("path", REQUIRED_FACT_PATHS, ids=".".join)
+def test_missing_fact_key_is_named(path):
+    with pytest.raises(AnsibleFilterError) as caught:
+        recommend_tcp_memory(without(make_facts(), path), connections=1000)
+    message = str(caught.value)
+    assert "missing key" in message and path[-1] in message, message
+
+
+@pytest.mark.parametrize("version", [0, 2, "1", True, None, 1.5])
+def test_unknown_schema_version_is_refused(version):
+    facts = make_facts()
+    facts["schema_version"] = version
+    with pytest.raises(AnsibleFilterError) as caught:
+        recommend_tcp_memory(facts, connections=1000)
+    assert "schema_version" in str(caught.value) and repr(version) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        (("page_size_bytes",), "4k", "facts.page_size_bytes"),
+        (("cpu_count",), 0, "facts.cpu_count"),
+        (("memory", "mem_total_bytes"), None, "facts.memory.mem_total_bytes"),
+        (("boot_defaults", "tcp_mem_pages"), [1, 2], "facts.boot_defaults.tcp_mem_pages"),
+        (("kernel", "version"), "6.1", "facts.kernel.version"),
+    ],
+)
+def test_malformed_fact_values_are_named(path, value, fragment):
+    facts = make_facts()
+    node = facts
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    with pytest.raises(AnsibleFilterError, match=re.escape(fragment)):
+        recommend_tcp_memory(facts, connections=1000)
+
+
+def test_facts_that_are_not_a_dict():
+    assert_rejected("facts", "nope", facts="nope", connections=10)
