@@ -335,7 +335,7 @@ def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decisio
         if not workload.best_effort:
             raise TargetDoesNotFitError(message + "; or pass best_effort=true for clamped values with a warning.")
         value = ordered((max(1, budget_pages // 2), max(1, budget_pages * 2 // 3), max(1, budget_pages)))
-        warnings.append(f"best_effort: tcp_mem clamped to the budget. {message}.")
+        warnings.append(f"best_effort: tcp_mem clamped to the budget. {message}")
         arithmetic += f"; clamped to the budget of {budget_pages} pages (best_effort) in the same 3:4:6 spacing"
     value, notes = raise_to_floors(
         value, floors_for(host, TCP_MEM, host.boot_tcp_mem_pages, workload), ("min", "pressure", "max")
@@ -413,7 +413,11 @@ def decide_core_max(host: HostFacts, workload: Workload, key: str, triple_key: s
     """rmem_max >= tcp_rmem[2] (and wmem likewise) so SO_RCVBUF/SO_SNDBUF users reach what autotuning reaches."""
     floors = [] if workload.allow_decrease else [("live value, allow_decrease=false", current_value(host, key))]
     value, notes = raise_to_floors((triple_max,), floors, ("value",))
-    explain = f"= {triple_key}[2] {triple_max}, so setsockopt buffer users are not capped below autotuning."
+    option = "SO_RCVBUF" if key == RMEM_MAX else "SO_SNDBUF"
+    explain = (
+        f"{key} = {triple_key}[2] = {triple_max}, so applications that set {option} are not capped below "
+        "what autotuned sockets reach."
+    )
     if notes:
         explain += " " + "; ".join(notes) + "."
     return Decision(value, explain)
@@ -459,8 +463,11 @@ def scope_of(host: HostFacts, key: str) -> dict[str, Any]:
 
 def slab_bytes_per_socket(host: HostFacts) -> tuple[int, str]:
     if host.kernel_version >= SLAB_LARGER_SINCE:
-        return SLAB_BYTES_PER_SOCKET_MEASURED, "4.7 KB per established socket, measured on kernel 6.18"
-    return SLAB_BYTES_PER_SOCKET_OLD, "3.3 KB per established socket, the older kernels' figure"
+        return (
+            SLAB_BYTES_PER_SOCKET_MEASURED,
+            "4.7 KB per established socket: measured on kernel 6.18, used from kernel 5.0 on",
+        )
+    return SLAB_BYTES_PER_SOCKET_OLD, "3.3 KB per established socket: the older kernels' figure, used before 5.0"
 
 
 def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> dict[str, Any]:
