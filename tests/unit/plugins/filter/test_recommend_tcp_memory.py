@@ -301,3 +301,16 @@ def test_malformed_fact_values_are_named(path, value, fragment):
 
 def test_facts_that_are_not_a_dict():
     assert_rejected("facts", "nope", facts="nope", connections=10)
+
+
+def test_facts_gathered_from_the_running_kernel_are_accepted():
+    """The contract end to end: this collection's own gatherer, reading this machine's /proc (read-only)."""
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
+
+    facts = gather()
+    result = recommend_tcp_memory(facts, connections=1000)
+    assert_plain(result)
+    live_tcp_mem = facts["sysctl"]["net.ipv4.tcp_mem"]["value"]
+    if live_tcp_mem is not None:  # never below the live value (allow_decrease=false)
+        recommended = [int(n) for n in result["sysctl"]["net.ipv4.tcp_mem"].split()]
+        assert all(new >= old for new, old in zip(recommended, live_tcp_mem))
