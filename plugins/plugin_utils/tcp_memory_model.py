@@ -300,6 +300,11 @@ def does_not_fit_message(
         if needed_fraction <= 1
         else "no memory_fraction suffices (more than all RAM)"
     )
+    connections_hint = (
+        f"the per-CPU reserve alone ({usage.per_cpu_slack_pages} pages) exceeds half the budget"
+        if fitting is None
+        else f"at most {fitting} connections at this workload"
+    )
     return (
         f"connections={workload.connections} ({workload.profile}: {usage.active_connections} active x "
         f"{usage.pages_per_active} pages + {usage.per_cpu_slack_pages} per-CPU pages = {usage.steady_pages} pages "
@@ -308,7 +313,7 @@ def does_not_fit_message(
         f"{format_bytes(host.mem_total_bytes)} allows {budget_pages} pages ({format_bytes(budget_bytes)}): short by "
         f"{needed_pages - budget_pages} pages ({format_bytes(short_bytes)}, "
         f"{100 * short_bytes / budget_bytes if budget_bytes else math.inf:.0f}% over the budget). "
-        f"To fit: at most {fitting} connections at this workload, or smaller rx_buffered_bytes/tx_buffered_bytes "
+        f"To fit: {connections_hint}, or smaller rx_buffered_bytes/tx_buffered_bytes "
         f"or active_fraction, or {fraction_hint}, or at least "
         f"{format_bytes(math.ceil(needed_bytes / workload.memory_fraction))} of RAM"
     )
@@ -576,7 +581,7 @@ def host_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tu
             f"{ADV_WIN_SCALE}={adv[0]} was changed from the default {ADV_WIN_SCALE_DEFAULT}, but it has no effect on "
             f"kernel >= 6.6 (per-socket scaling_ratio replaced it); remove it from sysctl configuration"
         )
-    slab_per_socket, _ = slab_bytes_per_socket(host)
+    slab_per_socket = slab_bytes_per_socket(host)[0]
     total_bytes = usage.steady_pages * host.page_size_bytes + workload.connections * slab_per_socket
     if host.mem_available_bytes is not None and total_bytes > host.mem_available_bytes:
         warnings.append(
@@ -602,17 +607,19 @@ def socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]
 def decide_all(host: HostFacts, workload: Workload, usage: Usage) -> dict[str, Decision]:
     """Decisions in dependency order: overrides of triples feed the net.core limits derived from them."""
 
-    def pick(key: str, modelled: Optional[Decision]) -> Decision:
-        return override_decision(workload, key, modelled) if key in workload.overrides else modelled  # type: ignore
+    def pick(key: str, modelled: Decision) -> Decision:
+        return override_decision(workload, key, modelled) if key in workload.overrides else modelled
 
     decisions: dict[str, Decision] = {}
-    modelled_tcp_mem = None
-    try:
-        modelled_tcp_mem = decide_tcp_mem(host, workload, usage)
-    except TargetDoesNotFitError:
-        if TCP_MEM not in workload.overrides:
-            raise
-    decisions[TCP_MEM] = pick(TCP_MEM, modelled_tcp_mem)
+    if TCP_MEM in workload.overrides:
+        # an operator's tcp_mem stands even where the model's target would not fit (warned about later)
+        try:
+            modelled_tcp_mem: Optional[Decision] = decide_tcp_mem(host, workload, usage)
+        except TargetDoesNotFitError:
+            modelled_tcp_mem = None
+        decisions[TCP_MEM] = override_decision(workload, TCP_MEM, modelled_tcp_mem)
+    else:
+        decisions[TCP_MEM] = decide_tcp_mem(host, workload, usage)
     for key in (TCP_RMEM, TCP_WMEM):
         decisions[key] = pick(key, decide_socket_triple(host, workload, key))
     for core_key, triple_key in ((RMEM_MAX, TCP_RMEM), (WMEM_MAX, TCP_WMEM)):

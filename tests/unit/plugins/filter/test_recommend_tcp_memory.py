@@ -60,17 +60,18 @@ class ReadOnlyMapping(Mapping):
 
 
 def assert_plain(value: Any) -> None:
+    """Exact built-in classes: a subclass (lazy container, tagged str) must not leak out of the filter."""
     if isinstance(value, dict):
-        assert type(value) is dict
+        assert value.__class__ is dict
         for key, item in value.items():
-            assert type(key) is str
+            assert key.__class__ is str
             assert_plain(item)
     elif isinstance(value, list):
-        assert type(value) is list
+        assert value.__class__ is list
         for item in value:
             assert_plain(item)
     else:
-        assert value is None or type(value) in (str, int, float, bool), type(value)
+        assert value is None or value.__class__ in (str, int, float, bool), value.__class__
 
 
 # ---------------------------------------------------------------- through Jinja

@@ -154,6 +154,14 @@ def test_best_effort_clamps_to_the_budget_with_a_warning():
     assert any(warning.startswith("best_effort") and "short by" in warning for warning in result["warnings"])
 
 
+def test_per_cpu_reserve_alone_beyond_the_budget_is_explained():
+    facts = make_facts(mem_total_bytes=64 * MIB, cpu_count=256)
+    with pytest.raises(TargetDoesNotFitError, match=r"per-CPU reserve alone \(65536 pages\)"):
+        run(facts, connections=10, rx_buffered_bytes=0, tx_buffered_bytes=0)
+    with pytest.raises(TargetDoesNotFitError, match="at most 0 connections"):
+        run(facts, connections=10)
+
+
 def test_best_effort_cannot_clamp_to_a_budget_below_one_page():
     with pytest.raises(TargetDoesNotFitError, match="less than one page"):
         run(make_facts(mem_total_bytes=64 * MIB), connections=10, memory_fraction=0.00001, best_effort=True)
