@@ -153,7 +153,10 @@ def resolve_workload(
     rx_truesize_factor: Any = None,
     tx_truesize_factor: Any = None,
 ) -> Workload:
-    """Validate the operator's arguments; explicit values win over the profile's presets."""
+    """Validate the operator's arguments; explicit values win over the profile's presets.
+
+    None stands for "not given" everywhere, so a role can pass its unset variables straight through.
+    """
     if connections is None:
         raise ModelInputError("connections is required: the concurrent TCP connections the host must hold")
     if profile is None:
@@ -196,8 +199,8 @@ def resolve_workload(
         memory_fraction=parse_fraction(
             "memory_fraction", DEFAULT_MEMORY_FRACTION if memory_fraction is None else memory_fraction
         ),
-        allow_decrease=parse_bool("allow_decrease", allow_decrease),
-        best_effort=parse_bool("best_effort", best_effort),
+        allow_decrease=parse_bool("allow_decrease", False if allow_decrease is None else allow_decrease),
+        best_effort=parse_bool("best_effort", False if best_effort is None else best_effort),
         overrides=parse_overrides(overrides),
     )
 

@@ -259,6 +259,26 @@ def test_mem_available_too_small_for_the_target_is_warned_about():
     assert any("MemAvailable" in warning for warning in result["warnings"])
 
 
+def test_none_means_not_given():
+    facts = make_facts()
+    given_nothing = run(facts, connections=1000)
+    given_nones = run(
+        facts,
+        connections=1000,
+        profile=None,
+        active_fraction=None,
+        rx_buffered_bytes=None,
+        tx_buffered_bytes=None,
+        bandwidth_bps=None,
+        rtt_ms=None,
+        memory_fraction=None,
+        allow_decrease=None,
+        best_effort=None,
+        overrides=None,
+    )
+    assert given_nones == given_nothing
+
+
 def test_profiles_and_explicit_arguments():
     facts = make_facts()
     many_idle = run(facts, connections=1_000_000, profile="many_idle", allow_decrease=True)
