@@ -1,19 +1,23 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The sysctl_dropin module against a real kernel, inside a network namespace this test creates.
+"""The sysctl_dropin module and the tcp_memory role against a real kernel, inside a network
+namespace this test creates (what a container sees: global keys absent or read-only).
 
 Only per-namespace keys (net.ipv4.tcp_rmem, net.ipv4.tcp_wmem) are written, and only inside the
-namespace; the host's values are read before and after to prove they did not move.
+namespace; the host's values are read before and after to prove they did not move. The report
+playbook is read-only and runs on the host.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Optional
 
+import jmespath
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,9 +50,8 @@ def ns_value(netns: str, key: str) -> str:
     return " ".join(out.stdout.split())
 
 
-def run_module(netns: str, check: bool = False, **args: Any) -> Dict[str, Any]:
-    """Run the module through ansible's ad-hoc command inside the namespace and parse its one-line result."""
-    env = dict(
+def ansible_env() -> Dict[str, str]:
+    return dict(
         os.environ,
         ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache/dev"),
         ANSIBLE_NOCOLOR="1",
@@ -57,6 +60,24 @@ def run_module(netns: str, check: bool = False, **args: Any) -> Dict[str, Any]:
         # interpreter discovery finds first on PATH.
         ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
     )
+
+
+def run_playbook(playbook: str, extra_vars: Dict[str, Any], netns: Optional[str] = None, check: bool = False):
+    """ansible-playbook netstack.tcp_tuning.<playbook> on localhost; returns (returncode, output)."""
+    command = ["ip", "netns", "exec", netns] if netns else []
+    command += [str(ROOT / ".venv/bin/ansible-playbook"), f"netstack.tcp_tuning.{playbook}", "-i", "localhost,"]
+    command += ["-c", "local", "--diff", "-e", json.dumps(extra_vars)] + (["--check"] if check else [])
+    out = subprocess.run(command, capture_output=True, text=True, env=ansible_env(), timeout=300, check=False)
+    return out.returncode, out.stdout + out.stderr
+
+
+def recap_changed(output: str) -> int:
+    return int(re.search(r"localhost\s+:.*changed=(\d+)", output).group(1))
+
+
+def run_module(netns: str, check: bool = False, **args: Any) -> Dict[str, Any]:
+    """Run the module through ansible's ad-hoc command inside the namespace and parse its one-line result."""
+    env = ansible_env()
     command = ["ip", "netns", "exec", netns, str(ANSIBLE), "localhost", "-c", "local", "-i", "localhost,", "-o"]
     command += ["--check"] if check else []
     command += ["-m", "netstack.tcp_tuning.sysctl_dropin", "-a", json.dumps(args)]
@@ -111,3 +132,75 @@ def test_applies_in_the_namespace_only_is_idempotent_and_rolls_back_a_refused_va
     assert {key: ns_value(netns, key) for key in wanted} == wanted
     assert dropin.read_text() == previous_file
     assert host_values() == host_before
+
+
+def test_role_in_a_namespace_applies_per_namespace_keys_skips_global_ones_and_is_idempotent(netns, tmp_path):
+    host_before = host_values()
+    dropin = tmp_path / "99-netstack-tcp-memory.conf"
+    wanted_rmem = "4096 131072 9437184"
+    extra = {
+        "tcp_memory_connections": 1000,
+        "tcp_memory_sysctl_file": str(dropin),
+        "tcp_memory_overrides": {"net.ipv4.tcp_rmem": wanted_rmem},
+    }
+    rc, dry = run_playbook("tune", extra, netns=netns, check=True)
+    assert rc == 0, dry
+    assert f"net.ipv4.tcp_rmem: {ns_value(netns, 'net.ipv4.tcp_rmem')} -> {wanted_rmem} [set" in dry
+    assert not dropin.exists() and ns_value(netns, "net.ipv4.tcp_rmem") != wanted_rmem
+
+    rc, first = run_playbook("tune", extra, netns=netns)
+    assert rc == 0, first
+    assert ns_value(netns, "net.ipv4.tcp_rmem") == wanted_rmem
+    text = dropin.read_text()
+    assert f"net.ipv4.tcp_rmem = {wanted_rmem}" in text
+    # Global keys: absent (tcp_mem) or read-only (net.core.*) in a non-initial namespace.
+    assert "net.ipv4.tcp_mem" not in text and "net.core.rmem_max" not in text
+    assert "net.ipv4.tcp_mem: (absent) -> " in first and "[skipped: absent here" in first
+    assert host_values() == host_before
+
+    rc, second = run_playbook("tune", extra, netns=netns)
+    assert rc == 0 and recap_changed(second) == 0, second
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"tcp_memory_connections": -5}, "tcp_memory_connections must be a positive integer"),
+        ({"tcp_memory_overrides": {"net.ipv4.tcp_foo": "1"}}, "tcp_memory_overrides has unknown keys net.ipv4.tcp_foo"),
+        ({"tcp_memory_overrides": {"net.ipv4.tcp_moderate_rcvbuf": True}}, "tcp_memory_overrides values must be"),
+        (
+            {"tcp_memory_overrides": {"net.ipv4.tcp_rmem": "4096 131072 100"}},
+            "tcp_memory_overrides['net.ipv4.tcp_rmem'] must satisfy min <= default <= max",
+        ),
+        ({"tcp_memory_profile": "huge"}, "tcp_memory_profile must be one of"),
+    ],
+)
+def test_role_rejects_bad_input_naming_the_variable_before_writing(netns, tmp_path, extra, message):
+    dropin = tmp_path / "99-netstack-tcp-memory.conf"
+    ns_before = ns_value(netns, "net.ipv4.tcp_rmem")
+    # Not check mode: the input checks alone must stop the run.
+    rc, output = run_playbook(
+        "tune", {"tcp_memory_connections": 1000, "tcp_memory_sysctl_file": str(dropin), **extra}, netns
+    )
+    assert rc != 0 and message in output, output
+    assert not dropin.exists() and ns_value(netns, "net.ipv4.tcp_rmem") == ns_before
+
+
+def test_report_is_read_only_and_summarises_the_fleet(tmp_path):
+    host_before = host_values()
+    sysctl_d_before = sorted(os.listdir("/etc/sysctl.d"))
+    rc, output = run_playbook("report", {"tcp_memory_connections": 1000, "tcp_memory_report_dir": str(tmp_path)})
+    assert rc == 0, output
+    report = json.loads((tmp_path / "tcp-memory-report.json").read_text())
+    assert jmespath.search("summary.hosts", report) == ["localhost"]
+    assert "net.ipv4.tcp_rmem" in jmespath.search("hosts[0].rows[].key", report)
+    assert jmespath.search("hosts[?host=='localhost'].can_hold_target | [0]", report) is True
+    assert "| `net.ipv4.tcp_mem` |" in (tmp_path / "tcp-memory-report.md").read_text()
+
+    # A target no host can hold is a finding in the summary, not a failed run.
+    rc, output = run_playbook("report", {"tcp_memory_connections": 2000000000, "tcp_memory_report_dir": str(tmp_path)})
+    assert rc == 0, output
+    report = json.loads((tmp_path / "tcp-memory-report.json").read_text())
+    assert jmespath.search("summary.cannot_hold_target", report) == ["localhost"]
+    assert "recommend_tcp_memory" in jmespath.search("hosts[0].recommendation_error", report)
+    assert host_values() == host_before and sorted(os.listdir("/etc/sysctl.d")) == sysctl_d_before
