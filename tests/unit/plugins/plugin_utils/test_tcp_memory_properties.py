@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import parse_facts
@@ -20,6 +21,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 INT_MAX = 2147483647
+# A longer search when asked: TCP_MEMORY_MAX_EXAMPLES=5000 pytest tests/unit/plugins/plugin_utils
+MAX_EXAMPLES = int(os.environ.get("TCP_MEMORY_MAX_EXAMPLES", "300"))
 TIB = 1 << 40
 
 ordered_triples = st.lists(st.integers(min_value=1, max_value=INT_MAX), min_size=3, max_size=3).map(sorted)
@@ -87,7 +90,7 @@ def attempt(facts: dict[str, Any], arguments: dict[str, Any]) -> Optional[dict[s
         return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(facts=hosts(), arguments=workloads())
 def test_invariants_hold_for_every_host_and_target(facts, arguments):
     result = attempt(facts, arguments)
@@ -135,7 +138,7 @@ def test_invariants_hold_for_every_host_and_target(facts, arguments):
         assert key in result["explain"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=MAX_EXAMPLES, deadline=None)
 @given(
     facts=hosts(),
     arguments=workloads(),
@@ -150,7 +153,7 @@ def test_more_connections_never_yield_a_smaller_tcp_mem(facts, arguments, more):
             assert small <= big
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=MAX_EXAMPLES, deadline=None)
 @given(facts=hosts(), arguments=workloads())
 def test_estimate_capacity_is_consistent_with_the_recommendation(facts, arguments):
     result = attempt(facts, arguments)
