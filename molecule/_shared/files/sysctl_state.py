@@ -3,7 +3,8 @@
 
 - ``sysctl_d``: every entry of the sysctl.d directories and /etc/sysctl.conf with type, mode,
   size, mtime and a sha256 of its content, and one hash over all of it. A dry run that rewrote
-  a file, even with the same content, changes the mtime and so the hash.
+  a file, even with the same content, changes the mtime and so the hash. ``conf_files`` keeps
+  only what systemd-sysctl reads (``*.conf``), by content and mode: what a rollback restores.
 - ``values``: the live value of each key the collection manages, blanks normalised to one
   space (the kernel prints vectors with tabs), null when the key does not exist here.
 - ``writable``: whether this process may write the key (read-only keys in a container).
@@ -63,6 +64,14 @@ def config_entries(paths: tuple) -> list:
     return entries
 
 
+def conf_files(entries: list) -> dict:
+    return {
+        entry["path"]: {key: entry.get(key) for key in ("mode", "sha256", "target")}
+        for entry in entries
+        if entry["path"].endswith(".conf")
+    }
+
+
 def live_value(key: str) -> str | None:
     path = "/proc/sys/" + key.replace(".", "/")
     try:
@@ -107,7 +116,7 @@ def main() -> None:
     entries = config_entries(CONFIG_PATHS)
     digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
     state = {
-        "sysctl_d": {"sha256": digest, "entries": entries},
+        "sysctl_d": {"sha256": digest, "entries": entries, "conf_files": conf_files(entries)},
         "values": {key: live_value(key) for key in KEYS},
         "writable": {key: writable(key) for key in KEYS},
     }
