@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Reproduce the TCP memory stall: queue data on many loopback connections, time every send().
 
@@ -356,12 +355,12 @@ def open_connections(count: int) -> Tuple[socket.socket, List[socket.socket], Li
         # Connect a batch, then accept it: the kernel completes loopback handshakes itself as
         # long as the accept queue has room.
         batch = min(backlog, count - len(clients))
-        for _ in range(batch):
+        for _connect in range(batch):
             client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             set_abortive_close(client)
             client.connect(address)
             clients.append(client)
-        for _ in range(batch):
+        for _accept in range(batch):
             server, _peer = listener.accept()
             set_abortive_close(server)
             servers.append(server)
