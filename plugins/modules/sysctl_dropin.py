@@ -20,7 +20,7 @@ description:
     at boot, and warns when tuned is active because tuned re-applies sysctl.d files.
   - Validates every key and value before touching anything.
 author:
-  - netstack.tcp_tuning developers
+  - netstack.tcp_tuning developers (@netstack)
 options:
   path:
     description:
@@ -101,8 +101,11 @@ attributes:
     support: full
     details: The diff is the drop-in file before and after.
   platform:
+    support: full
     platforms: posix
     details: Linux only (reads and writes /proc/sys).
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 notes:
   - Keys that are removed from O(settings) disappear from the file, but their live values are left as
     they are (the module cannot know what they were before the first run).
