@@ -237,6 +237,19 @@ def test_64k_pages_keep_socket_triples_ordered():
     assert result["estimate"]["per_cpu_reserve_pages"] == 8 * 16
 
 
+def test_unknown_boot_defaults_fall_back_to_live_values_then_kernel_caps():
+    facts = make_facts(live={"net.ipv4.tcp_wmem": [4096, 16384, 8388608]})
+    facts["boot_defaults"] = {"tcp_mem_pages": None, "tcp_rmem_bytes": None, "tcp_wmem_bytes": None}
+    result = run(facts, connections=1000, allow_decrease=True)
+    assert triple(result, "net.ipv4.tcp_wmem")[2] == 8388608
+    assert "(live value, no link given)" in result["explain"]["net.ipv4.tcp_wmem"]
+    facts["sysctl"]["net.ipv4.tcp_rmem"].update(present=False, writable=False, value=None, raw=None)
+    result = run(facts, connections=1000, allow_decrease=True)
+    assert triple(result, "net.ipv4.tcp_rmem")[2] == 6291456
+    assert "(kernel cap, no link given)" in result["explain"]["net.ipv4.tcp_rmem"]
+    assert result["scope"]["net.ipv4.tcp_rmem"]["reason"] == "absent here: this kernel has no such key under /proc/sys"
+
+
 def test_every_buffered_direction_costs_at_least_one_page():
     usage = steady_state_usage(
         10,
