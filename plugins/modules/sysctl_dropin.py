@@ -25,6 +25,8 @@ options:
   path:
     description:
       - The drop-in file to manage. It is replaced as a whole.
+      - Its directory is created (mode 0755) when missing, provided that directory's parent exists;
+        a rollback removes it again.
     type: path
     required: true
   settings:
@@ -279,8 +281,10 @@ def input_problems(params: Mapping[str, Any]) -> List[str]:
         problem = key_problem(key)
         if problem:
             problems.append(f"skip[{key}]: {problem}")
-    if not os.path.isdir(os.path.dirname(params["path"]) or "."):
-        problems.append(f"path {params['path']}: its directory does not exist")
+    # A missing /etc/sysctl.d (hosts without procps) is created; a missing tree above it is a typo.
+    directory = os.path.dirname(params["path"]) or "."
+    if not os.path.isdir(directory) and not os.path.isdir(os.path.dirname(directory)):
+        problems.append(f"path {params['path']}: neither its directory nor that directory's parent exists")
     return problems
 
 
@@ -357,11 +361,17 @@ def write_file_atomically(module: AnsibleModule, path: str, text: str) -> None:
     module.set_mode_if_different(path, "0644", False)
 
 
-def restore_file(module: AnsibleModule, path: str, old_text: Optional[str]) -> str:
-    """Put back the previous content, or remove the file when there was none; say what happened."""
+def restore_file(
+    module: AnsibleModule, path: str, old_text: Optional[str], created_directory: Optional[str] = None
+) -> str:
+    """Put back the previous content, or remove the file (and a directory made for it) when there was none."""
     try:
         if old_text is None:
-            os.unlink(path)
+            if os.path.exists(path):
+                os.unlink(path)
+            if created_directory:
+                os.rmdir(created_directory)
+                return "removed with its directory (did not exist before)"
             return "removed (did not exist before)"
         write_file_atomically(module, path, old_text)
         return "restored"
@@ -482,20 +492,26 @@ def main() -> None:
     if module.check_mode or not result["changed"]:
         module.exit_json(**result)
 
+    created_directory = None
     if result["file_changed"]:
         if params["backup"] and old_text is not None:
             result["backup_file"] = module.backup_local(path)
         try:
+            if not os.path.isdir(os.path.dirname(path)):
+                created_directory = os.path.dirname(path)
+                os.mkdir(created_directory, 0o755)
             write_file_atomically(module, path, new_text)
         except Exception as error:
-            result["rollback"] = {"file": restore_file(module, path, old_text), "live": {}}
+            result["rollback"] = {"file": restore_file(module, path, old_text, created_directory), "live": {}}
             module.fail_json(msg=f"writing {path} failed: {to_native(error)}", **result)
 
     if apply_live:
         written, failure = apply_live_values(proc_sys_root, plan, managed)
         if failure:
             live_outcome = restore_live(proc_sys_root, written, plan)
-            file_outcome = restore_file(module, path, old_text) if result["file_changed"] else "unchanged"
+            file_outcome = (
+                restore_file(module, path, old_text, created_directory) if result["file_changed"] else "unchanged"
+            )
             result["rollback"] = {"file": file_outcome, "live": live_outcome}
             restored = ", ".join(f"{key} {outcome}" for key, outcome in live_outcome.items())
             module.fail_json(msg=f"{failure}. Rolled back: file {file_outcome}; live values: {restored}", **result)

@@ -205,3 +205,23 @@ def test_backup_keeps_the_replaced_file(root, capsys):
     result = run(root, capsys, backup=True)
     assert Path(result["backup_file"]).read_text() == "net.ipv4.tcp_rmem = 1 2 3\n"
     assert "backup_file" not in run(root, capsys, backup=True)
+
+
+def test_missing_sysctl_d_is_created_and_removed_again_on_rollback(root, capsys):
+    etc = root / "etc/sysctl.d"
+    etc.rmdir()
+    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
+    wmem.unlink()
+    wmem.symlink_to(os.devnull)
+    failed = run(root, capsys)
+    assert failed["rollback"]["file"] == "removed with its directory (did not exist before)"
+    assert not etc.exists()
+    wmem.unlink()
+    wmem.write_text(LIVE["net/ipv4/tcp_wmem"])
+    assert run(root, capsys)["changed"] and (etc / "99-netstack-tcp-memory.conf").exists()
+
+
+def test_a_path_under_a_missing_tree_is_refused(root, capsys):
+    result = run(root, capsys, path=str(root / "no/such/dir/x.conf"))
+    assert result["failed"] and "neither its directory" in result["msg"]
+    assert not (root / "no").exists()
