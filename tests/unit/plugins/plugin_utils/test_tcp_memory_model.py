@@ -354,3 +354,21 @@ def test_bad_overrides_are_rejected_naming_key_and_value(overrides, fragment):
         run(make_facts(), connections=1000, overrides=overrides)
     assert fragment in str(caught.value)
     assert "overrides" in str(caught.value)
+
+
+def test_live_value_just_under_the_estimated_boot_default_is_not_raised():
+    # The boot default is an estimate from today's zones; an untuned host reads a hair below it.
+    facts = make_facts(mem_total_bytes=16 * GIB)
+    boot = facts["boot_defaults"]["tcp_mem_pages"]
+    live = [value - value // 1000 for value in boot]  # 0.1% under the estimate
+    facts["sysctl"]["net.ipv4.tcp_mem"]["value"] = live
+    result = run(facts, connections=10)
+    assert triple(result, "net.ipv4.tcp_mem") == tuple(live)
+
+
+def test_live_value_well_under_the_boot_default_is_raised_to_it():
+    facts = make_facts(mem_total_bytes=16 * GIB)
+    boot = facts["boot_defaults"]["tcp_mem_pages"]
+    facts["sysctl"]["net.ipv4.tcp_mem"]["value"] = [value // 2 for value in boot]
+    result = run(facts, connections=10)
+    assert triple(result, "net.ipv4.tcp_mem") == tuple(boot)
