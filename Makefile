@@ -79,6 +79,7 @@ run: build
 	$(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(TARBALL)
 	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) $(BIN)/ansible-playbook netstack.tcp_tuning.tune \
 	  -i localhost, -c local --check --diff \
+	  -e 'ansible_python_interpreter={{ ansible_playbook_python }}' \
 	  -e tcp_memory_connections=$(TARGET_CONNECTIONS)
 
 bench: venv devlink

@@ -193,9 +193,6 @@ rollback:
   sample: {file: restored, live: {net.ipv4.tcp_rmem: restored}}
 """
 
-# Ansible's module layout puts DOCUMENTATION, EXAMPLES and RETURN before the imports; that is the one
-# reason for E402 here (a per-file-ignore for plugins/modules/ in pyproject.toml would replace this line).
-# ruff: noqa: E402
 import os
 import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Tuple
