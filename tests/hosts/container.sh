@@ -9,7 +9,7 @@
 #   container.sh podman ARGS...        run podman with the project's containers.conf
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/../.." && pwd)
 cache=${NETSTACK_HOSTS_CACHE:-$repo/.cache/hosts}
 image_repo=localhost/netstack-debian12

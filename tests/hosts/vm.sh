@@ -15,7 +15,7 @@
 # image-<hash>/, each VM in $NETSTACK_VMS_DIR (default vms/) NAME/{pid,port,key,ssh_config,...}.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/../.." && pwd)
 cache=${NETSTACK_HOSTS_CACHE:-$repo/.cache/hosts}
 # A test run may use its own VM directory (run-molecule.sh does) so that its cleanup stops only
