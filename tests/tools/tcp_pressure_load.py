@@ -29,6 +29,7 @@ Prints one JSON summary on stdout (and to ``--output``). It never writes a sysct
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing
@@ -376,11 +377,12 @@ def fill_connections(
     durations_ms: List[float] = []
     slow_sends: List[Dict[str, Any]] = []
     largest_sndbuf = [sndbuf_bytes(client) for client in clients]
-    filled = stalled = 0
+    filled = 0
+    stalled_connections: List[int] = []
     not_attempted = len(clients)
     send_id = 0
     for index, client in enumerate(clients):
-        if time.monotonic() >= deadline or stalled >= config["max_stalls"]:
+        if time.monotonic() >= deadline or len(stalled_connections) >= config["max_stalls"]:
             break
         not_attempted -= 1
         remaining = config["tx_bytes"]
@@ -428,12 +430,13 @@ def fill_connections(
                 # Timed out (fully or partly): this connection is stuck; do not hammer it.
                 break
         if remaining > 0:
-            stalled += 1
+            stalled_connections.append(index)
         else:
             filled += 1
     return {
         "filled": filled,
-        "stalled": stalled,
+        "stalled": len(stalled_connections),
+        "stalled_connections": stalled_connections,
         "not_attempted": not_attempted,
         "durations_ms": durations_ms,
         "slow_sends": slow_sends,
@@ -461,6 +464,39 @@ def measure_queues(
     }
 
 
+def block_during_hold(
+    clients: Sequence[socket.socket],
+    stalled_connections: Sequence[int],
+    hold_s: float,
+    chunk_bytes: int,
+    sampler: StackSampler,
+) -> Optional[Dict[str, Any]]:
+    """Keep sending on a stalled connection until the hold ends, so that a separate observer
+    (the facts module's blocked_writers) can see a writer stuck in the kernel meanwhile."""
+    if not stalled_connections:
+        return None
+    client = clients[stalled_connections[0]]
+    chunk = b"x" * chunk_bytes
+    sent_bytes = samples = waiting_memory = 0
+    started = time.monotonic()
+    hold_end = started + hold_s
+    while time.monotonic() < hold_end - 0.01:
+        set_send_timeout(client, max(0.01, hold_end - time.monotonic()))
+        sampler.begin(-1)
+        with contextlib.suppress(BlockingIOError):  # the timeout ended the hold
+            sent_bytes += client.send(chunk)
+        sample_counts = sampler.end()
+        samples += sample_counts[0]
+        waiting_memory += sample_counts[1]
+    return {
+        "connection": stalled_connections[0],
+        "duration_ms": round((time.monotonic() - started) * 1000.0, 1),
+        "sent_bytes": sent_bytes,
+        "samples": samples,
+        "samples_waiting_memory": waiting_memory,
+    }
+
+
 def worker_main(index: int, count: int, config: Mapping[str, Any], channel: Any) -> None:
     """One worker process: open, wait for "fill", fill, wait for "release", measure, close."""
     # A last resort if the parent dies: the kernel resets the sockets when this process ends.
@@ -478,10 +514,14 @@ def worker_main(index: int, count: int, config: Mapping[str, Any], channel: Any)
         sampler.start()
         started = time.monotonic()
         filled = fill_connections(clients, config, sampler, config["fill_deadline"])
-        sampler.stopping.set()
         filled["fill_s"] = round(time.monotonic() - started, 2)
-        filled["stack_readable"] = sampler.readable
         channel.send(("filled", {"stalled": filled["stalled"]}))
+        if config["hold_blocked"] and config["hold_s"] > 0:  # SO_SNDTIMEO 0 would block forever
+            filled["hold_blocked_send"] = block_during_hold(
+                clients, filled["stalled_connections"], config["hold_s"], config["chunk_bytes"], sampler
+            )
+        sampler.stopping.set()
+        filled["stack_readable"] = sampler.readable
         if channel.recv() != "release":
             return
         queues = measure_queues(clients, servers, filled.pop("largest_sndbuf"))
@@ -521,6 +561,19 @@ class KernelSampler(threading.Thread):
     def run(self) -> None:
         while not self.stopping.wait(self.interval_s):
             self.sample()
+
+
+def write_marker(path: Optional[str], worker_pids: Sequence[int], hold_s: float) -> None:
+    if path:
+        # Whole or absent: an observer polling for the file never reads half of it.
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump({"pid": os.getpid(), "worker_pids": list(worker_pids), "hold_s": hold_s}, handle)
+        os.replace(path + ".tmp", path)
+
+
+def remove_marker(path: Optional[str]) -> None:
+    if path and os.path.exists(path):
+        os.remove(path)
 
 
 def raise_open_files_limit(needed: int) -> None:
@@ -570,6 +623,8 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
         "sample_interval_ms": args.sample_interval_ms,
         "deadline_s": args.deadline_s,
         "fill_deadline": started + args.deadline_s * 0.75,
+        "hold_s": args.hold_s,
+        "hold_blocked": args.hold_blocked,
     }
     deadline = started + args.deadline_s
     kernel_sampler = KernelSampler(args.sample_interval_ms / 1000.0 * 2)
@@ -594,14 +649,18 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
             channel.send("fill")
         receive_all(channels, "filled", deadline)
         phases["fill_end_s"] = round(time.monotonic() - started, 2)
-        # Hold everything queued so the samplers see the steady state, not only the ramp.
+        # Hold everything queued so the samplers see the steady state, not only the ramp. The
+        # marker tells an outside observer (a playbook) that the hold has begun.
+        write_marker(args.hold_marker, [process.pid for process in processes], args.hold_s)
         time.sleep(args.hold_s)
+        remove_marker(args.hold_marker)
         kernel_sampler.sample()
         tcpext_held = read_tcpext()
         for channel in channels:
             channel.send("release")
         results = receive_all(channels, "result", deadline)
     finally:
+        remove_marker(args.hold_marker)
         kernel_sampler.stopping.set()
         for process in processes:
             process.join(timeout=max(1.0, deadline - time.monotonic()))
@@ -634,6 +693,8 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
             "slow_send_ms": args.slow_send_ms,
             "send_timeout_s": args.send_timeout_s,
             "hold_s": args.hold_s,
+            "hold_blocked": args.hold_blocked,
+            "worker_pids": [process.pid for process in processes],
         },
         "connections": {
             "opened": opened,
@@ -642,6 +703,7 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
             "not_attempted": sum(result["not_attempted"] for result in results),
         },
         "sends": summarize_sends(durations, slow_sends),
+        "hold_blocked_sends": [result["hold_blocked_send"] for result in results if result.get("hold_blocked_send")],
         "stack_sampling": {
             "readable": all(result["stack_readable"] for result in results),
             "interval_ms": args.sample_interval_ms,
@@ -688,6 +750,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--room-fraction", type=float, default=DEFAULT_ROOM_FRACTION, help="see classify_slow_send")
     parser.add_argument("--sample-interval-ms", type=float, default=20.0, help="stack sampling period")
     parser.add_argument("--hold-s", type=float, default=3.0, help="keep the data queued this long after filling")
+    parser.add_argument(
+        "--hold-blocked",
+        action="store_true",
+        help="during the hold, each worker that stalled sends once more and stays blocked (for an observer)",
+    )
+    parser.add_argument("--hold-marker", help="file that exists (JSON: pids) while the hold lasts")
     parser.add_argument("--deadline-s", type=float, default=150.0, help="the whole run ends within about this")
     parser.add_argument("--output", help="also write the JSON summary to this file")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -275,21 +276,49 @@ def test_small_load_fills_every_connection_without_stalls():
     assert summary["signals"]["receive_queue_bytes"] + summary["signals"]["send_queue_bytes"] == 24 * 32768
 
 
-def test_full_own_send_buffer_is_attributed_to_flow_control():
+def test_full_own_send_buffer_is_attributed_to_flow_control(tmp_path):
     # More than the socket may queue (tcp_wmem[2]) plus what the unread receiver takes: the
     # sender blocks on its own buffer, never on tcp_mem (this machine's tcp_mem is far away).
     wmem_max_bytes = load.read_sysctl_list("net.ipv4.tcp_wmem")[2]
     tx_bytes = 2 * wmem_max_bytes + (1 << 20)
     summary = run_load(
         "--connections", "2", "--workers", "1", "--tx-bytes", str(tx_bytes), "--chunk-bytes", str(1 << 20),
-        "--send-timeout-s", "0.3", "--max-stalls", "1", "--hold-s", "0",
+        "--send-timeout-s", "0.3", "--max-stalls", "1",
+        "--hold-s", "0.5", "--hold-blocked", "--hold-marker", str(tmp_path / "holding.json"),
     )  # fmt: skip
     assert summary["connections"]["stalled"] == 1
     assert summary["connections"]["not_attempted"] == 1
     causes = summary["sends"]["slow_by_cause"]
     assert causes["tcp_mem"] == 0
+    # --hold-blocked: the stalled worker kept writing, and stayed blocked, for the whole hold.
+    (held,) = summary["hold_blocked_sends"]
+    assert held["duration_ms"] >= 450
+    assert not (tmp_path / "holding.json").exists()  # the marker exists only during the hold
+    assert summary["workload"]["worker_pids"] and len(summary["workload"]["worker_pids"]) == 1
     if summary["stack_sampling"]["readable"]:
         assert causes["flow_control"] >= 1
+        assert held["samples_waiting_memory"] > 0
     else:  # not root: the stack cannot be read, so nothing may be called flow control or tcp_mem
         assert os.geteuid() != 0
         assert causes["flow_control"] == 0
+
+
+def test_hold_marker_names_the_workers_while_the_hold_lasts(tmp_path):
+    marker = tmp_path / "holding.json"
+    process = subprocess.Popen(
+        [sys.executable, str(LOAD_PATH), "--connections", "4", "--workers", "2", "--tx-bytes", "4096",
+         "--hold-s", "2", "--hold-marker", str(marker)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        give_up = time.monotonic() + 30
+        while not marker.exists() and process.poll() is None and time.monotonic() < give_up:
+            time.sleep(0.05)
+        seen = json.loads(marker.read_text(encoding="utf-8"))
+        stdout, _stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    summary = json.loads(stdout)
+    assert seen["pid"] == process.pid
+    assert seen["worker_pids"] == summary["workload"]["worker_pids"]
+    assert not marker.exists()
