@@ -1,0 +1,363 @@
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Count TCP sockets by state and find those holding the most buffer memory.
+
+Two sources, both streamed so memory stays flat however many sockets exist:
+- NETLINK_SOCK_DIAG / inet_diag (what `ss` uses): each recv buffer is walked message by
+  message, stepping by each message's own nlmsg_len; per socket only a state counter, two
+  sums and, for a socket that beats the current top N, a copy of its 72-byte header survive.
+- /proc/net/tcp and tcp6, line by line: slower (the kernel formats text) and without
+  per-socket memory, only the payload bytes queued (tx_queue/rx_queue).
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import socket
+import struct
+import sys
+
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+INET_DIAG_MEMINFO = 1  # struct inet_diag_meminfo {rmem_alloc, wmem_queued, fwd_alloc, wmem_alloc}
+ALL_STATES = 0xFFFFFFFF
+RECV_BUFFER_BYTES = 65536  # the kernel fills ~32 KiB per recv; twice that never truncates
+
+# Kernel TCP state numbers (include/net/tcp_states.h) -> names used in the facts.
+TCP_STATES = (
+    None,
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+    "NEW_SYN_RECV",
+    "BOUND_INACTIVE",
+)
+
+TCP_LISTEN = 10
+_REQUEST = struct.Struct("=IHHII" + "BBBBI" + "HH16s16sIII")  # nlmsghdr + inet_diag_req_v2
+# nlmsg_len, nlmsg_type, (flags, seq, pid skipped), idiag_family, idiag_state, (timer, retrans,
+# sockid, expires skipped), idiag_rqueue, idiag_wqueue
+_DIAG_HEAD = struct.Struct("=IH10xBB54xII")
+_MEMINFO_ATTR = struct.Struct("=HHII")  # rta_len, rta_type, then rmem_alloc and wmem_queued
+_QUEUES = struct.Struct("=II")  # idiag_rqueue, idiag_wqueue
+_RTATTR = struct.Struct("=HH")
+_SOCKID = struct.Struct(">HH16s16s")  # ports are big-endian
+_ERRNO = struct.Struct("=i")
+MSG_HEADER_BYTES = 16
+DIAG_MSG_BYTES = 72  # struct inet_diag_msg
+FIRST_ATTR_BYTES = MSG_HEADER_BYTES + DIAG_MSG_BYTES
+HEAD_BYTES = _DIAG_HEAD.size
+
+
+class DiagUnavailable(Exception):
+    """The netlink source cannot be used here (no permission, no module, kernel refused)."""
+
+
+class ConnectionSummary:
+    """Counters by state, buffer sums and a bounded min-heap of the N biggest sockets."""
+
+    def __init__(self, top_n: int) -> None:
+        self.top_n = top_n
+        self.by_state = [0] * 256
+        self.rmem_alloc = 0
+        self.wmem_queued = 0
+        self.rx_queue = 0
+        self.tx_queue = 0
+        self.heap = []  # (total_bytes, sequence, entry) -- smallest of the kept N on top
+        self.sequence = 0
+
+    def offer(self, total_bytes: int, entry) -> None:
+        """Keep `entry` if it is among the N largest seen so far (entry built lazily by caller)."""
+        self.sequence += 1
+        item = (total_bytes, self.sequence, entry)
+        if len(self.heap) < self.top_n:
+            heapq.heappush(self.heap, item)
+        else:
+            heapq.heappushpop(self.heap, item)
+
+    def threshold(self) -> int:
+        """Smallest total a socket must beat to enter the top N (-1 while the heap is not full)."""
+        return self.heap[0][0] if self.top_n and len(self.heap) >= self.top_n else -1
+
+
+def _format_address(family: int, address: bytes, port: int) -> str:
+    if family == socket.AF_INET:
+        return f"{socket.inet_ntop(socket.AF_INET, address[:4])}:{port}"
+    return f"[{socket.inet_ntop(socket.AF_INET6, address[:16])}]:{port}"
+
+
+def _state_name(state: int) -> str:
+    return TCP_STATES[state] if 0 < state < len(TCP_STATES) else f"STATE_{state}"
+
+
+def _result(summary: ConnectionSummary, source: str, with_memory: bool) -> dict:
+    by_state = {_state_name(s): n for s, n in enumerate(summary.by_state) if n}
+    top = []
+    for total_bytes, _sequence, entry in sorted(summary.heap, key=lambda item: (-item[0], item[1])):
+        top.append(dict(entry(), total_bytes=total_bytes))
+    return {
+        "connections": {
+            "source": source,
+            "total": sum(summary.by_state),
+            "by_state": by_state,
+            "rmem_alloc_bytes_total": summary.rmem_alloc if with_memory else None,
+            "wmem_queued_bytes_total": summary.wmem_queued if with_memory else None,
+            "rx_queue_bytes_total": summary.rx_queue,
+            "tx_queue_bytes_total": summary.tx_queue,
+        },
+        "top_sockets": top if summary.top_n else None,
+    }
+
+
+# --- netlink -------------------------------------------------------------------------------
+
+
+def _diag_request(family: int, sequence: int) -> bytes:
+    ext = 1 << (INET_DIAG_MEMINFO - 1)
+    return _REQUEST.pack(
+        _REQUEST.size,
+        SOCK_DIAG_BY_FAMILY,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        sequence,
+        0,
+        family,
+        socket.IPPROTO_TCP,
+        ext,
+        0,
+        ALL_STATES,
+        0,
+        0,
+        b"\0" * 16,
+        b"\0" * 16,
+        0,
+        0,
+        0,
+    )
+
+
+def _netlink_entry(family: int, header: bytes, rmem: int, wmem: int):
+    """A closure that formats one kept socket only when the report is built."""
+
+    def build() -> dict:
+        sport, dport, src, dst = _SOCKID.unpack_from(header, 4)
+        rqueue, wqueue = _QUEUES.unpack_from(header, 56) if header[1] != TCP_LISTEN else (0, 0)
+        return {
+            "local": _format_address(family, src, sport),
+            "remote": _format_address(family, dst, dport),
+            "state": _state_name(header[1]),
+            "rmem_alloc_bytes": rmem,
+            "wmem_queued_bytes": wmem,
+            "rx_queue_bytes": rqueue,
+            "tx_queue_bytes": wqueue,
+        }
+
+    return build
+
+
+def _find_meminfo(buffer, start: int, end: int):
+    """Offset of a complete INET_DIAG_MEMINFO attribute in buffer[start:end], or None."""
+    attr = start
+    while attr + 4 <= end:
+        attr_len, attr_type = _RTATTR.unpack_from(buffer, attr)
+        if attr_len < 4:
+            return None
+        if attr_type == INET_DIAG_MEMINFO:
+            return attr if attr_len >= 12 and attr + 12 <= end else None
+        attr += (attr_len + 3) & ~3
+    return None
+
+
+def _dump_family(sock, family: int, sequence: int, summary: ConnectionSummary) -> None:
+    """Send one dump request and fold every reply into `summary`, one recv buffer at a time.
+
+    The hot loop does two struct unpacks per socket: the header fields it needs at fixed
+    offsets, and MEMINFO at the offset where the previous socket had it (all sockets of one
+    kind carry the same attributes); only when that guess misses are attributes walked.
+    """
+    sock.send(_diag_request(family, sequence))
+    # HEAD_BYTES of slack after the receive area: the header unpack at any offset below
+    # `received` stays inside the buffer even for the short NLMSG_DONE at its end.
+    buffer = bytearray(RECV_BUFFER_BYTES + HEAD_BYTES)
+    receive_area = memoryview(buffer)[:RECV_BUFFER_BYTES]
+    by_state = summary.by_state
+    unpack_head = _DIAG_HEAD.unpack_from
+    unpack_meminfo = _MEMINFO_ATTR.unpack_from
+    top_n = summary.top_n
+    rmem_sum = wmem_sum = rx_sum = tx_sum = 0
+    meminfo_at = FIRST_ATTR_BYTES
+    threshold = summary.threshold()
+    try:
+        while True:
+            received, _ancillary, flags, _address = sock.recvmsg_into([receive_area])
+            if flags & socket.MSG_TRUNC:
+                raise DiagUnavailable(f"netlink reply truncated at {received} bytes")
+            if received == 0:
+                raise DiagUnavailable("netlink socket closed before NLMSG_DONE")
+            offset = 0
+            while offset + MSG_HEADER_BYTES <= received:
+                length, kind, _family, state, rqueue, wqueue = unpack_head(buffer, offset)
+                if length < MSG_HEADER_BYTES or offset + length > received:
+                    raise DiagUnavailable(f"malformed netlink message (length {length} at offset {offset})")
+                if kind == SOCK_DIAG_BY_FAMILY and length >= FIRST_ATTR_BYTES:
+                    by_state[state] += 1
+                    if state != TCP_LISTEN:  # a listener's queues count connections, not bytes
+                        rx_sum += rqueue
+                        tx_sum += wqueue
+                    rmem = wmem = 0
+                    if meminfo_at + 12 <= length:
+                        attr_len, attr_type, rmem, wmem = unpack_meminfo(buffer, offset + meminfo_at)
+                    if meminfo_at + 12 > length or attr_type != INET_DIAG_MEMINFO or attr_len < 12:
+                        found = _find_meminfo(buffer, offset + FIRST_ATTR_BYTES, offset + length)
+                        if found is None:  # time-wait and request sockets carry no memory
+                            rmem = wmem = 0
+                        else:
+                            meminfo_at = found - offset
+                            attr_len, attr_type, rmem, wmem = unpack_meminfo(buffer, found)
+                    rmem_sum += rmem
+                    wmem_sum += wmem
+                    if top_n and rmem + wmem > threshold:
+                        body = offset + MSG_HEADER_BYTES
+                        summary.offer(
+                            rmem + wmem,
+                            _netlink_entry(buffer[body], bytes(buffer[body : body + DIAG_MSG_BYTES]), rmem, wmem),
+                        )
+                        threshold = summary.threshold()
+                elif kind == NLMSG_DONE:
+                    return
+                elif kind == NLMSG_ERROR:
+                    error = -_ERRNO.unpack_from(buffer, offset + MSG_HEADER_BYTES)[0]
+                    raise DiagUnavailable(f"inet_diag dump refused: {errno.errorcode.get(error, error)}")
+                offset += (length + 3) & ~3
+    finally:
+        summary.rmem_alloc += rmem_sum
+        summary.wmem_queued += wmem_sum
+        summary.rx_queue += rx_sum
+        summary.tx_queue += tx_sum
+
+
+def dump_netlink(top_n: int = 0, families=(socket.AF_INET, socket.AF_INET6), timeout: float = 60.0) -> dict:
+    """Dump every TCP socket of this network namespace through inet_diag (all states).
+
+    Raises DiagUnavailable when netlink cannot be used, so the caller can fall back.
+    """
+    summary = ConnectionSummary(top_n)
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
+    except OSError as exc:
+        raise DiagUnavailable(f"cannot open a NETLINK_SOCK_DIAG socket: {exc}") from None
+    try:
+        sock.settimeout(timeout)
+        sock.bind((0, 0))
+        for sequence, family in enumerate(families, 1):
+            _dump_family(sock, family, sequence, summary)
+    except OSError as exc:
+        raise DiagUnavailable(f"inet_diag dump failed: {exc}") from None
+    finally:
+        sock.close()
+    return _result(summary, "netlink", with_memory=True)
+
+
+# --- /proc/net/tcp -------------------------------------------------------------------------
+
+
+def _proc_address(family: int, text: bytes):
+    address, _colon, port = text.partition(b":")
+    raw = bytes.fromhex(address.decode("ascii"))
+    if len(raw) != (4 if family == socket.AF_INET else 16):
+        raise ValueError(f"address {text!r} has the wrong length")
+    if sys.byteorder == "little":
+        # The kernel prints each 32-bit word of the address as a host-order integer.
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return raw, int(port, 16)
+
+
+def _proc_entry(family: int, local: bytes, remote: bytes, state: int, rx: int, tx: int):
+    # Decoded now, inside the caller's error handling; formatted only if still kept at the end.
+    src, sport = _proc_address(family, local)
+    dst, dport = _proc_address(family, remote)
+
+    def build() -> dict:
+        return {
+            "local": _format_address(family, src, sport),
+            "remote": _format_address(family, dst, dport),
+            "state": _state_name(state),
+            "rmem_alloc_bytes": None,
+            "wmem_queued_bytes": None,
+            "rx_queue_bytes": rx,
+            "tx_queue_bytes": tx,
+        }
+
+    return build
+
+
+def scan_proc_tcp(lines, family: int, summary: ConnectionSummary, name: str) -> None:
+    """Feed /proc/net/tcp{,6} lines (bytes, header included) into `summary`."""
+    by_state = summary.by_state
+    top_n = summary.top_n
+    threshold = summary.threshold()
+    rx_sum = tx_sum = 0
+    number = 0
+    try:
+        for number, line in enumerate(lines, 1):
+            if number == 1:
+                if not line.lstrip().startswith(b"sl"):
+                    raise ProcParseError(name, "first line is not the 'sl local_address ...' header")
+                continue
+            fields = line.split(None, 5)
+            if len(fields) < 5:
+                if not fields:
+                    continue
+                raise ProcParseError(name, f"line {number} is truncated: {line[:80]!r}")
+            state = int(fields[3], 16)
+            if state == TCP_LISTEN:  # rx_queue of a listener is its accept backlog
+                tx = rx = 0
+            else:
+                tx_hex, _colon, rx_hex = fields[4].partition(b":")
+                tx, rx = int(tx_hex, 16), int(rx_hex, 16)
+            by_state[state] += 1
+            tx_sum += tx
+            rx_sum += rx
+            if top_n and rx + tx > threshold:
+                summary.offer(rx + tx, _proc_entry(family, fields[1], fields[2], state, rx, tx))
+                threshold = summary.threshold()
+    except (ValueError, IndexError) as exc:
+        if isinstance(exc, ProcParseError):
+            raise
+        raise ProcParseError(name, f"line {number} is not a socket line: {exc}") from None
+    finally:
+        summary.rx_queue += rx_sum
+        summary.tx_queue += tx_sum
+
+
+def dump_proc(paths, top_n: int = 0) -> dict:
+    """Count sockets from /proc/net/tcp-style files: `paths` is [(family, path)]; missing files skip.
+
+    Raises ProcParseError for garbage, FileNotFoundError when no file exists at all.
+    """
+    summary = ConnectionSummary(top_n)
+    found = 0
+    for family, path in paths:
+        try:
+            with open(path, "rb") as handle:
+                found += 1
+                scan_proc_tcp(handle, family, summary, path)
+        except FileNotFoundError:
+            continue
+    if not found:
+        raise FileNotFoundError("none of {} exists".format(", ".join(path for _family, path in paths)))
+    return _result(summary, "proc", with_memory=False)

@@ -1,0 +1,285 @@
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read a host's TCP memory state from a /proc and a /sys root into ansible_facts.tcp_memory.
+
+The only I/O of the facts module lives here: each file is read once and handed to the pure
+parsers of tcp_memory_proc. Roots are parameters so unit tests read fixture trees. The
+default call reads a fixed set of small files: its cost does not grow with connections.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_writers as writers
+
+SCHEMA_VERSION = 1
+HOST_WIDE_SOCKSTAT_FIELDS = ["alloc", "orphan", "mem"]
+
+
+def read_text(root: str, relative: str, required: bool = False):
+    """Text of root/relative; None when an optional file is missing or unreadable."""
+    path = os.path.join(root, relative)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        if required:
+            raise proc.ProcParseError(path, "file is missing") from None
+        return None
+    except OSError as exc:
+        if required:
+            raise proc.ProcParseError(path, f"cannot read: {exc.strerror}") from None
+        return None
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise proc.ProcParseError(path, f"not text: byte 0x{data[exc.start]:02x} at offset {exc.start}") from None
+
+
+def _readlink(path: str):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def kernel_facts(proc_root: str) -> dict:
+    release = read_text(proc_root, "sys/kernel/osrelease")
+    release = release.strip() if release and release.strip() else os.uname().release
+    return {"release": release, "version": proc.kernel_version(release)}
+
+
+def cpu_count(sys_root: str) -> int:
+    relative = "devices/system/cpu/online"
+    text = read_text(sys_root, relative)
+    if text is not None:
+        return proc.parse_cpu_list(text, os.path.join(sys_root, relative))
+    return os.sysconf("SC_NPROCESSORS_ONLN")
+
+
+def memory_facts(proc_root: str, page_size: int, version, notes: list):
+    meminfo_path = os.path.join(proc_root, "meminfo")
+    meminfo = proc.parse_meminfo(read_text(proc_root, "meminfo", required=True), meminfo_path)
+    zoneinfo_text = read_text(proc_root, "zoneinfo")
+    zones = None
+    if zoneinfo_text is not None:
+        zones = proc.parse_zoneinfo(zoneinfo_text, os.path.join(proc_root, "zoneinfo"))
+    estimate = proc.estimate_nr_free_buffer_pages(zones, meminfo["MemTotal"], page_size)
+    if estimate["note"]:
+        notes.append(estimate["note"])
+    memory = {
+        "mem_total_bytes": meminfo["MemTotal"],
+        "mem_available_bytes": meminfo.get("MemAvailable"),
+        "nr_free_buffer_pages_estimate": estimate["pages"],
+        "nr_free_buffer_pages_source": estimate["source"],
+    }
+    return memory, proc.boot_defaults(estimate["pages"], page_size, version)
+
+
+def _writable(path: str, canonical: str, mounts) -> bool:
+    """Writable by this process without writing: permission, mode bits and mount flags.
+
+    Root passes os.access(W_OK) on any regular file, yet the kernel refuses writes to a
+    sysctl whose mode has no write bit (net.core.* inside a netns are 0444), and a
+    container's /proc/sys is often a read-only bind mount.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if not mode & 0o222 or not os.access(path, os.W_OK):
+        return False
+    return not proc.mount_read_only(mounts, canonical)
+
+
+def sysctl_facts(proc_root: str, version) -> dict:
+    mountinfo = read_text(proc_root, "self/mountinfo")
+    mounts = proc.parse_mountinfo(mountinfo, os.path.join(proc_root, "self/mountinfo")) if mountinfo else []
+    facts = {}
+    for key, (unit, count, _scope_rule) in proc.SYSCTL_KEYS.items():
+        relative = proc.sysctl_path(key)
+        path = os.path.join(proc_root, relative)
+        raw = read_text(proc_root, relative)
+        entry = {
+            "present": os.path.exists(path),
+            "writable": False,
+            "scope": proc.sysctl_scope(key, version),
+            "unit": unit,
+            "value": None,
+            "raw": None,
+        }
+        if raw is not None:
+            entry["raw"] = raw.strip()
+            entry["value"] = proc.parse_sysctl_value(raw, count, path)
+            # Mounts describe the live system: match them against the path under /proc.
+            entry["writable"] = _writable(path, "/proc/" + relative, mounts)
+        facts[key] = entry
+    return facts
+
+
+def namespace_facts(proc_root: str, version, tcp_mem_present) -> dict:
+    return proc.decide_namespace(
+        _readlink(os.path.join(proc_root, "self/ns/net")),
+        _readlink(os.path.join(proc_root, "1/ns/net")),
+        version,
+        tcp_mem_present,
+    )
+
+
+def sockstat_facts(proc_root: str, page_size: int, initial) -> dict:
+    path = os.path.join(proc_root, "net/sockstat")
+    sockstat = proc.parse_sockstat(read_text(proc_root, "net/sockstat", required=True), path)
+    if "TCP" not in sockstat:
+        raise proc.ProcParseError(path, "no 'TCP:' line")
+    text6 = read_text(proc_root, "net/sockstat6")
+    sockstat6 = proc.parse_sockstat(text6, os.path.join(proc_root, "net/sockstat6")) if text6 else {}
+
+    def pages_and_bytes(fields):
+        pages = fields.get("mem")
+        return {"mem_pages": pages, "mem_bytes": pages * page_size if pages is not None else None}
+
+    tcp, udp = sockstat["TCP"], sockstat.get("UDP")
+    return {
+        "sockets_used": sockstat.get("sockets", {}).get("used"),
+        "tcp": dict({key: tcp.get(key) for key in ("inuse", "orphan", "tw", "alloc")}, **pages_and_bytes(tcp)),
+        "tcp6": {"inuse": sockstat6["TCP6"].get("inuse")} if "TCP6" in sockstat6 else None,
+        "udp": dict({"inuse": udp.get("inuse")}, **pages_and_bytes(udp)) if udp is not None else None,
+        "udp6": {"inuse": sockstat6["UDP6"].get("inuse")} if "UDP6" in sockstat6 else None,
+        "host_wide_fields": [] if initial is True else list(HOST_WIDE_SOCKSTAT_FIELDS),
+    }
+
+
+def snmp_facts(proc_root: str) -> dict:
+    path = os.path.join(proc_root, "net/snmp")
+    tcp = proc.parse_header_value_table(read_text(proc_root, "net/snmp", required=True), path).get("Tcp")
+    if tcp is None:
+        raise proc.ProcParseError(path, "no 'Tcp:' lines")
+    return {
+        "tcp_curr_estab": tcp.get("CurrEstab"),
+        "tcp_active_opens": tcp.get("ActiveOpens"),
+        "tcp_passive_opens": tcp.get("PassiveOpens"),
+    }
+
+
+def pressure_facts(proc_root: str) -> dict:
+    text = read_text(proc_root, "net/netstat")
+    tcpext = {}
+    if text is not None:
+        tcpext = proc.parse_header_value_table(text, os.path.join(proc_root, "net/netstat")).get("TcpExt", {})
+    protocols = read_text(proc_root, "net/protocols")
+    return {
+        "counters": {name: tcpext.get(name) for name in proc.TCPEXT_PRESSURE_COUNTERS},
+        "tcp_under_pressure_now": (
+            proc.parse_protocols_pressure(protocols, "TCP", os.path.join(proc_root, "net/protocols"))
+            if protocols is not None
+            else None
+        ),
+    }
+
+
+def status_facts(sysctl, sockstat, pressure, namespace, notes: list) -> dict:
+    tcp = sockstat["tcp"]
+    status = proc.memory_status(
+        sysctl["net.ipv4.tcp_mem"]["value"], tcp["mem_pages"], pressure["tcp_under_pressure_now"]
+    )
+    if sysctl["net.ipv4.tcp_mem"]["value"] is None:
+        notes.append("net.ipv4.tcp_mem is not visible here (it is global, absent in a non-initial network namespace)")
+    if namespace["initial"] is True:
+        denominator = tcp["inuse"]
+    else:
+        # mem is host-wide here while inuse counts this namespace only: divide by alloc, host-wide too.
+        denominator = tcp["alloc"]
+        notes.append(
+            "sockstat alloc, orphan and mem are host-wide inside a network namespace; "
+            "buffer_bytes_per_connection divides mem by alloc"
+        )
+    status["buffer_bytes_per_connection"] = (
+        round(tcp["mem_bytes"] / denominator, 1) if tcp["mem_bytes"] is not None and denominator else None
+    )
+    status["notes"] = notes
+    return status
+
+
+def connection_facts(proc_root: str, top_sockets: int, source: str, notes: list) -> dict:
+    """Enumerate sockets: netlink when allowed and reading the live /proc, else /proc/net/tcp{,6}."""
+    live = os.path.realpath(proc_root) == "/proc"
+    if source == "netlink" or (source == "auto" and live):
+        try:
+            result = diag.dump_netlink(top_n=top_sockets)
+            result["connections"]["fallback_reason"] = None
+            return result
+        except diag.DiagUnavailable as exc:
+            if source == "netlink":
+                raise
+            reason = str(exc)
+            notes.append(f"netlink inet_diag unavailable ({reason}): sockets read from /proc/net/tcp{{,6}}")
+    else:
+        reason = None if source == "proc" else "proc_root is not the live /proc"
+    paths = [
+        (socket.AF_INET, os.path.join(proc_root, "net/tcp")),
+        (socket.AF_INET6, os.path.join(proc_root, "net/tcp6")),
+    ]
+    try:
+        result = diag.dump_proc(paths, top_n=top_sockets)
+    except FileNotFoundError:
+        why = reason or "connections_source=proc"
+        notes.append(f"no socket source: netlink not used ({why}) and no net/tcp or net/tcp6 under {proc_root}")
+        return {"connections": None, "top_sockets": None}
+    result["connections"]["fallback_reason"] = reason
+    return result
+
+
+def gather(
+    proc_root: str = "/proc",
+    sys_root: str = "/sys",
+    states: bool = False,
+    top_sockets: int = 0,
+    connections_source: str = "auto",
+    blocked_writers: bool = False,
+    blocked_writers_samples: int = 5,
+    blocked_writers_interval_ms: int = 100,
+) -> dict:
+    """Return the ansible_facts.tcp_memory dict (docs/data-model.md section 1).
+
+    Raises ProcParseError for a file whose content is wrong, DiagUnavailable when
+    connections_source='netlink' was forced and netlink cannot be used.
+    """
+    notes = []
+    kernel = kernel_facts(proc_root)
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    memory, defaults = memory_facts(proc_root, page_size, kernel["version"], notes)
+    sysctl = sysctl_facts(proc_root, kernel["version"])
+    namespace = namespace_facts(proc_root, kernel["version"], sysctl["net.ipv4.tcp_mem"]["present"])
+    sockstat = sockstat_facts(proc_root, page_size, namespace["initial"])
+    pressure = pressure_facts(proc_root)
+    if proc.at_least(kernel["version"], proc.KERNEL_ADV_WIN_SCALE_OBSOLETE):
+        notes.append("net.ipv4.tcp_adv_win_scale has no effect on kernels >= 6.6 (per-socket scaling_ratio)")
+    facts = {
+        "schema_version": SCHEMA_VERSION,
+        "kernel": kernel,
+        "page_size_bytes": page_size,
+        "cpu_count": cpu_count(sys_root),
+        "memory": memory,
+        "boot_defaults": defaults,
+        "namespace": namespace,
+        "sysctl": sysctl,
+        "sockstat": sockstat,
+        "snmp": snmp_facts(proc_root),
+        "pressure": pressure,
+        "connections": None,
+        "top_sockets": None,
+        "blocked_writers": None,
+    }
+    if states or top_sockets:
+        facts.update(connection_facts(proc_root, top_sockets, connections_source, notes))
+    if blocked_writers:
+        facts["blocked_writers"] = writers.sample_blocked_writers(
+            proc_root, blocked_writers_samples, blocked_writers_interval_ms
+        )
+    # Last: the notes list collects what every step above had to say.
+    facts["status"] = status_facts(sysctl, sockstat, pressure, namespace, notes)
+    return facts

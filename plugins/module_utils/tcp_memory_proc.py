@@ -1,0 +1,389 @@
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure parsers and arithmetic for the text the kernel exposes under /proc.
+
+Every parser takes the file's text and the name to blame in errors, and either returns plain
+data or raises ProcParseError naming the file and what was wrong with it. Nothing here opens
+a file: tcp_memory_gather maps a root directory to these texts.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Kernel versions where a boot default or a sysctl's scope changed.
+KERNEL_TCP_RMEM_DEFAULT_131072 = (4, 20)  # a337531b942b: tcp_rmem[1] 87380 -> 131072
+KERNEL_TCP_RMEM_MAX_32MIB = (6, 16)  # tcp_rmem[2] cap 6 MiB -> 32 MiB (ip-sysctl.rst of 6.16)
+KERNEL_TCP_SYSCTLS_PER_NETNS = (4, 15)  # net.ipv4.tcp_{r,w}mem & co. per network namespace
+KERNEL_OPTMEM_MAX_PER_NETNS = (6, 8)  # f5769faeec36 "net: Namespace-ify sysctl_optmem_max"
+KERNEL_ADV_WIN_SCALE_OBSOLETE = (6, 6)  # per-socket scaling_ratio replaced tcp_adv_win_scale
+KERNEL_INIT_NETNS_FIXED_INODE = (6, 18)  # initial netns is always net:[4026531833] (checked here)
+
+# The inode of the initial network namespace on kernels that number it statically
+# (PROC_NET_INIT_INO). Dynamically allocated namespace inodes start at 0xF0000000, so this
+# value can only ever name the initial namespace.
+INIT_NET_NS_INODE = 0xEFFFFFF9
+
+TCP_MEM_INIT_DIVISOR = 16  # tcp_init_mem(): limit = nr_free_buffer_pages() / 16
+ZONES_COUNTED = ("DMA", "DMA32", "Normal")  # nr_free_buffer_pages(): zones <= ZONE_NORMAL
+# When the zones' managed pages fall this far below MemTotal the zoneinfo view is not the
+# memory the kernel booted with (seen on VMs whose balloon/hotplug drivers shrink zones).
+ZONEINFO_CONSISTENT_FRACTION = 0.9
+
+TCPEXT_PRESSURE_COUNTERS = (
+    "TCPMemoryPressures",
+    "TCPMemoryPressuresChrono",
+    "TCPAbortOnMemory",
+    "PruneCalled",
+    "RcvPruned",
+    "OfoPruned",
+    "TCPRcvCollapsed",
+    "TCPRcvQDrop",
+)
+
+# key -> (unit, number of values, scope rule). Scope rules: "global", "netns" or
+# ("netns", since_version): per network namespace from that kernel on, global before.
+SYSCTL_KEYS = {
+    "net.ipv4.tcp_mem": ("pages", 3, "global"),
+    "net.ipv4.tcp_rmem": ("bytes", 3, ("netns", KERNEL_TCP_SYSCTLS_PER_NETNS)),
+    "net.ipv4.tcp_wmem": ("bytes", 3, ("netns", KERNEL_TCP_SYSCTLS_PER_NETNS)),
+    "net.ipv4.udp_mem": ("pages", 3, "global"),
+    "net.ipv4.tcp_moderate_rcvbuf": ("boolean", 1, ("netns", KERNEL_TCP_SYSCTLS_PER_NETNS)),
+    "net.ipv4.tcp_adv_win_scale": ("count", 1, ("netns", KERNEL_TCP_SYSCTLS_PER_NETNS)),
+    "net.core.rmem_max": ("bytes", 1, "global"),
+    "net.core.wmem_max": ("bytes", 1, "global"),
+    "net.core.rmem_default": ("bytes", 1, "global"),
+    "net.core.wmem_default": ("bytes", 1, "global"),
+    "net.core.optmem_max": ("bytes", 1, ("netns", KERNEL_OPTMEM_MAX_PER_NETNS)),
+}
+
+STATUS_LEVELS = ("ok", "above_min", "pressure", "at_max", "unknown")
+
+
+class ProcParseError(ValueError):
+    """A kernel file whose content cannot be what the kernel writes there."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+def _int(token: str, name: str, where: str) -> int:
+    try:
+        return int(token)
+    except ValueError:
+        raise ProcParseError(name, f"{where}: {token!r} is not an integer") from None
+
+
+def _nonempty_lines(text: str, name: str) -> list:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ProcParseError(name, "file is empty")
+    return lines
+
+
+# --- kernel --------------------------------------------------------------------------------
+
+
+def kernel_version(release: str) -> list:
+    """First three numbers of a kernel release string ('6.18.44-fc' -> [6, 18, 44])."""
+    numbers = [int(n) for n in re.findall(r"\d+", release.split("-", 1)[0])[:3]]
+    while len(numbers) < 3:
+        numbers.append(0)
+    return numbers
+
+
+def at_least(version, minimum) -> bool:
+    """True when kernel `version` (list or tuple) is >= `minimum`; False when unknown."""
+    return bool(version) and tuple(version[: len(minimum)]) >= tuple(minimum)
+
+
+# --- memory --------------------------------------------------------------------------------
+
+
+def parse_meminfo(text: str, name: str = "/proc/meminfo") -> dict:
+    """Return {field: bytes} for every 'Field: N kB' line (N for unit-less lines)."""
+    values = {}
+    for number, line in enumerate(_nonempty_lines(text, name), 1):
+        key, sep, rest = line.partition(":")
+        tokens = rest.split()
+        if not sep or not tokens or len(tokens) > 2 or (len(tokens) == 2 and tokens[1] != "kB"):
+            raise ProcParseError(name, f"line {number} {line.strip()!r} is not 'Field: N kB'")
+        value = _int(tokens[0], name, f"line {number}")
+        values[key.strip()] = value * 1024 if len(tokens) == 2 else value
+    if "MemTotal" not in values:
+        raise ProcParseError(name, "no MemTotal line")
+    return values
+
+
+def parse_zoneinfo(text: str, name: str = "/proc/zoneinfo") -> list:
+    """Return [{node, zone, managed_pages, high_pages}] from /proc/zoneinfo.
+
+    Only the zone's own 'high' and 'managed' lines count; the per-CPU 'high:' lines under
+    'pagesets' have a colon and are skipped. A value missing for a zone (old kernels lack
+    'managed') is None.
+    """
+    zones = []
+    current = None
+    header = re.compile(r"^Node\s+(\d+),\s+zone\s+(\S+)\s*$")
+    for number, line in enumerate(_nonempty_lines(text, name), 1):
+        match = header.match(line)
+        if match:
+            current = {"node": int(match.group(1)), "zone": match.group(2), "managed_pages": None, "high_pages": None}
+            zones.append(current)
+            continue
+        tokens = line.split()
+        if current is None:
+            raise ProcParseError(name, f"line {number} {line.strip()!r} comes before any 'Node N, zone NAME' line")
+        if len(tokens) == 2 and tokens[0] in ("managed", "high"):
+            field = tokens[0] + "_pages"
+            if current[field] is None:
+                current[field] = _int(tokens[1], name, f"line {number}")
+    if not zones:
+        raise ProcParseError(name, "no 'Node N, zone NAME' line")
+    return zones
+
+
+def estimate_nr_free_buffer_pages(zones, mem_total_bytes: int, page_size: int) -> dict:
+    """Estimate the kernel's nr_free_buffer_pages(): sum over zones <= Normal of managed - high.
+
+    `zones` is parse_zoneinfo()'s list or None. Falls back to MemTotal minus the counted
+    zones' high watermarks (or nothing) when zoneinfo is missing, lacks 'managed', or its
+    managed pages are far below MemTotal: the kernel sized tcp_mem at boot, from the memory
+    MemTotal still reports. Returns {pages, source, note}.
+    """
+    mem_total_pages = mem_total_bytes // page_size
+    counted = [z for z in zones or [] if z["zone"] in ZONES_COUNTED]
+    high_pages = sum(z["high_pages"] or 0 for z in counted)
+    note = None
+    if counted and all(z["managed_pages"] is not None for z in counted):
+        managed_all = sum(z["managed_pages"] or 0 for z in zones)
+        if managed_all >= ZONEINFO_CONSISTENT_FRACTION * mem_total_pages:
+            pages = sum(max(z["managed_pages"] - (z["high_pages"] or 0), 0) for z in counted)
+            return {"pages": pages, "source": "zoneinfo", "note": None}
+        note = (
+            f"zoneinfo managed pages ({managed_all}) are far below MemTotal ({mem_total_pages} pages): "
+            "nr_free_buffer_pages estimated from meminfo"
+        )
+    elif zones is None:
+        note = "zoneinfo not readable: nr_free_buffer_pages estimated from meminfo"
+    else:
+        note = "zoneinfo has no managed pages for DMA/DMA32/Normal: nr_free_buffer_pages estimated from meminfo"
+    return {"pages": max(mem_total_pages - high_pages, 0), "source": "meminfo", "note": note}
+
+
+def boot_defaults(nr_free_buffer_pages: int, page_size: int, version) -> dict:
+    """What tcp_init() computes at boot for this many free buffer pages (net/ipv4/tcp.c)."""
+    limit_pages = max(nr_free_buffer_pages // TCP_MEM_INIT_DIVISOR, 128)
+    tcp_mem = [limit_pages // 4 * 3, limit_pages, limit_pages // 4 * 3 * 2]
+
+    page_shift = page_size.bit_length() - 1
+    limit_bytes = nr_free_buffer_pages << (page_shift - 7)
+    rmem_cap = 32 * 1024 * 1024 if at_least(version, KERNEL_TCP_RMEM_MAX_32MIB) else 6 * 1024 * 1024
+    rmem_default = 131072 if at_least(version, KERNEL_TCP_RMEM_DEFAULT_131072) else 87380
+    tcp_wmem = [page_size, 16 * 1024, max(64 * 1024, min(4 * 1024 * 1024, limit_bytes))]
+    tcp_rmem = [page_size, rmem_default, max(rmem_default, min(rmem_cap, limit_bytes))]
+    return {"tcp_mem_pages": tcp_mem, "tcp_rmem_bytes": tcp_rmem, "tcp_wmem_bytes": tcp_wmem}
+
+
+def parse_cpu_list(text: str, name: str) -> int:
+    """Count the CPUs in a list such as '0-3,8,10-11' (/sys/devices/system/cpu/online)."""
+    count = 0
+    body = text.strip()
+    if not body:
+        raise ProcParseError(name, "file is empty")
+    for part in body.split(","):
+        low, sep, high = part.partition("-")
+        first = _int(low, name, f"range {part!r}")
+        last = _int(high, name, f"range {part!r}") if sep else first
+        if last < first:
+            raise ProcParseError(name, f"range {part!r} runs backwards")
+        count += last - first + 1
+    return count
+
+
+# --- sockets -------------------------------------------------------------------------------
+
+
+def parse_sockstat(text: str, name: str = "/proc/net/sockstat") -> dict:
+    """Return {'sockets': {'used': N}, 'TCP': {'inuse': N, ...}, ...} from sockstat/sockstat6."""
+    result = {}
+    for number, line in enumerate(_nonempty_lines(text, name), 1):
+        proto, sep, rest = line.partition(":")
+        tokens = rest.split()
+        if not sep or not tokens or len(tokens) % 2:
+            raise ProcParseError(name, f"line {number} {line.strip()!r} is not 'PROTO: name N name N ...'")
+        fields = {}
+        for key, value in zip(tokens[0::2], tokens[1::2]):
+            fields[key] = _int(value, name, f"line {number} field {key}")
+        result[proto.strip()] = fields
+    return result
+
+
+def parse_header_value_table(text: str, name: str) -> dict:
+    """Parse /proc/net/snmp and /proc/net/netstat: pairs of 'Prefix: names' / 'Prefix: values'."""
+    lines = _nonempty_lines(text, name)
+    if len(lines) % 2:
+        raise ProcParseError(name, f"odd number of lines ({len(lines)}): a header line has no value line")
+    tables = {}
+    for index in range(0, len(lines), 2):
+        head_prefix, _colon, head_rest = lines[index].partition(":")
+        value_prefix, _colon, value_rest = lines[index + 1].partition(":")
+        keys, values = head_rest.split(), value_rest.split()
+        if head_prefix != value_prefix or not keys:
+            raise ProcParseError(
+                name, f"lines {index + 1}-{index + 2} do not form a '{head_prefix}:' header/value pair"
+            )
+        if len(keys) != len(values):
+            raise ProcParseError(name, f"{head_prefix}: {len(keys)} names but {len(values)} values (truncated?)")
+        tables[head_prefix] = {key: _int(value, name, f"{head_prefix} field {key}") for key, value in zip(keys, values)}
+    return tables
+
+
+def parse_protocols_pressure(text: str, protocol: str = "TCP", name: str = "/proc/net/protocols"):
+    """Return True/False from the 'press' column for `protocol`, None when NI or not listed."""
+    lines = _nonempty_lines(text, name)
+    header = lines[0].split()
+    if "press" not in header or header[0] != "protocol":
+        raise ProcParseError(name, "first line has no 'protocol ... press' header")
+    column = header.index("press")
+    for line in lines[1:]:
+        tokens = line.split()
+        if tokens and tokens[0] == protocol:
+            if len(tokens) <= column:
+                raise ProcParseError(name, f"{protocol} line is truncated: {line.strip()!r}")
+            return {"yes": True, "no": False}.get(tokens[column])
+    return None
+
+
+# --- sysctl and mounts ---------------------------------------------------------------------
+
+
+def sysctl_path(key: str) -> str:
+    """'net.ipv4.tcp_mem' -> 'sys/net/ipv4/tcp_mem' (relative to the proc root)."""
+    return "sys/" + key.replace(".", "/")
+
+
+def parse_sysctl_value(raw: str, count: int, name: str):
+    """An int for scalar keys, a list of `count` ints for vectors such as tcp_mem."""
+    tokens = raw.split()
+    if len(tokens) != count:
+        raise ProcParseError(name, f"expected {count} integer(s), found {raw!r}")
+    values = [_int(token, name, "value") for token in tokens]
+    return values[0] if count == 1 else values
+
+
+def sysctl_scope(key: str, version) -> str:
+    rule = SYSCTL_KEYS[key][2]
+    if isinstance(rule, tuple):
+        return "netns" if at_least(version, rule[1]) else "global"
+    return rule
+
+
+def _unescape_mount_path(path: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
+
+
+def parse_mountinfo(text: str, name: str = "/proc/self/mountinfo") -> list:
+    """Return [(mount_point, read_only)] in mount order from /proc/PID/mountinfo."""
+    mounts = []
+    for number, line in enumerate(_nonempty_lines(text, name), 1):
+        tokens = line.split()
+        if " - " not in line or len(tokens) < 6:
+            raise ProcParseError(name, f"line {number} {line.strip()!r} is not a mountinfo line")
+        mount_options = tokens[5].split(",")
+        super_options = line.split(" - ", 1)[1].split()
+        super_options = super_options[2].split(",") if len(super_options) >= 3 else []
+        mounts.append((_unescape_mount_path(tokens[4]), "ro" in mount_options or "ro" in super_options))
+    return mounts
+
+
+def mount_read_only(mounts, path: str):
+    """True when the mount `path` lives on is read-only; None when no mount covers it."""
+    best = None
+    for mount_point, read_only in mounts:
+        prefix = mount_point.rstrip("/") + "/"
+        # Later entries sit on top of earlier ones at the same point; longer points win.
+        covers = path == mount_point or path.startswith(prefix)
+        if covers and (best is None or len(mount_point) >= len(best[0])):
+            best = (mount_point, read_only)
+    return None if best is None else best[1]
+
+
+# --- namespace -----------------------------------------------------------------------------
+
+
+def _ns_inode(link):
+    match = re.match(r"^net:\[(\d+)\]$", link or "")
+    return int(match.group(1)) if match else None
+
+
+def decide_namespace(self_link, init_link, version, tcp_mem_present) -> dict:
+    """Decide whether we run in the initial network namespace, and say how.
+
+    1. /proc/self/ns/net and /proc/1/ns/net both readable: equal means initial. (PID 1 may be
+       unreadable: another user namespace, or capabilities PID 1 has and we lack.)
+    2. Our namespace inode: INIT_NET_NS_INODE is only ever the initial one; on kernels that
+       always number the initial namespace so, any other inode is not it.
+    3. /proc/sys/net/ipv4/tcp_mem exists only in the initial namespace (a global table).
+    """
+    self_inode, init_inode = _ns_inode(self_link), _ns_inode(init_link)
+    if self_inode is not None and init_inode is not None:
+        return {
+            "initial": self_inode == init_inode,
+            "method": f"compared /proc/self/ns/net ({self_link}) with /proc/1/ns/net ({init_link})",
+        }
+    unreadable = "/proc/1/ns/net not readable" if self_inode is not None else "/proc/self/ns/net not readable"
+    if self_inode == INIT_NET_NS_INODE:
+        return {
+            "initial": True,
+            "method": f"{unreadable}; /proc/self/ns/net is {self_link}, the fixed inode of the initial namespace",
+        }
+    if self_inode is not None and at_least(version, KERNEL_INIT_NETNS_FIXED_INODE):
+        return {
+            "initial": False,
+            "method": f"{unreadable}; /proc/self/ns/net is {self_link}, not net:[{INIT_NET_NS_INODE}] "
+            "which kernels >= {}.{} give the initial namespace".format(*KERNEL_INIT_NETNS_FIXED_INODE),
+        }
+    if tcp_mem_present is not None:
+        return {
+            "initial": bool(tcp_mem_present),
+            "method": "{}; net.ipv4.tcp_mem is {} under /proc/sys (it exists only in the initial namespace)".format(
+                unreadable, "present" if tcp_mem_present else "absent"
+            ),
+        }
+    return {"initial": None, "method": f"{unreadable}; no other evidence"}
+
+
+# --- derived status ------------------------------------------------------------------------
+
+
+def memory_status(tcp_mem_pages, used_pages, under_pressure_now) -> dict:
+    """Level of TCP buffer pages against tcp_mem [min, pressure, max], and used fractions."""
+    status = {
+        "level": "unknown",
+        "used_pages": used_pages,
+        "fraction_of_min": None,
+        "fraction_of_pressure": None,
+        "fraction_of_max": None,
+    }
+    if not tcp_mem_pages or used_pages is None:
+        return status
+    low, pressure, high = tcp_mem_pages
+    if used_pages >= high:
+        level = "at_max"
+    elif used_pages >= pressure or under_pressure_now:
+        # The kernel stays in pressure until usage falls below tcp_mem[0].
+        level = "pressure"
+    elif used_pages >= low:
+        level = "above_min"
+    else:
+        level = "ok"
+    status.update(
+        level=level,
+        fraction_of_min=round(used_pages / low, 6) if low else None,
+        fraction_of_pressure=round(used_pages / pressure, 6) if pressure else None,
+        fraction_of_max=round(used_pages / high, 6) if high else None,
+    )
+    return status

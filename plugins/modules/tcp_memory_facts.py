@@ -1,0 +1,293 @@
+#!/usr/bin/python
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tcp_memory_facts
+short_description: Measure a Linux host's TCP memory, limits, connections and memory pressure
+version_added: 0.1.0
+description:
+  - Reads C(/proc) and C(/sys) on the target with the Python 3 standard library only and returns
+    C(ansible_facts.tcp_memory), the facts the C(recommend_tcp_memory) filter and the C(tcp_memory) role consume
+    (see C(docs/data-model.md), section 1).
+  - Reports memory (C(MemTotal), C(MemAvailable), page size, an estimate of the kernel's C(nr_free_buffer_pages)
+    and the boot defaults this kernel computes from it), the kernel release, whether the module runs in the
+    initial network namespace and how it decided, the eleven relevant sysctls with presence, writability and
+    scope, socket counts and buffer pages from C(/proc/net/sockstat), C(CurrEstab) from C(/proc/net/snmp),
+    memory-pressure counters from C(/proc/net/netstat), and a derived status against C(tcp_mem).
+  - The default call reads a fixed set of small files; its cost does not grow with the number of connections.
+    O(states) and O(top_sockets) enumerate sockets (netlink C(inet_diag), streamed, memory flat in the number
+    of sockets; C(/proc/net/tcp) as a fallback).
+  - Inside a non-initial network namespace (a container) C(net.ipv4.tcp_mem) and C(udp_mem) are absent and
+    C(net.core.*mem*) are read-only on recent kernels; the facts say so instead of failing, and list the
+    C(sockstat) fields that are host-wide there.
+  - Never writes anything. A kernel file with unexpected content fails the task with a message naming the file.
+author:
+  - netstack.tcp_tuning developers (@netstack)
+options:
+  proc_root:
+    description:
+      - Directory to read instead of C(/proc). Unit tests point it at fixture trees.
+      - Sockets are enumerated through netlink only when this is the live C(/proc), unless
+        O(connections_source=netlink).
+    type: path
+    default: /proc
+  sys_root:
+    description:
+      - Directory to read instead of C(/sys) (the online CPU list).
+    type: path
+    default: /sys
+  states:
+    description:
+      - Count TCP sockets by state and sum their buffer memory. Cost grows with the number of sockets.
+    type: bool
+    default: false
+  top_sockets:
+    description:
+      - Also list the N sockets holding the most buffer memory (receive allocation plus send queue).
+        V(0) lists none. Implies enumerating sockets, as O(states) does.
+    type: int
+    default: 0
+  connections_source:
+    description:
+      - Where sockets are enumerated from. V(auto) uses netlink C(inet_diag) and falls back to
+        C(/proc/net/tcp) and C(tcp6) when netlink is unavailable; V(netlink) fails instead of falling back;
+        V(proc) always reads the text files (slower, no per-socket memory, only queued payload bytes).
+    type: str
+    choices: [auto, netlink, proc]
+    default: auto
+  blocked_writers:
+    description:
+      - Sample the kernel stacks of all threads (C(/proc/PID/task/TID/stack), root only) and report those
+        blocked in C(sk_stream_wait_memory), the function writers wait in for TCP memory.
+      - A writer whose own socket send buffer is full waits there too; read the result together with
+        C(ansible_facts.tcp_memory.status.level).
+    type: bool
+    default: false
+  blocked_writers_samples:
+    description:
+      - How many times to sample the stacks, between 1 and 50.
+    type: int
+    default: 5
+  blocked_writers_interval_ms:
+    description:
+      - Milliseconds between samples, between 10 and 2000. The whole window is at most 10 seconds.
+    type: int
+    default: 100
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads.
+  diff_mode:
+    support: none
+  facts:
+    support: full
+  platform:
+    platforms: linux
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
+notes:
+  - Kernel stacks and other processes' C(/proc) entries need root; without it O(blocked_writers) reports
+    C(threads=null) and says why.
+seealso:
+  - name: Kernel ip-sysctl documentation
+    description: tcp_mem, tcp_rmem, tcp_wmem and the other keys reported here.
+    link: https://docs.kernel.org/networking/ip-sysctl.html
+"""
+
+EXAMPLES = r"""
+- name: Gather TCP memory facts (constant time in the number of connections)
+  netstack.tcp_tuning.tcp_memory_facts:
+
+- name: Count connections by state and show the five sockets holding the most buffer memory
+  netstack.tcp_tuning.tcp_memory_facts:
+    states: true
+    top_sockets: 5
+
+- name: Look for writers stalled waiting for TCP memory (as root)
+  netstack.tcp_tuning.tcp_memory_facts:
+    blocked_writers: true
+    blocked_writers_samples: 5
+    blocked_writers_interval_ms: 100
+  become: true
+
+- name: Show the status
+  ansible.builtin.debug:
+    msg: "{{ ansible_facts.tcp_memory.status.level }} ({{ ansible_facts.tcp_memory.status.used_pages }} pages)"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts added to the host.
+  returned: always
+  type: dict
+  contains:
+    tcp_memory:
+      description:
+        - TCP memory facts, schema version 1 (C(docs/data-model.md) section 1). Absent information is
+          V(null), never a guessed number; units are in the names.
+      returned: always
+      type: dict
+      contains:
+        schema_version:
+          description: Version of this structure; consumers reject versions they do not know.
+          type: int
+          returned: always
+          sample: 1
+        kernel:
+          description: C(release) string and C(version), its first three numbers.
+          type: dict
+          returned: always
+          sample: {release: 6.1.0-31-cloud-amd64, version: [6, 1, 0]}
+        page_size_bytes:
+          description: Page size from C(os.sysconf).
+          type: int
+          returned: always
+          sample: 4096
+        cpu_count:
+          description: Online CPUs (C(sockstat) mem includes per-CPU reserves).
+          type: int
+          returned: always
+          sample: 2
+        memory:
+          description:
+            - C(mem_total_bytes), C(mem_available_bytes), C(nr_free_buffer_pages_estimate) (pages) and
+              C(nr_free_buffer_pages_source) (V(zoneinfo) or V(meminfo)).
+          type: dict
+          returned: always
+          sample: {mem_total_bytes: 2071543808, mem_available_bytes: 1800000000,
+                   nr_free_buffer_pages_estimate: 480000, nr_free_buffer_pages_source: zoneinfo}
+        boot_defaults:
+          description: C(tcp_mem_pages), C(tcp_rmem_bytes), C(tcp_wmem_bytes) this kernel computes at boot here.
+          type: dict
+          returned: always
+          sample: {tcp_mem_pages: [22500, 30000, 45000], tcp_rmem_bytes: [4096, 131072, 6291456],
+                   tcp_wmem_bytes: [4096, 16384, 4194304]}
+        namespace:
+          description: C(initial) (V(true), V(false) or V(null)) and C(method), how it was decided.
+          type: dict
+          returned: always
+          sample: {initial: true, method: compared /proc/self/ns/net with /proc/1/ns/net}
+        sysctl:
+          description:
+            - One entry per key, always all eleven keys, with C(present), C(writable), C(scope)
+              (V(global) or V(netns)), C(unit), C(value) (list for triples, int for scalars) and C(raw).
+          type: dict
+          returned: always
+          sample:
+            net.ipv4.tcp_mem: {present: true, writable: true, scope: global, unit: pages,
+                               value: [22500, 30000, 45000], raw: "22500\t30000\t45000"}
+        sockstat:
+          description:
+            - C(sockets_used), C(tcp), C(tcp6), C(udp), C(udp6) counters and C(host_wide_fields), the
+              fields that are host-wide because the module runs outside the initial network namespace.
+          type: dict
+          returned: always
+          sample: {sockets_used: 123, tcp: {inuse: 10, orphan: 0, tw: 2, alloc: 12, mem_pages: 3,
+                   mem_bytes: 12288}, tcp6: {inuse: 1}, udp: {inuse: 2, mem_pages: 1, mem_bytes: 4096},
+                   udp6: {inuse: 0}, host_wide_fields: []}
+        snmp:
+          description: C(tcp_curr_estab) (ESTABLISHED plus CLOSE_WAIT), C(tcp_active_opens), C(tcp_passive_opens).
+          type: dict
+          returned: always
+          sample: {tcp_curr_estab: 10, tcp_active_opens: 100, tcp_passive_opens: 90}
+        pressure:
+          description:
+            - C(counters) from TcpExt (V(null) for one this kernel lacks) and C(tcp_under_pressure_now)
+              from C(/proc/net/protocols).
+          type: dict
+          returned: always
+          sample: {counters: {TCPMemoryPressures: 0, TCPMemoryPressuresChrono: 0, TCPAbortOnMemory: 0,
+                   PruneCalled: 0, RcvPruned: 0, OfoPruned: 0, TCPRcvCollapsed: 0, TCPRcvQDrop: 0},
+                   tcp_under_pressure_now: false}
+        status:
+          description:
+            - C(level) (V(ok), V(above_min), V(pressure), V(at_max), V(unknown)), C(used_pages), fractions of
+              the C(tcp_mem) thresholds, C(buffer_bytes_per_connection) and C(notes).
+          type: dict
+          returned: always
+          sample: {level: ok, used_pages: 3, fraction_of_min: 0.000133, fraction_of_pressure: 0.0001,
+                   fraction_of_max: 0.000067, buffer_bytes_per_connection: 1228.8, notes: []}
+        connections:
+          description:
+            - With O(states) or O(top_sockets) only. C(source) (V(netlink) or V(proc)), C(total),
+              C(by_state), C(rmem_alloc_bytes_total) and C(wmem_queued_bytes_total) (V(null) from C(proc)),
+              C(rx_queue_bytes_total) and C(tx_queue_bytes_total) (payload queued), C(fallback_reason).
+          type: dict
+          returned: when requested
+          sample: {source: netlink, total: 12, by_state: {ESTABLISHED: 10, TIME_WAIT: 2}, rmem_alloc_bytes_total: 0,
+                   wmem_queued_bytes_total: 0, rx_queue_bytes_total: 0, tx_queue_bytes_total: 0,
+                   fallback_reason: null}
+        top_sockets:
+          description: With O(top_sockets) > 0 only. The sockets holding the most buffer memory, largest first.
+          type: list
+          elements: dict
+          returned: when requested
+          sample: [{local: "127.0.0.1:5000", remote: "127.0.0.1:40000", state: ESTABLISHED, rmem_alloc_bytes: 0,
+                    wmem_queued_bytes: 65536, rx_queue_bytes: 0, tx_queue_bytes: 65000, total_bytes: 65536}]
+        blocked_writers:
+          description:
+            - With O(blocked_writers) only. C(samples), C(window_ms), C(threads) (pid, tid, comm,
+              seen_in_samples; V(null) when kernel stacks are not readable) and C(note).
+          type: dict
+          returned: when requested
+          sample: {samples: 5, window_ms: 402, threads: [{pid: 1234, tid: 1234, comm: load, seen_in_samples: 5}],
+                   note: a full per-socket send buffer also waits in sk_stream_wait_memory}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_diag import DiagUnavailable
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+
+MAX_TOP_SOCKETS = 1000
+MAX_WINDOW_MS = 10000
+
+
+def argument_spec() -> dict:
+    return {
+        "proc_root": {"type": "path", "default": "/proc"},
+        "sys_root": {"type": "path", "default": "/sys"},
+        "states": {"type": "bool", "default": False},
+        "top_sockets": {"type": "int", "default": 0},
+        "connections_source": {"type": "str", "choices": ["auto", "netlink", "proc"], "default": "auto"},
+        "blocked_writers": {"type": "bool", "default": False},
+        "blocked_writers_samples": {"type": "int", "default": 5},
+        "blocked_writers_interval_ms": {"type": "int", "default": 100},
+    }
+
+
+def check_bounds(params: dict):
+    """Return an error message for out-of-range options, or None."""
+    if not 0 <= params["top_sockets"] <= MAX_TOP_SOCKETS:
+        return f"top_sockets must be between 0 and {MAX_TOP_SOCKETS}, got {params['top_sockets']}"
+    if not 1 <= params["blocked_writers_samples"] <= 50:
+        return f"blocked_writers_samples must be between 1 and 50, got {params['blocked_writers_samples']}"
+    if not 10 <= params["blocked_writers_interval_ms"] <= 2000:
+        return f"blocked_writers_interval_ms must be between 10 and 2000, got {params['blocked_writers_interval_ms']}"
+    window = (params["blocked_writers_samples"] - 1) * params["blocked_writers_interval_ms"]
+    if window > MAX_WINDOW_MS:
+        return f"the blocked_writers window (samples - 1) * interval_ms is {window} ms, above {MAX_WINDOW_MS}"
+    return None
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    error = check_bounds(module.params)
+    if error:
+        module.fail_json(msg=error)
+    try:
+        facts = gather(**module.params)
+    except ProcParseError as exc:
+        module.fail_json(msg=str(exc), file=exc.name)
+    except DiagUnavailable as exc:
+        module.fail_json(msg=f"connections_source=netlink: {exc}")
+    module.exit_json(changed=False, ansible_facts={"tcp_memory": facts})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The whole facts dict, gathered from fixture trees of real-looking hosts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import BROKEN, TREES, materialize
+
+TOP_LEVEL = {
+    "schema_version",
+    "kernel",
+    "page_size_bytes",
+    "cpu_count",
+    "memory",
+    "boot_defaults",
+    "namespace",
+    "sysctl",
+    "sockstat",
+    "snmp",
+    "pressure",
+    "status",
+    "connections",
+    "top_sockets",
+    "blocked_writers",
+}
+
+
+def facts_of(tmp_path, name, **options):
+    proc_root, sys_root = materialize(name, str(tmp_path))
+    return gather(proc_root=proc_root, sys_root=sys_root, **options)
+
+
+@pytest.mark.parametrize("name", TREES)
+def test_every_tree_gives_the_whole_contract(tmp_path, name):
+    facts = facts_of(tmp_path, name)
+    assert set(facts) == TOP_LEVEL
+    assert facts["schema_version"] == 1
+    assert set(facts["sysctl"]) == set(proc.SYSCTL_KEYS)
+    for entry in facts["sysctl"].values():
+        assert set(entry) == {"present", "writable", "scope", "unit", "value", "raw"}
+    assert set(facts["pressure"]["counters"]) == set(proc.TCPEXT_PRESSURE_COUNTERS)
+    assert facts["status"]["level"] in proc.STATUS_LEVELS
+    assert facts["connections"] is None and facts["top_sockets"] is None and facts["blocked_writers"] is None
+
+
+def test_normal_host(tmp_path):
+    facts = facts_of(tmp_path, "normal_host")
+    assert facts["kernel"] == {"release": "6.1.0-31-cloud-amd64", "version": [6, 1, 0]}
+    assert facts["cpu_count"] == 2
+    assert facts["memory"] == {
+        "mem_total_bytes": 2022992 * 1024,
+        "mem_available_bytes": 1757812 * 1024,
+        "nr_free_buffer_pages_estimate": 501806,
+        "nr_free_buffer_pages_source": "zoneinfo",
+    }
+    # Nobody tuned this host: what the kernel computed at boot is what it reports now.
+    assert facts["boot_defaults"]["tcp_mem_pages"] == facts["sysctl"]["net.ipv4.tcp_mem"]["value"]
+    assert facts["boot_defaults"]["tcp_rmem_bytes"] == facts["sysctl"]["net.ipv4.tcp_rmem"]["value"]
+    assert facts["boot_defaults"]["tcp_wmem_bytes"] == facts["sysctl"]["net.ipv4.tcp_wmem"]["value"]
+    assert facts["namespace"]["initial"] is True
+    assert facts["namespace"]["method"].startswith("compared /proc/self/ns/net")
+    tcp_mem = facts["sysctl"]["net.ipv4.tcp_mem"]
+    assert tcp_mem == {
+        "present": True,
+        "writable": True,
+        "scope": "global",
+        "unit": "pages",
+        "value": [23520, 31362, 47040],
+        "raw": "23520\t31362\t47040",
+    }
+    assert facts["sysctl"]["net.ipv4.tcp_rmem"]["scope"] == "netns"
+    assert facts["sysctl"]["net.core.optmem_max"]["scope"] == "global"  # per netns only from 6.8
+    assert facts["sockstat"] == {
+        "sockets_used": 150,
+        "tcp": {"inuse": 12, "orphan": 0, "tw": 2, "alloc": 14, "mem_pages": 3, "mem_bytes": 12288},
+        "tcp6": {"inuse": 1},
+        "udp": {"inuse": 2, "mem_pages": 1, "mem_bytes": 4096},
+        "udp6": {"inuse": 0},
+        "host_wide_fields": [],
+    }
+    assert facts["snmp"] == {"tcp_curr_estab": 10, "tcp_active_opens": 100, "tcp_passive_opens": 90}
+    assert facts["pressure"]["tcp_under_pressure_now"] is False
+    status = facts["status"]
+    assert (status["level"], status["used_pages"], status["buffer_bytes_per_connection"]) == ("ok", 3, 1024.0)
+    assert status["fraction_of_pressure"] == round(3 / 31362, 6)
+    assert status["notes"] == []
+
+
+def test_host_under_pressure(tmp_path):
+    facts = facts_of(tmp_path, "pressure_host")
+    status = facts["status"]
+    assert status["level"] == "pressure"
+    assert (status["fraction_of_min"], status["fraction_of_pressure"], status["fraction_of_max"]) == (1.8, 1.2, 0.9)
+    assert status["buffer_bytes_per_connection"] == round(1800 * 4096 / 5003, 1)
+    assert facts["pressure"] == {
+        "counters": {
+            "TCPMemoryPressures": 12,
+            "TCPMemoryPressuresChrono": 53211,
+            "TCPAbortOnMemory": 3,
+            "PruneCalled": 4242,
+            "RcvPruned": 17,
+            "OfoPruned": 5,
+            "TCPRcvCollapsed": 9000,
+            "TCPRcvQDrop": 3456,
+        },
+        "tcp_under_pressure_now": True,
+    }
+    assert facts["cpu_count"] == 4
+
+
+def test_container_network_namespace(tmp_path):
+    facts = facts_of(tmp_path, "container_netns")
+    namespace = facts["namespace"]
+    assert namespace["initial"] is False
+    assert "/proc/1/ns/net not readable" in namespace["method"] and "net:[4026532177]" in namespace["method"]
+    sysctl = facts["sysctl"]
+    for key in ("net.ipv4.tcp_mem", "net.ipv4.udp_mem"):
+        assert sysctl[key] == {
+            "present": False,
+            "writable": False,
+            "scope": "global",
+            "unit": "pages",
+            "value": None,
+            "raw": None,
+        }
+    for key in ("net.core.rmem_max", "net.core.wmem_max", "net.core.rmem_default", "net.core.wmem_default"):
+        assert sysctl[key]["present"] is True and sysctl[key]["writable"] is False, key
+        assert sysctl[key]["scope"] == "global"
+    assert sysctl["net.core.optmem_max"]["scope"] == "netns"
+    assert sysctl["net.core.optmem_max"]["writable"] is True
+    assert sysctl["net.ipv4.tcp_rmem"] == {
+        "present": True,
+        "writable": True,
+        "scope": "netns",
+        "unit": "bytes",
+        "value": [4096, 131072, 33554432],
+        "raw": "4096\t131072\t33554432",
+    }
+    assert facts["sockstat"]["host_wide_fields"] == ["alloc", "orphan", "mem"]
+    status = facts["status"]
+    assert status["level"] == "unknown" and status["fraction_of_max"] is None
+    assert status["used_pages"] == 5180
+    assert status["buffer_bytes_per_connection"] == round(5180 * 4096 / 6016, 1)  # host-wide mem / host-wide alloc
+    assert any("tcp_mem is not visible" in note for note in status["notes"])
+    assert any("host-wide inside a network namespace" in note for note in status["notes"])
+    assert facts["boot_defaults"]["tcp_rmem_bytes"][2] == 32 * 1024 * 1024
+
+
+def test_read_only_proc_sys_mount_makes_every_key_unwritable(tmp_path):
+    proc_root, sys_root = materialize("container_netns", str(tmp_path))
+    with open(os.path.join(proc_root, "self/mountinfo"), "a") as handle:
+        handle.write("40 22 0:21 /sys /proc/sys ro,nosuid,nodev,noexec,relatime - proc proc rw\n")
+    facts = gather(proc_root=proc_root, sys_root=sys_root)
+    assert [key for key, entry in facts["sysctl"].items() if entry["writable"]] == []
+    assert facts["sysctl"]["net.ipv4.tcp_rmem"]["present"] is True
+
+
+def test_old_kernel_without_newer_counters(tmp_path):
+    facts = facts_of(tmp_path, "old_kernel")
+    assert facts["pressure"]["counters"]["TCPMemoryPressuresChrono"] is None
+    assert facts["pressure"]["counters"]["TCPRcvQDrop"] is None
+    assert facts["pressure"]["counters"]["TCPMemoryPressures"] == 0
+    assert facts["sockstat"]["tcp6"] is None and facts["sockstat"]["udp6"] is None
+    assert facts["memory"]["mem_available_bytes"] is None
+    assert facts["memory"]["nr_free_buffer_pages_source"] == "meminfo"
+    assert facts["memory"]["nr_free_buffer_pages_estimate"] == 1015000 // 4 - (33 + 2000)
+    assert facts["boot_defaults"]["tcp_rmem_bytes"][1] == 87380
+    assert {key: entry["scope"] for key, entry in facts["sysctl"].items() if entry["scope"] == "netns"} == {}
+    assert facts["cpu_count"] == 1
+    assert not any("tcp_adv_win_scale" in note for note in facts["status"]["notes"])
+
+
+def test_optional_files_missing_are_null(tmp_path):
+    proc_root, sys_root = materialize("normal_host", str(tmp_path))
+    for relative in (
+        "net/netstat",
+        "net/protocols",
+        "net/sockstat6",
+        "zoneinfo",
+        "sys/kernel/osrelease",
+        "self/mountinfo",
+    ):
+        os.remove(os.path.join(proc_root, relative))
+    shutil.rmtree(os.path.join(proc_root, "self/ns"))
+    os.remove(os.path.join(sys_root, "devices/system/cpu/online"))
+    facts = gather(proc_root=proc_root, sys_root=sys_root)
+    assert set(facts["pressure"]["counters"].values()) == {None}
+    assert facts["pressure"]["tcp_under_pressure_now"] is None
+    assert facts["kernel"]["release"] == os.uname().release
+    assert facts["cpu_count"] == os.sysconf("SC_NPROCESSORS_ONLN")
+    assert facts["memory"]["nr_free_buffer_pages_source"] == "meminfo"
+    assert facts["namespace"] == {
+        "initial": True,
+        "method": "/proc/self/ns/net not readable; net.ipv4.tcp_mem is present under /proc/sys "
+        "(it exists only in the initial namespace)",
+    }
+
+
+@pytest.mark.parametrize("relative", ["meminfo", "net/sockstat", "net/snmp"])
+def test_required_file_missing_is_an_error_naming_it(tmp_path, relative):
+    proc_root, sys_root = materialize("normal_host", str(tmp_path))
+    os.remove(os.path.join(proc_root, relative))
+    with pytest.raises(ProcParseError) as caught:
+        gather(proc_root=proc_root, sys_root=sys_root)
+    assert str(caught.value) == f"{os.path.join(proc_root, relative)}: file is missing"
+
+
+BROKEN_PROBLEMS = {
+    "cpu_online_garbage": ("sys/devices/system/cpu/online", "range '0-'"),
+    "meminfo_binary": ("proc/meminfo", "not text: byte 0xff at offset 32"),
+    "meminfo_no_total": ("proc/meminfo", "no MemTotal line"),
+    "meminfo_not_number": ("proc/meminfo", "is not an integer"),
+    "mountinfo_garbage": ("proc/self/mountinfo", "is not a mountinfo line"),
+    "netstat_short_values": ("proc/net/netstat", "TcpExt: 3 names but 2 values (truncated?)"),
+    "protocols_garbage": ("proc/net/protocols", "no 'protocol ... press' header"),
+    "rmem_max_garbage": ("proc/sys/net/core/rmem_max", "'lots' is not an integer"),
+    "snmp_truncated": ("proc/net/snmp", "odd number of lines"),
+    "sockstat_empty": ("proc/net/sockstat", "file is empty"),
+    "sockstat_garbage": ("proc/net/sockstat", "field inuse: 'twelve' is not an integer"),
+    "sockstat_truncated": ("proc/net/sockstat", "is not 'PROTO: name N name N ...'"),
+    "tcp_mem_garbage": ("proc/sys/net/ipv4/tcp_mem", "expected 3 integer(s)"),
+    "tcp_table_garbage": ("proc/net/tcp", "line 2 is not a socket line"),
+    "tcp_table_truncated": ("proc/net/tcp", "line 2 is truncated"),
+    "zoneinfo_bad_number": ("proc/zoneinfo", "line 2: '6x2' is not an integer"),
+    "zoneinfo_garbage": ("proc/zoneinfo", "comes before any 'Node N, zone NAME' line"),
+}
+
+
+def test_every_broken_tree_has_an_expected_problem():
+    assert set(BROKEN_PROBLEMS) == set(BROKEN)
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_broken_files_fail_naming_the_file(tmp_path, case):
+    relative, problem = BROKEN_PROBLEMS[case]
+    proc_root, sys_root = materialize("broken/" + case, str(tmp_path))
+    with pytest.raises(ProcParseError) as caught:
+        # states=True so the /proc/net/tcp cases are read too (a fixture root never uses netlink).
+        gather(proc_root=proc_root, sys_root=sys_root, states=True)
+    root = os.path.dirname(proc_root)
+    assert caught.value.name == os.path.join(root, relative)
+    assert str(caught.value).startswith(os.path.join(root, relative) + ": ")
+    assert problem in caught.value.problem
+
+
+def test_states_from_a_fixture_tree_read_proc_tables(tmp_path):
+    facts = facts_of(tmp_path, "normal_host", states=True, top_sockets=1)
+    connections = facts["connections"]
+    assert connections["source"] == "proc"
+    assert connections["fallback_reason"] == "proc_root is not the live /proc"
+    assert connections["by_state"] == {"LISTEN": 2, "ESTABLISHED": 2, "TIME_WAIT": 1}
+    assert [s["local"] for s in facts["top_sockets"]] == ["127.0.0.1:5000"]
+
+
+def test_top_sockets_alone_reports_connections_too(tmp_path):
+    facts = facts_of(tmp_path, "normal_host", top_sockets=2)
+    assert facts["connections"]["total"] == 5
+    assert len(facts["top_sockets"]) == 2
+
+
+def test_no_socket_source_is_a_note_not_an_error(tmp_path):
+    proc_root, sys_root = materialize("old_kernel", str(tmp_path))
+    facts = gather(proc_root=proc_root, sys_root=sys_root, states=True)
+    assert facts["connections"] is None
+    assert any("no socket source" in note for note in facts["status"]["notes"])

@@ -1,0 +1,122 @@
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The tcp_memory_facts module: arguments, documentation, exit and failure paths."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
+from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def no_exit(monkeypatch):
+    def exit_json(self, **kwargs):
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+
+def run_module(args):
+    with patch_module_args(args), pytest.raises((ExitJson, FailJson)) as caught:
+        tcp_memory_facts.main()
+    return caught.type, caught.value.args[0]
+
+
+def test_returns_facts_and_never_changes(tmp_path):
+    proc_root, sys_root = materialize("normal_host", str(tmp_path))
+    kind, result = run_module({"proc_root": proc_root, "sys_root": sys_root, "_ansible_check_mode": True})
+    assert kind is ExitJson
+    assert result["changed"] is False
+    facts = result["ansible_facts"]["tcp_memory"]
+    assert facts["schema_version"] == 1
+    assert facts["status"]["level"] == "ok"
+
+
+def test_states_and_top_sockets_options(tmp_path):
+    proc_root, sys_root = materialize("normal_host", str(tmp_path))
+    kind, result = run_module({"proc_root": proc_root, "sys_root": sys_root, "states": True, "top_sockets": 1})
+    assert kind is ExitJson
+    facts = result["ansible_facts"]["tcp_memory"]
+    assert facts["connections"]["by_state"]["ESTABLISHED"] == 2
+    assert facts["top_sockets"][0]["total_bytes"] == 65536
+
+
+def test_garbage_file_fails_with_a_message_naming_it(tmp_path):
+    proc_root, sys_root = materialize("broken/sockstat_truncated", str(tmp_path))
+    kind, result = run_module({"proc_root": proc_root, "sys_root": sys_root})
+    assert kind is FailJson
+    assert result["msg"].startswith(proc_root + "/net/sockstat: line 2 ")
+    assert result["file"] == proc_root + "/net/sockstat"
+
+
+def test_forced_netlink_failure_fails_cleanly(tmp_path, monkeypatch):
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag
+
+    def refuse(**_):
+        raise tcp_memory_diag.DiagUnavailable("cannot open a NETLINK_SOCK_DIAG socket: denied")
+
+    monkeypatch.setattr(tcp_memory_diag, "dump_netlink", refuse)
+    proc_root, sys_root = materialize("normal_host", str(tmp_path))
+    kind, result = run_module(
+        {"proc_root": proc_root, "sys_root": sys_root, "states": True, "connections_source": "netlink"}
+    )
+    assert kind is FailJson
+    assert result["msg"] == "connections_source=netlink: cannot open a NETLINK_SOCK_DIAG socket: denied"
+
+
+def test_auto_falls_back_to_proc_when_netlink_is_refused(monkeypatch):
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag
+
+    def refuse(**_):
+        raise tcp_memory_diag.DiagUnavailable("inet_diag dump refused: EPERM")
+
+    monkeypatch.setattr(tcp_memory_diag, "dump_netlink", refuse)
+    kind, result = run_module({"states": True})
+    assert kind is ExitJson
+    connections = result["ansible_facts"]["tcp_memory"]["connections"]
+    assert connections["source"] == "proc"
+    assert connections["fallback_reason"] == "inet_diag dump refused: EPERM"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"top_sockets": -1}, "top_sockets must be between 0 and 1000, got -1"),
+        ({"blocked_writers_samples": 0}, "blocked_writers_samples must be between 1 and 50, got 0"),
+        ({"blocked_writers_interval_ms": 5}, "blocked_writers_interval_ms must be between 10 and 2000, got 5"),
+        ({"blocked_writers_samples": 50, "blocked_writers_interval_ms": 2000}, "window"),
+        ({"connections_source": "bpf"}, "value of connections_source must be one of: auto, netlink, proc"),
+    ],
+)
+def test_out_of_range_options_fail(args, message):
+    kind, result = run_module(args)
+    assert kind is FailJson
+    assert message in result["msg"]
+
+
+def test_documentation_matches_the_argument_spec():
+    documented = yaml.safe_load(tcp_memory_facts.DOCUMENTATION)["options"]
+    spec = tcp_memory_facts.argument_spec()
+    assert set(documented) == set(spec)
+    for name, option in spec.items():
+        assert documented[name]["type"] == option["type"], name
+        assert documented[name].get("default") == option.get("default"), name
+        assert documented[name].get("choices") == option.get("choices"), name
+    yaml.safe_load(tcp_memory_facts.EXAMPLES)
+    yaml.safe_load(tcp_memory_facts.RETURN)
