@@ -1,0 +1,155 @@
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared fixtures for real-kernel tests: network namespaces, held connections, ad-hoc runs.
+
+Everything a fixture starts it also stops, on success and on failure: namespaces are deleted
+and the processes started in them are terminated (then killed) by their own PIDs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "tests" / "tools"))
+import conn_holder  # noqa: E402 -- the load generator's own client (start_in_netns, Holder)
+
+# The target interpreter: the system Python, as on a managed host (modules are stdlib only).
+TARGET_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+def real_kernel_ready() -> str:
+    """Empty when this process can create namespaces, else why not."""
+    if os.geteuid() != 0:
+        return "needs root"
+    if shutil.which("ip") is None or shutil.which("ss") is None:
+        return "needs iproute2 (ip, ss)"
+    if not (VENV_BIN / "ansible").exists():
+        return "needs ansible in the interpreter's bin directory"
+    return ""
+
+
+@pytest.fixture(scope="session")
+def collections_path(tmp_path_factory) -> str:
+    """A collections path where this checkout is netstack.tcp_tuning (no `make devlink` needed)."""
+    base = tmp_path_factory.mktemp("collections")
+    link = base / "ansible_collections" / "netstack" / "tcp_tuning"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(ROOT)
+    return str(base)
+
+
+def _delete_netns(name: str) -> None:
+    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False).stdout.split()
+    for pid in pids:  # only processes started inside this fresh namespace, i.e. by this test
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+@pytest.fixture
+def netns():
+    """A fresh network namespace with loopback up, deleted afterwards whatever happens."""
+    reason = real_kernel_ready()
+    if reason:
+        pytest.skip(reason)
+    name = f"ns-facts-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        _delete_netns(name)
+
+
+@pytest.fixture
+def held_connections(netns):
+    """Factory: hold connections in `netns`; every holder started is stopped at teardown."""
+    holders = []
+
+    def start(*arguments: str, timeout: float = 120) -> conn_holder.Holder:
+        holder = conn_holder.start_in_netns(netns, arguments, timeout=timeout)
+        holders.append(holder)
+        return holder
+
+    try:
+        yield start
+    finally:
+        for holder in holders:
+            holder.stop()
+
+
+def ansible_adhoc(module: str, args: dict, collections: str, netns_name=None, timeout: float = 300) -> dict:
+    """Run `ansible localhost -m module` as Ansible would (optionally inside a namespace).
+
+    Returns the module's result for localhost from the json stdout callback.
+    """
+    command = ["ip", "netns", "exec", netns_name] if netns_name else []
+    command += [
+        str(VENV_BIN / "ansible"),
+        "localhost",
+        "-c",
+        "local",
+        "-i",
+        "localhost,",
+        "-m",
+        module,
+        "-e",
+        f"ansible_python_interpreter={TARGET_PYTHON}",
+    ]
+    if args:  # an empty '{}' would be taken for raw parameters
+        command += ["-a", json.dumps(args)]
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=collections,
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_DEPRECATION_WARNINGS="0",
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+    )
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    try:
+        report = json.loads(out.stdout)
+        return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError(f"ansible failed (rc {out.returncode}):\n{out.stdout}\n{out.stderr}") from None
+
+
+def ss_count(netns_name: str, state: str) -> int:
+    """Sockets `ss -tanH state STATE` lists in the namespace."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns_name, "ss", "-tanH", "state", state],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return len([line for line in out.stdout.splitlines() if line.strip()])
+
+
+@pytest.fixture
+def run_ansible_module(collections_path):
+    """Fixture form of ansible_adhoc with this checkout as the collection."""
+
+    def run(module: str, args: dict, netns_name=None, timeout: float = 300) -> dict:
+        return ansible_adhoc(module, args, collections_path, netns_name, timeout)
+
+    return run
+
+
+@pytest.fixture
+def ss_state_count():
+    """Fixture form of ss_count."""
+    return ss_count
