@@ -1,0 +1,434 @@
+#!/usr/bin/env python
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark tcp_memory_facts at 10k/50k/100k established loopback connections against ss.
+
+For each size: create a network namespace, hold N connections in it with
+tests/tools/conn_holder.py (2N sockets, <= 15000 fds per process), then, inside the
+namespace, time every case side by side, round after round (interleaved, so background
+noise hits all cases alike), and report medians:
+
+  module default            main() of the module, in-process (no interpreter start-up)
+  module states=true        idem, with states: true
+  module top_sockets=20     idem, with top_sockets: 20
+  module process states     the module file run by the target Python as Ansible would run it
+                            (python tcp_memory_facts.py ARGS.json): start-up included
+  ss -s                     the ss binary
+  ss -tan state all | wc -l the pipeline the issue compares with
+  naive /proc/net/tcp       readlines + split + count states of /proc/net/tcp{,6}, in-process
+
+In-process cases run in one long-lived child per case that executes one run per request;
+peak memory is each child's ru_maxrss from wait4() (getrusage(RUSAGE_CHILDREN) of that child
+alone). The namespace and every process are cleaned up, also on failure or Ctrl-C.
+
+Usage (as root; `make bench` runs benchmarks/run.sh .venv/bin, which calls this):
+  facts_bench.py [--sizes 10000,50000,100000] [--runs 9] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE_FILE = os.path.join(ROOT, "plugins", "modules", "tcp_memory_facts.py")
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+import conn_holder  # noqa: E402 -- the load generator's client: start_in_netns()
+
+FDS_PER_WORKER = 15000
+RUN_TIMEOUT = 120  # seconds, any single measured run
+HOLD_SECONDS = 1800  # conn_holder stops by itself after this, whatever happens here
+TARGET_DEFAULT_MS = 20
+TARGET_PEAK_MB = 60
+
+MODULE_CASES = {
+    "module default": {},
+    "module states=true": {"states": True},
+    "module top_sockets=20": {"top_sockets": 20},
+}
+PROCESS_CASES = {
+    "ss -s": ["ss", "-s"],
+    "ss -tan state all | wc -l": ["sh", "-c", "ss -tan state all | wc -l"],
+}
+CASE_ORDER = [
+    "module default",
+    "module states=true",
+    "module top_sockets=20",
+    "module process states=true",
+    "ss -s",
+    "ss -tan state all | wc -l",
+    "naive /proc/net/tcp parse",
+]
+
+
+# --- children: one run per request line, elapsed seconds per reply line -----------------------
+
+
+def _import_root() -> str:
+    """A directory to put on sys.path: this checkout as ansible_collections.netstack.tcp_tuning,
+    and ansible-core's `ansible` package (what AnsiballZ ships to a target with the module)."""
+    import ansible
+
+    base = tempfile.mkdtemp(prefix="facts-bench-")
+    link = os.path.join(base, "ansible_collections", "netstack", "tcp_tuning")
+    os.makedirs(os.path.dirname(link))
+    os.symlink(ROOT, link)
+    os.symlink(os.path.dirname(ansible.__file__), os.path.join(base, "ansible"))
+    return base
+
+
+def module_worker(args: dict) -> None:
+    """Run the module's main() in-process once per request; reply elapsed seconds and a count."""
+    sys.path.insert(0, _import_root())
+    from ansible.module_utils.testing import patch_module_args
+    from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
+
+    reply = sys.stdout
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        captured = io.StringIO()
+        with patch_module_args(args), contextlib.redirect_stdout(captured):
+            start = time.perf_counter()
+            with contextlib.suppress(SystemExit):  # exit_json() ends with sys.exit(0)
+                tcp_memory_facts.main()
+            elapsed = time.perf_counter() - start
+        result = json.loads(captured.getvalue())
+        connections = result["ansible_facts"]["tcp_memory"]["connections"]
+        reply.write(json.dumps({"seconds": elapsed, "sockets": connections and connections["total"]}) + "\n")
+        reply.flush()
+
+
+def naive_worker() -> None:
+    """What a quick script would do: read /proc/net/tcp{,6} whole, split lines, count states."""
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        start = time.perf_counter()
+        states = {}
+        for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(path) as handle:
+                for row in handle.readlines()[1:]:
+                    state = row.split()[3]
+                    states[state] = states.get(state, 0) + 1
+        elapsed = time.perf_counter() - start
+        sys.stdout.write(json.dumps({"seconds": elapsed, "sockets": sum(states.values())}) + "\n")
+        sys.stdout.flush()
+
+
+# ru_maxrss survives exec: a child forked from this (Python) process reports at least this
+# process's RSS. GNU time forks the measured command from its own small process and reports
+# that child's ru_maxrss (wait4), which is the command's own peak.
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+class Peak:
+    """Wrap a command so its own peak RSS can be read after it exits."""
+
+    def __init__(self, command) -> None:
+        handle, self.path = tempfile.mkstemp(prefix="peak-")
+        os.close(handle)
+        self.command = [GNU_TIME, "-f", "%M", "-o", self.path, *command] if GNU_TIME else list(command)
+
+    def kib(self, wait4_kib: int) -> int:
+        """The command's peak RSS in KiB (wait4's figure, an upper bound, without GNU time)."""
+        try:
+            with open(self.path) as handle:
+                lines = [line for line in handle.read().split() if line.isdigit()]
+            return int(lines[-1]) if GNU_TIME and lines else wait4_kib
+        finally:
+            os.unlink(self.path)
+
+
+class Worker:
+    """A long-lived measuring child: one run per request; its peak RSS when it is closed."""
+
+    def __init__(self, command) -> None:
+        self.peak = Peak(command)
+        self.process = subprocess.Popen(self.peak.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(self) -> dict:
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.process.args} died")
+        return json.loads(line)
+
+    def close(self) -> int:
+        """Stop the child; return its peak RSS in KiB."""
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while True:
+            pid, _status, usage = os.wait4(self.process.pid, os.WNOHANG)
+            if pid:
+                self.process.returncode = 0
+                return self.peak.kib(usage.ru_maxrss)
+            if time.monotonic() > deadline:
+                self.process.kill()
+            time.sleep(0.01)
+
+
+def run_process(command) -> dict:
+    """Run a command to completion: wall seconds (wait4 on the command itself)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"{command} took longer than {RUN_TIMEOUT} s") from None
+    elapsed = time.perf_counter() - start
+    if process.returncode:
+        raise RuntimeError(f"{command} exited {process.returncode}: {stderr.decode()[-500:]}")
+    return {"seconds": elapsed}
+
+
+def peak_of(command) -> int:
+    """One extra run of `command` under GNU time: its own peak RSS in KiB."""
+    peak = Peak(command)
+    process = subprocess.Popen(peak.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    _pid, _status, usage = os.wait4(process.pid, 0)
+    process.returncode = 0
+    return peak.kib(usage.ru_maxrss)
+
+
+# --- inside the namespace: all cases, interleaved -------------------------------------------------
+
+
+def measure(runs: int, target_python: str) -> dict:
+    me = [sys.executable, os.path.abspath(__file__)]
+    workers = {name: Worker([*me, "module-worker", json.dumps(args)]) for name, args in MODULE_CASES.items()}
+    workers["naive /proc/net/tcp parse"] = Worker([*me, "naive-worker"])
+    args_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115 -- removed below
+    json.dump({"ANSIBLE_MODULE_ARGS": {"states": True}}, args_file)
+    args_file.close()
+    collections = _import_root()
+    module_process = [target_python, MODULE_FILE, args_file.name]
+    env_before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = collections + (os.pathsep + env_before if env_before else "")
+    samples = {name: [] for name in CASE_ORDER}
+    peaks = {}
+    counted = {}
+    try:
+        for name, worker in workers.items():  # warm-up: imports and first-call caches out of the timings
+            counted[name] = worker.run()["sockets"]
+        for _round in range(runs):
+            for name in CASE_ORDER:
+                if name in workers:
+                    result = workers[name].run()
+                else:
+                    result = run_process(PROCESS_CASES.get(name, module_process))
+                samples[name].append(result["seconds"])
+        for name in CASE_ORDER:
+            if name not in workers:
+                peaks[name] = peak_of(PROCESS_CASES.get(name, module_process))
+    finally:
+        for name, worker in workers.items():
+            peaks[name] = worker.close()
+        os.unlink(args_file.name)
+        shutil.rmtree(collections, ignore_errors=True)
+    return {
+        "cases": {
+            name: {
+                "median_ms": round(statistics.median(samples[name]) * 1000, 2),
+                "min_ms": round(min(samples[name]) * 1000, 2),
+                "max_ms": round(max(samples[name]) * 1000, 2),
+                "peak_rss_mb": round(peaks[name] / 1024, 1),
+                "runs": len(samples[name]),
+            }
+            for name in CASE_ORDER
+        },
+        "sockets_counted": counted,
+    }
+
+
+# --- the orchestrator ------------------------------------------------------------------------------
+
+
+def read_int(path: str) -> int:
+    with open(path) as handle:
+        return int(handle.read().split()[0])
+
+
+def preflight(sizes) -> dict:
+    """Check (read-only) that the host can hold the largest size; return what was checked."""
+    if os.geteuid() != 0:
+        raise SystemExit("facts_bench.py must run as root (it creates network namespaces)")
+    for tool in ("ip", "ss"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} (iproute2) is needed")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nr_open = read_int("/proc/sys/fs/nr_open")
+    file_max = read_int("/proc/sys/fs/file-max")
+    allocated = read_int("/proc/sys/fs/file-nr")
+    needed = 2 * max(sizes) + 1000
+    if hard < FDS_PER_WORKER:
+        raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} is below {FDS_PER_WORKER} fds per worker")
+    if needed > file_max - allocated:
+        raise SystemExit(f"fs.file-max {file_max} (allocated {allocated}) cannot hold {needed} more fds")
+    return {
+        "rlimit_nofile": [soft, hard],
+        "fs.nr_open": nr_open,
+        "fs.file-max": file_max,
+        "fds_allocated_before": allocated,
+        "fds_needed": needed,
+    }
+
+
+def run_size(size: int, runs: int, target_python: str) -> dict:
+    netns = f"ns-bench-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    holder = None
+    try:
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+        start = time.monotonic()
+        holder = conn_holder.start_in_netns(
+            netns,
+            [
+                "--connections",
+                str(size),
+                "--max-fds-per-worker",
+                str(FDS_PER_WORKER),
+                "--unread-every",
+                "100",
+                "--unread-bytes",
+                "4096",
+                "--hold-seconds",
+                str(HOLD_SECONDS),
+            ],
+            timeout=600,
+        )
+        setup_seconds = time.monotonic() - start
+        command = ["ip", "netns", "exec", netns, sys.executable, os.path.abspath(__file__), "measure"]
+        command += ["--runs", str(runs), "--target-python", target_python]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT * runs * 10, check=False)
+        if out.returncode:
+            raise RuntimeError(f"measuring {size} failed:\n{out.stderr[-3000:]}")
+        result = json.loads(out.stdout)
+        result.update(connections=holder.connections, setup_seconds=round(setup_seconds, 1))
+        return result
+    finally:
+        if holder is not None:
+            holder.stop(timeout=300)
+        pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=False).stdout
+        for pid in pids.split():  # anything left in our namespace is ours
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), 9)
+        subprocess.run(["ip", "netns", "delete", netns], check=False)
+
+
+def verdicts(results: dict) -> list:
+    sizes = sorted(results, key=int)
+    largest = results[sizes[-1]]["cases"]
+    defaults = [results[s]["cases"]["module default"]["median_ms"] for s in sizes]
+    process_peak = largest["module process states=true"]["peak_rss_mb"]
+    in_process_peak = max(largest[name]["peak_rss_mb"] for name in MODULE_CASES)
+    return [
+        (
+            f"default call under {TARGET_DEFAULT_MS} ms at {sizes[-1]} connections",
+            defaults[-1] < TARGET_DEFAULT_MS,
+            f"{defaults[-1]} ms",
+        ),
+        (
+            "default call flat in N (largest median / smallest median < 1.5)",
+            max(defaults) / min(defaults) < 1.5,
+            " / ".join(f"{d} ms" for d in defaults),
+        ),
+        (
+            "states=true no slower than `ss -tan state all | wc -l`",
+            largest["module states=true"]["median_ms"] <= largest["ss -tan state all | wc -l"]["median_ms"],
+            f"{largest['module states=true']['median_ms']} ms vs "
+            f"{largest['ss -tan state all | wc -l']['median_ms']} ms",
+        ),
+        (
+            f"peak memory of the module process under {TARGET_PEAK_MB} MB",
+            process_peak < TARGET_PEAK_MB and in_process_peak < TARGET_PEAK_MB,
+            f"{process_peak} MB as a process, {in_process_peak} MB in-process with ansible-core loaded",
+        ),
+    ]
+
+
+def markdown(results: dict, checked: dict) -> str:
+    sizes = sorted(results, key=int)
+    lines = ["| case | " + " | ".join(f"{int(s):,} conn. median ms (peak MB)" for s in sizes) + " |"]
+    lines.append("|---|" + "---:|" * len(sizes))
+    for name in CASE_ORDER:
+        cells = [
+            f"{results[s]['cases'][name]['median_ms']} ({results[s]['cases'][name]['peak_rss_mb']})" for s in sizes
+        ]
+        lines.append(f"| {name.replace('|', '&#124;')} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for s in sizes:
+        counted = results[s]["sockets_counted"]
+        lines.append(
+            f"- {int(s):,} connections: setup {results[s]['setup_seconds']} s; sockets counted by "
+            f"states=true {counted['module states=true']}, by the naive parse {counted['naive /proc/net/tcp parse']}"
+        )
+    lines.append(f"- host checks (read only): {json.dumps(checked)}")
+    lines.append(f"- peak RSS measured with {'GNU time (the command alone)' if GNU_TIME else 'wait4 (upper bound)'}")
+    lines.append("")
+    for what, ok, detail in verdicts(results):
+        lines.append(f"- {'PASS' if ok else 'FAIL'}: {what}: {detail}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    sub = parser.add_subparsers(dest="command")
+    inside = sub.add_parser("measure")
+    inside.add_argument("--runs", type=int, required=True)
+    inside.add_argument("--target-python", required=True)
+    module = sub.add_parser("module-worker")
+    module.add_argument("args")
+    sub.add_parser("naive-worker")
+    parser.add_argument("--sizes", default="10000,50000,100000")
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--target-python", default="/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "")
+    parser.add_argument("--json", default=os.path.join(ROOT, ".cache", "bench", "facts.json"))
+    args = parser.parse_args(argv)
+
+    if args.command == "module-worker":
+        module_worker(json.loads(args.args))
+        return 0
+    if args.command == "naive-worker":
+        naive_worker()
+        return 0
+    if args.command == "measure":
+        print(json.dumps(measure(args.runs, args.target_python)))
+        return 0
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    target_python = args.target_python or sys.executable
+    checked = preflight(sizes)
+    print(f"host: {os.uname().release}, {os.cpu_count()} CPUs; checks: {json.dumps(checked)}", flush=True)
+    results = {}
+    for size in sizes:
+        print(f"{size} connections: holding, then {args.runs} interleaved rounds ...", flush=True)
+        results[str(size)] = run_size(size, args.runs, target_python)
+        for name, case in results[str(size)]["cases"].items():
+            print(f"  {name:28} median {case['median_ms']:9.2f} ms  peak {case['peak_rss_mb']:6.1f} MB", flush=True)
+    report = markdown(results, checked)
+    print("\n" + report)
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as handle:
+        json.dump({"kernel": os.uname().release, "checks": checked, "results": results}, handle, indent=2)
+    print(f"\nraw figures: {args.json}")
+    return 0 if all(ok for _what, ok, _detail in verdicts(results)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
