@@ -23,6 +23,11 @@ export ANSIBLE_COLLECTIONS_PATH="$root/.cache/dev"
 # This run's own VM directory: the cleanup below stops exactly the VMs this run started.
 run_dir=$(mktemp -d "$root/.cache/hosts-run.XXXXXX")
 export NETSTACK_VMS_DIR="$run_dir/vms"
+# Base config for every scenario (molecule -c): test the working tree through .cache/dev instead
+# of letting Molecule's prerun install a copy of the collection into ~/.ansible/collections, where
+# it can shadow the code under test.
+base_config="$run_dir/molecule-base.yml"
+printf -- '---\nprerun: false\n' >"$base_config"
 
 if [ $# -gt 0 ]; then
   scenarios=("$@")
@@ -71,7 +76,7 @@ for scenario in "${scenarios[@]}"; do
   [ -f "molecule/$scenario/molecule.yml" ] || { echo "no scenario molecule/$scenario" >&2; failed+=("$scenario"); continue; }
   echo "=== molecule test -s $scenario ($(date -u +%H:%M:%S))"
   start=$SECONDS
-  if ! molecule test -s "$scenario"; then
+  if ! molecule -c "$base_config" test -s "$scenario"; then
     failed+=("$scenario")
   fi
   seconds[$scenario]=$((SECONDS - start))

@@ -14,8 +14,9 @@ mirror=${NETSTACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 image_size=${NETSTACK_VM_IMAGE_SIZE:-2G}
 
 # Everything the guest needs: the kernel, an init, sshd for ansible, python3 for its modules,
-# procps (sysctl) and iproute2 (ss) for the tests. No python3-apt: the role needs no apt.
-packages=linux-image-cloud-amd64,systemd-sysv,udev,openssh-server,python3,procps,iproute2,kmod
+# procps (sysctl) and iproute2 (ss) for the tests. dbus because `shutdown -r` (what
+# ansible.builtin.reboot runs) fails without a system bus. No python3-apt: the role needs no apt.
+packages=linux-image-cloud-amd64,systemd-sysv,udev,dbus,openssh-server,python3,procps,iproute2,kmod
 
 mkdir -p "$out"
 work=$(mktemp -d "$out/.build.XXXXXX")
