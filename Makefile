@@ -48,7 +48,7 @@ lint: venv devlink
 	$(BIN)/ruff format --check .
 	$(BIN)/ansible-lint --profile production
 
-sanity: venv
+sanity: venv hostdeps
 	tests/run-sanity.sh $(BIN)
 
 unit: venv devlink

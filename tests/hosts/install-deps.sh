@@ -3,7 +3,7 @@
 # containers). Idempotent: does nothing when everything is present.
 set -euo pipefail
 packages=(podman runc qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client
-          iproute2 procps util-linux)
+          iproute2 procps util-linux shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
