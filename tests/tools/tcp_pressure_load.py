@@ -468,11 +468,13 @@ def block_during_hold(
     clients: Sequence[socket.socket],
     stalled_connections: Sequence[int],
     hold_s: float,
+    released: Any,
     chunk_bytes: int,
     sampler: StackSampler,
 ) -> Optional[Dict[str, Any]]:
-    """Keep sending on a stalled connection until the hold ends, so that a separate observer
-    (the facts module's blocked_writers) can see a writer stuck in the kernel meanwhile."""
+    """Keep sending on a stalled connection until the hold ends (`released` is set, at most
+    `hold_s`), so that a separate observer (the facts module's blocked_writers) can see a
+    writer stuck in the kernel meanwhile. Short send timeouts let it notice the release."""
     if not stalled_connections:
         return None
     client = clients[stalled_connections[0]]
@@ -480,10 +482,10 @@ def block_during_hold(
     sent_bytes = samples = waiting_memory = 0
     started = time.monotonic()
     hold_end = started + hold_s
-    while time.monotonic() < hold_end - 0.01:
-        set_send_timeout(client, max(0.01, hold_end - time.monotonic()))
+    while not released.is_set() and time.monotonic() < hold_end - 0.01:
+        set_send_timeout(client, min(0.5, max(0.01, hold_end - time.monotonic())))
         sampler.begin(-1)
-        with contextlib.suppress(BlockingIOError):  # the timeout ended the hold
+        with contextlib.suppress(BlockingIOError):  # a timeout: look at `released` again
             sent_bytes += client.send(chunk)
         sample_counts = sampler.end()
         samples += sample_counts[0]
@@ -497,10 +499,10 @@ def block_during_hold(
     }
 
 
-def worker_main(index: int, count: int, config: Mapping[str, Any], channel: Any) -> None:
+def worker_main(index: int, count: int, config: Mapping[str, Any], channel: Any, released: Any) -> None:
     """One worker process: open, wait for "fill", fill, wait for "release", measure, close."""
     # A last resort if the parent dies: the kernel resets the sockets when this process ends.
-    signal.alarm(int(config["deadline_s"]) + 60)
+    signal.alarm(int(config["deadline_s"] + config["hold_s"]) + 60)
     sockets: List[socket.socket] = []
     try:
         listener, clients, servers = open_connections(count)
@@ -516,9 +518,9 @@ def worker_main(index: int, count: int, config: Mapping[str, Any], channel: Any)
         filled = fill_connections(clients, config, sampler, config["fill_deadline"])
         filled["fill_s"] = round(time.monotonic() - started, 2)
         channel.send(("filled", {"stalled": filled["stalled"]}))
-        if config["hold_blocked"] and config["hold_s"] > 0:  # SO_SNDTIMEO 0 would block forever
+        if config["hold_blocked"] and config["hold_s"] > 0:
             filled["hold_blocked_send"] = block_during_hold(
-                clients, filled["stalled_connections"], config["hold_s"], config["chunk_bytes"], sampler
+                clients, filled["stalled_connections"], config["hold_s"], released, config["chunk_bytes"], sampler
             )
         sampler.stopping.set()
         filled["stack_readable"] = sampler.readable
@@ -569,6 +571,16 @@ def write_marker(path: Optional[str], worker_pids: Sequence[int], hold_s: float)
         with open(path + ".tmp", "w", encoding="utf-8") as handle:
             json.dump({"pid": os.getpid(), "worker_pids": list(worker_pids), "hold_s": hold_s}, handle)
         os.replace(path + ".tmp", path)
+
+
+def hold(hold_s: float, until_path: Optional[str]) -> float:
+    """Sleep `hold_s`, or less once `until_path` exists (an observer is done); seconds held."""
+    started = time.monotonic()
+    while time.monotonic() - started < hold_s:
+        if until_path and os.path.exists(until_path):
+            break
+        time.sleep(min(0.1, max(0.0, hold_s - (time.monotonic() - started))))
+    return time.monotonic() - started
 
 
 def remove_marker(path: Optional[str]) -> None:
@@ -626,18 +638,20 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
         "hold_s": args.hold_s,
         "hold_blocked": args.hold_blocked,
     }
-    deadline = started + args.deadline_s
+    # The hold is on top: an observer may need all of it.
+    deadline = started + args.deadline_s + args.hold_s
     kernel_sampler = KernelSampler(args.sample_interval_ms / 1000.0 * 2)
     kernel_sampler.sample()
     baseline_mem_pages = kernel_sampler.peak_mem_pages
     tcpext_before = read_tcpext()
     context = multiprocessing.get_context("fork")
+    released = context.Event()
     channels, processes = [], []
     phases: Dict[str, float] = {}
     try:
         for index, share in enumerate(shares):
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=worker_main, args=(index, share, config, child_end), daemon=True)
+            process = context.Process(target=worker_main, args=(index, share, config, child_end, released), daemon=True)
             process.start()
             child_end.close()
             channels.append(parent_end)
@@ -652,7 +666,8 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
         # Hold everything queued so the samplers see the steady state, not only the ramp. The
         # marker tells an outside observer (a playbook) that the hold has begun.
         write_marker(args.hold_marker, [process.pid for process in processes], args.hold_s)
-        time.sleep(args.hold_s)
+        phases["held_s"] = round(hold(args.hold_s, args.hold_until), 2)
+        released.set()
         remove_marker(args.hold_marker)
         kernel_sampler.sample()
         tcpext_held = read_tcpext()
@@ -660,6 +675,7 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
             channel.send("release")
         results = receive_all(channels, "result", deadline)
     finally:
+        released.set()
         remove_marker(args.hold_marker)
         kernel_sampler.stopping.set()
         for process in processes:
@@ -756,7 +772,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help="during the hold, each worker that stalled sends once more and stays blocked (for an observer)",
     )
     parser.add_argument("--hold-marker", help="file that exists (JSON: pids) while the hold lasts")
-    parser.add_argument("--deadline-s", type=float, default=150.0, help="the whole run ends within about this")
+    parser.add_argument("--hold-until", help="end the hold early once this file exists (--hold-s is then the maximum)")
+    parser.add_argument("--deadline-s", type=float, default=150.0, help="the run ends within about this plus --hold-s")
     parser.add_argument("--output", help="also write the JSON summary to this file")
     args = parser.parse_args(argv)
     if args.connections != "auto" and not args.connections.isdigit():

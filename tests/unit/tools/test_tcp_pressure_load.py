@@ -303,11 +303,12 @@ def test_full_own_send_buffer_is_attributed_to_flow_control(tmp_path):
         assert causes["flow_control"] == 0
 
 
-def test_hold_marker_names_the_workers_while_the_hold_lasts(tmp_path):
+def test_hold_marker_names_the_workers_and_the_observer_ends_the_hold(tmp_path):
     marker = tmp_path / "holding.json"
+    release = tmp_path / "release"
     process = subprocess.Popen(
         [sys.executable, str(LOAD_PATH), "--connections", "4", "--workers", "2", "--tx-bytes", "4096",
-         "--hold-s", "2", "--hold-marker", str(marker)],
+         "--hold-s", "60", "--hold-marker", str(marker), "--hold-until", str(release)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -315,10 +316,12 @@ def test_hold_marker_names_the_workers_while_the_hold_lasts(tmp_path):
         while not marker.exists() and process.poll() is None and time.monotonic() < give_up:
             time.sleep(0.05)
         seen = json.loads(marker.read_text(encoding="utf-8"))
-        stdout, _stderr = process.communicate(timeout=60)
+        release.touch()
+        stdout, _stderr = process.communicate(timeout=30)
     finally:
         process.kill()
     summary = json.loads(stdout)
     assert seen["pid"] == process.pid
     assert seen["worker_pids"] == summary["workload"]["worker_pids"]
     assert not marker.exists()
+    assert summary["phases"]["held_s"] < 20  # ended by the release file, not by --hold-s 60
