@@ -10,6 +10,5 @@ set -euo pipefail
 out=${1:?usage: build-container-image.sh OUT.tar}
 mirror=${NETSTACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
-mmdebstrap --variant=minbase --include=python3,procps,iproute2 \
-  --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
-  bookworm "$out" "$mirror"
+# mmdebstrap already empties the apt lists and cache of the result.
+mmdebstrap --variant=minbase --include=python3,procps,iproute2 bookworm "$out" "$mirror"

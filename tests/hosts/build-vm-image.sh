@@ -4,10 +4,11 @@
 #
 # usage: build-vm-image.sh OUTDIR
 # Writes OUTDIR/{rootfs.img,vmlinuz,initrd.img,id_ed25519,id_ed25519.pub}. vm.sh calls this and
-# caches OUTDIR keyed by a hash of this file, so edit this file to force a rebuild.
+# caches OUTDIR keyed by a hash of this file and vm-image-customize.sh: edit either to rebuild.
 set -euo pipefail
 
 out=${1:?usage: build-vm-image.sh OUTDIR}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 suite=bookworm
 mirror=${NETSTACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # Sparse file: only the used blocks take disk space. Room for what tests install in the guest.
@@ -24,21 +25,11 @@ trap 'rm -rf "$work"' EXIT
 
 ssh-keygen -q -t ed25519 -N '' -C netstack-test-vm -f "$work/id_ed25519"
 
-# Hooks run on the host with the rootfs as $1. Each one explains a choice that keeps boot fast
-# and the guest quiet, so timing-sensitive scenarios (pressure) see little background noise.
+# vm-image-customize.sh configures the guest (network, hostname, sshd, masked timers); the
+# upload hook then installs the key that logs in as root.
 mmdebstrap --variant=minbase --include="$packages" \
-  --customize-hook='mkdir -p -m 0700 "$1/root/.ssh"' \
-  --customize-hook="cp '$work/id_ed25519.pub' \"\$1/root/.ssh/authorized_keys\"" \
-  --customize-hook='chmod 0600 "$1/root/.ssh/authorized_keys"' \
-  --customize-hook='printf "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n" > "$1/etc/systemd/network/20-dhcp.network"' \
-  --customize-hook='chroot "$1" systemctl enable systemd-networkd.service' \
-  --customize-hook='printf "netstack-vm\n" > "$1/etc/hostname"' \
-  --customize-hook='printf "127.0.0.1 localhost\n127.0.1.1 netstack-vm\n" > "$1/etc/hosts"' \
-  --customize-hook='printf "/dev/vda / ext4 rw,relatime 0 1\n" > "$1/etc/fstab"' \
-  --customize-hook='printf "UseDNS no\nPermitRootLogin prohibit-password\n" > "$1/etc/ssh/sshd_config.d/10-netstack.conf"' \
-  --customize-hook='for u in systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
-      e2scrub_all.timer fstrim.timer man-db.timer dpkg-db-backup.timer systemd-timesyncd.service; do \
-      ln -sf /dev/null "$1/etc/systemd/system/$u"; done' \
+  --customize-hook="$here/vm-image-customize.sh" \
+  --customize-hook="upload $work/id_ed25519.pub /root/.ssh/authorized_keys" \
   "$suite" "$work/rootfs" "$mirror"
 
 # QEMU boots the kernel directly (-kernel/-initrd): no bootloader in the image.

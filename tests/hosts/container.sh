@@ -60,8 +60,8 @@ cmd_stop() {
 
 cmd_stop_all() {
   local ids
-  ids=$(podman ps --all --quiet --filter "label=$label")
-  [ -z "$ids" ] || podman rm --force --time 0 $ids >/dev/null
+  mapfile -t ids < <(podman ps --all --quiet --filter "label=$label")
+  [ ${#ids[@]} -eq 0 ] || podman rm --force --time 0 "${ids[@]}" >/dev/null
 }
 
 main() {

@@ -33,9 +33,9 @@ die() {
 log() { echo "vm.sh: $*" >&2; }
 
 image_dir() {
-  # Keyed by the build script: changing the recipe builds a new image, old ones stay unused.
+  # Keyed by the build scripts: changing the recipe builds a new image, old ones stay unused.
   local hash
-  hash=$(sha256sum "$here/build-vm-image.sh" | cut -c1-16)
+  hash=$(cat "$here/build-vm-image.sh" "$here/vm-image-customize.sh" | sha256sum | cut -c1-16)
   echo "$cache/image-$hash"
 }
 
@@ -255,17 +255,19 @@ cmd_ssh() {
 }
 
 cmd_stop() {
-  local name=${1:?usage: vm.sh stop NAME} keep_log=${2:-} dir pid i
+  local name=${1:?usage: vm.sh stop NAME} keep_log=${2:-} dir pid
   validate_name "$name"
   dir=$vms_dir/$name
   [ -d "$dir" ] || return 0
   if pid=$(live_pid "$name"); then
     kill "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
+    for _ in $(seq 50); do
       [ -d "/proc/$pid" ] || break
       sleep 0.2
     done
-    [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    if [ -d "/proc/$pid" ]; then
+      kill -9 "$pid" 2>/dev/null || true
+    fi
   fi
   if [ "$keep_log" = --keep-log ] && [ -f "$dir/serial.log" ]; then
     # Keep the console of a VM that failed to boot for the person debugging it.

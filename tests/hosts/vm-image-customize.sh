@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# mmdebstrap customize hook for the VM guest image: runs on the host with the guest's root
+# filesystem as $1, before build-vm-image.sh uploads root's authorized_keys. Each setting keeps
+# boot fast or the guest quiet, so timing-sensitive scenarios (pressure) see little noise.
+set -euo pipefail
+root=${1:?usage: vm-image-customize.sh ROOTFS}
+
+install -d -m 0700 "$root/root/.ssh"
+
+# DHCP on the virtio NIC through systemd-networkd (no ifupdown in minbase).
+cat >"$root/etc/systemd/network/20-dhcp.network" <<'NETWORK'
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+NETWORK
+chroot "$root" systemctl enable systemd-networkd.service
+
+# vm.sh start sets the real hostname per VM on the kernel command line (systemd.hostname=).
+echo netstack-vm >"$root/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 netstack-vm\n' >"$root/etc/hosts"
+echo '/dev/vda / ext4 rw,relatime 0 1' >"$root/etc/fstab"
+
+# Key-only root login; no reverse DNS lookups (the guest has no resolver to ask).
+printf 'UseDNS no\nPermitRootLogin prohibit-password\n' >"$root/etc/ssh/sshd_config.d/10-netstack.conf"
+
+# Nothing waits for a network that is never "online", and no periodic jobs wake up in a test.
+for unit in systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
+  e2scrub_all.timer fstrim.timer man-db.timer dpkg-db-backup.timer systemd-timesyncd.service; do
+  ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
