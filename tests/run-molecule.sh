@@ -64,8 +64,19 @@ cleanup() {
   rm -rf "$run_dir"
   exit "$rc"
 }
+# molecule runs in its own process group, in the background: a signal to this script then
+# interrupts `wait` at once, and the trap stops molecule with everything it started
+# (ansible-playbook, ssh) before the cleanup above runs.
+molecule_pid=
+interrupted() {
+  if [ -n "$molecule_pid" ]; then
+    kill -TERM -- "-$molecule_pid" 2>/dev/null || true
+    wait "$molecule_pid" 2>/dev/null || true
+  fi
+  exit 130
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap interrupted INT TERM
 
 "$root/tests/hosts/vm.sh" image >/dev/null
 "$root/tests/hosts/container.sh" image >/dev/null
@@ -76,9 +87,12 @@ for scenario in "${scenarios[@]}"; do
   [ -f "molecule/$scenario/molecule.yml" ] || { echo "no scenario molecule/$scenario" >&2; failed+=("$scenario"); continue; }
   echo "=== molecule test -s $scenario ($(date -u +%H:%M:%S))"
   start=$SECONDS
-  if ! molecule -c "$base_config" test -s "$scenario"; then
+  setsid molecule -c "$base_config" test -s "$scenario" &
+  molecule_pid=$!
+  if ! wait "$molecule_pid"; then
     failed+=("$scenario")
   fi
+  molecule_pid=
   seconds[$scenario]=$((SECONDS - start))
   # Belt and braces: molecule destroys on failure, but a crash in between must not leak hosts.
   "$root/tests/hosts/vm.sh" stop-all

@@ -207,12 +207,16 @@ cmd_start() {
   done
   flock -u 9
   exec 9>&-
+  # Interrupted while waiting for the guest: take the VM down with us rather than leak it.
+  trap 'cmd_stop "$name"; exit 143' TERM
+  trap 'cmd_stop "$name"; exit 130' INT
 
   log "$name: booting (memory ${memory_mb} MB, port $(cat "$dir/port")), waiting for ssh"
   if ! (wait_for_ssh "$name"); then
     cmd_stop "$name" --keep-log
     die "$name: did not come up"
   fi
+  trap - TERM INT
   cat "$dir/port"
 }
 
