@@ -113,6 +113,7 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="netstack-fleet-"))
     base_env = bh.host_env()
     started: list[str] = []
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         summary = run_benchmark(args, workdir, base_env, started)
     finally:
@@ -120,7 +121,7 @@ def main(argv: list[str]) -> int:
         bh.remove_containers(started, base_env)
         shutil.rmtree(workdir, ignore_errors=True)
     document = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started": started_at,
         "hosts": args.hosts,
         "forks": args.forks,
         "connections": args.connections,
