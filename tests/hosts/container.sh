@@ -37,6 +37,11 @@ cmd_image() {
       die "image build failed, see $cache/container-build.log"
     podman import --quiet --change 'CMD ["sleep", "infinity"]' "$tarball" "$image_repo:$tag" >/dev/null
     rm -f "$tarball"
+    # Images of older recipes are never used again; one still used by a container stays.
+    local old
+    for old in $(podman images --format '{{.Tag}}' "$image_repo"); do
+      case $old in "$tag" | latest) ;; *) podman rmi "$image_repo:$old" >/dev/null 2>&1 || true ;; esac
+    done
   fi
   podman tag "$image_repo:$tag" "$image_repo:latest"
   exec 8>&-

@@ -52,6 +52,9 @@ cmd_image() {
     "$here/build-vm-image.sh" "$dir.tmp" >"$cache/image-build.log" 2>&1 ||
       die "image build failed, see $cache/image-build.log"
     mv "$dir.tmp" "$dir"
+    # Images of older recipes are never used again. A VM still running on one keeps its files
+    # open, so removing them does not disturb it.
+    find "$cache" -maxdepth 1 -type d -name 'image-????????????????' ! -path "$dir" -exec rm -rf {} +
   fi
   exec 8>&-
   echo "$dir/rootfs.img"
