@@ -94,7 +94,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path, base_env: dict, start
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--venv-bin", default=str(bh.ROOT / ".venv" / "bin"), help="where ansible-playbook is")
     parser.add_argument("--hosts", type=int, default=20, help="containers in the fleet")
     parser.add_argument("--forks", type=int, default=10)

@@ -87,7 +87,7 @@ def read_state(host: bh.TestHost, env: dict[str, str]) -> dict[str, Any]:
     live: dict[str, str] = {}
     files: list[str] = []
     for line in bh.run_script(host, script, env).splitlines():
-        name, _, value = line.partition("=")
+        name, _sep, value = line.partition("=")
         if name == "file":
             files.append(value)
         elif name:
@@ -252,7 +252,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--venv-bin", default=str(bh.ROOT / ".venv" / "bin"), help="where ansible-playbook is")
     parser.add_argument("--hosts", default="container,vm", help="comma list of container, vm")
     parser.add_argument("--runs-container", type=int, default=5, help="rounds against the container")
