@@ -293,7 +293,8 @@ def main(argv: list[str]) -> int:
 def run_all(args: argparse.Namespace, workdir: Path, base_env: dict, env: dict, results: dict) -> None:
     """One host of each kind in turn, each removed again whatever happens."""
     for kind in args.kinds:
-        name = f"netstack-rc-{kind}-{os.getpid()}"
+        # vm.sh names the QEMU process netstack-NAME itself.
+        name = f"netstack-rc-container-{os.getpid()}" if kind == "container" else f"rc-vm-{os.getpid()}"
         runs = args.runs_container if kind == "container" else args.runs_vm
 
         def body(kind: str = kind, name: str = name, runs: int = runs) -> int:
