@@ -62,11 +62,17 @@ def ansible_env() -> Dict[str, str]:
     )
 
 
-def run_playbook(playbook: str, extra_vars: Dict[str, Any], netns: Optional[str] = None, check: bool = False):
-    """ansible-playbook netstack.tcp_tuning.<playbook> on localhost; returns (returncode, output)."""
+def run_playbook(
+    playbook: str, extra_vars: Dict[str, Any], netns: Optional[str] = None, check: bool = False, key_values: str = ""
+):
+    """ansible-playbook netstack.tcp_tuning.<playbook> on localhost; returns (returncode, output).
+
+    key_values is passed as a second -e in key=value form, where every value is a string (as operators type it).
+    """
     command = ["ip", "netns", "exec", netns] if netns else []
     command += [str(ROOT / ".venv/bin/ansible-playbook"), f"netstack.tcp_tuning.{playbook}", "-i", "localhost,"]
     command += ["-c", "local", "--diff", "-e", json.dumps(extra_vars)] + (["--check"] if check else [])
+    command += ["-e", key_values] if key_values else []
     out = subprocess.run(command, capture_output=True, text=True, env=ansible_env(), timeout=300, check=False)
     return out.returncode, out.stdout + out.stderr
 
@@ -160,6 +166,25 @@ def test_role_in_a_namespace_applies_per_namespace_keys_skips_global_ones_and_is
 
     rc, second = run_playbook("tune", extra, netns=netns)
     assert rc == 0 and recap_changed(second) == 0, second
+
+
+def test_role_with_apply_false_from_the_command_line_changes_nothing(netns, tmp_path):
+    # -e tcp_memory_apply=false arrives as the string "false", which is truthy in Jinja: the role must read it as a bool.
+    dropin = tmp_path / "99-netstack-tcp-memory.conf"
+    wanted_rmem = "4096 131072 9437184"
+    ns_before = ns_value(netns, "net.ipv4.tcp_rmem")
+    assert ns_before != wanted_rmem
+    extra = {
+        "tcp_memory_connections": 1000,
+        "tcp_memory_sysctl_file": str(dropin),
+        "tcp_memory_overrides": {"net.ipv4.tcp_rmem": wanted_rmem},
+    }
+    rc, output = run_playbook("tune", extra, netns=netns, key_values="tcp_memory_apply=false tcp_memory_best_effort=no")
+    assert rc == 0, output
+    assert "(tcp_memory_apply=false: report only)" in output, output
+    assert f"net.ipv4.tcp_rmem: {ns_before} -> {wanted_rmem} [set" in output
+    assert recap_changed(output) == 0, output
+    assert not dropin.exists() and ns_value(netns, "net.ipv4.tcp_rmem") == ns_before
 
 
 @pytest.mark.parametrize(
