@@ -82,7 +82,7 @@ run: build
 	  -e 'ansible_python_interpreter={{ ansible_playbook_python }}' \
 	  -e tcp_memory_connections=$(TARGET_CONNECTIONS)
 
-bench: venv devlink
+bench: venv devlink hostdeps
 	benchmarks/run.sh $(BIN)
 
 clean:
