@@ -169,7 +169,7 @@ def test_role_in_a_namespace_applies_per_namespace_keys_skips_global_ones_and_is
 
 
 def test_role_with_apply_false_from_the_command_line_changes_nothing(netns, tmp_path):
-    # -e tcp_memory_apply=false arrives as the string "false", which is truthy in Jinja: the role must read it as a bool.
+    # -e tcp_memory_apply=false arrives as the string "false", truthy in Jinja: the role must read it as a bool.
     dropin = tmp_path / "99-netstack-tcp-memory.conf"
     wanted_rmem = "4096 131072 9437184"
     ns_before = ns_value(netns, "net.ipv4.tcp_rmem")
