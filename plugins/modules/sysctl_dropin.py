@@ -17,7 +17,8 @@ description:
     the previous live values of every key it wrote, then fails naming the key, the value written and what
     the kernel kept.
   - Reports files in the sysctl.d search path (or C(/etc/sysctl.conf)) that would override a managed key
-    at boot, and warns when tuned is active because tuned re-applies sysctl.d files.
+    at boot, naming the file and line, and the lines of the active tuned profile that set a managed key to
+    another value (a conflict when tuned's value stays in force, see O(tuned_active_profile)).
   - Validates every key and value before touching anything.
 author:
   - netstack.tcp_tuning developers (@netstack)
@@ -92,9 +93,31 @@ options:
     default: /etc/sysctl.conf
   tuned_active_profile:
     description:
-      - When this file exists tuned is in use; the module warns that tuned re-applies sysctl.d files.
+      - tuned's record of its active profiles. When it names profiles, their C(tuned.conf) files (and the
+        profiles they include, and C(post_loaded_profile) beside it) are read for C([sysctl]) lines that set a
+        managed key to another value.
+      - Such a line is a conflict when tuned's value stays in force after boot, that is when
+        C(reapply_sysctl = 0) in O(tuned_main_conf), or when the drop-in is not in C(/etc/sysctl.d) or
+        C(/run/sysctl.d), the directories tuned re-applies after its profile. Otherwise it is only noted.
     type: path
     default: /etc/tuned/active_profile
+  tuned_main_conf:
+    description:
+      - tuned's main configuration, read for C(reapply_sysctl) (tuned's default is on).
+    type: path
+    default: /etc/tuned/tuned-main.conf
+  tuned_profile_dirs:
+    description:
+      - Where tuned profiles live, in tuned's lookup order (the first C(PROFILE/tuned.conf) found is used).
+    type: list
+    elements: path
+    default: [/etc/tuned/profiles, /etc/tuned, /usr/lib/tuned/profiles, /usr/lib/tuned]
+  tuned_reapplied_roots:
+    description:
+      - The sysctl.d directories tuned applies again after its profile when C(reapply_sysctl) is on.
+    type: list
+    elements: path
+    default: [/run/sysctl.d, /etc/sysctl.d]
 attributes:
   check_mode:
     support: full
@@ -167,7 +190,8 @@ keys:
 notes:
   description:
     - Sentences about the boot order, also emitted as warnings - one per conflict (unless O(conflicts=ignore)),
-      a drop-in outside the search roots, an active tuned.
+      a drop-in outside the search roots, a tuned profile line that tuned overrides in turn, a tuned profile
+      that could not be read.
   returned: always
   type: list
   elements: str
@@ -176,7 +200,8 @@ notes:
 conflicts:
   description:
     - Assignments in files applied after the drop-in at boot that would replace a managed value
-      (file, 1-based line, the value there); C(reason) is set when a same-named file masks the drop-in.
+      (file, 1-based line, the value there); C(reason) is set when a same-named file masks the drop-in
+      (C(line) is null then) and for a tuned profile line whose value stays in force.
   returned: always
   type: list
   elements: dict
@@ -212,6 +237,14 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     precedence,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import render_dropin
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
+    TUNED_PROFILE_DIRS,
+    TUNED_REAPPLIED_ROOTS,
+    active_profiles,
+    profile_assignments,
+    reapply_sysctl,
+    tuned_conflicts,
+)
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
     key_problem,
     normalise_value,
@@ -332,17 +365,40 @@ def scan_conflicts(params: Mapping[str, Any], managed: Mapping[str, str]) -> Tup
         if text is not None:
             parsed.append((later_path, parse_sysctl_conf(text)))
     conflicts.extend(find_conflicts(managed, parsed))
-    if os.path.exists(params["tuned_active_profile"]):
-        notes.append(
-            f"tuned is active ({params['tuned_active_profile']} exists): it re-applies sysctl.d files after "
-            "its profile, check that the profile does not set the managed keys"
-        )
+    tuned_found, tuned_notes = scan_tuned(params, managed)
+    return conflicts + tuned_found, notes + tuned_notes
+
+
+def read_tuned_profile(profile_dirs: List[str], name: str) -> Optional[Tuple[str, str]]:
+    """(path, text) of the first PROFILE/tuned.conf in tuned's lookup order."""
+    for directory in profile_dirs:
+        path = os.path.join(directory, name, "tuned.conf")
+        text = read_text(path)
+        if text is not None:
+            return path, text
+    return None
+
+
+def scan_tuned(params: Mapping[str, Any], managed: Mapping[str, str]) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """Managed keys the active tuned profile sets to another value: conflicts where tuned's value stays."""
+    active_path = params["tuned_active_profile"]
+    names = active_profiles(
+        read_text(active_path), read_text(os.path.join(os.path.dirname(active_path), "post_loaded_profile"))
+    )
+    if not names:
+        return [], []
+    ordered, problems = profile_assignments(names, lambda name: read_tuned_profile(params["tuned_profile_dirs"], name))
+    reapplies = reapply_sysctl(read_text(params["tuned_main_conf"]))
+    conflicts, notes = tuned_conflicts(managed, ordered, reapplies, params["path"], params["tuned_reapplied_roots"])
+    notes.extend(f"{problem}: check by hand that tuned does not set the managed keys" for problem in problems)
     return conflicts, notes
 
 
 def conflict_sentence(conflict: Mapping[str, Any]) -> str:
     """One line an operator can act on: which file, which line, what it sets."""
     where, key = conflict["file"], conflict["key"]
+    if conflict.get("reason") and conflict.get("line") is not None:
+        return f"{where} line {conflict['line']} sets {key} = {conflict['value']}: {conflict['reason']}"
     if conflict.get("reason"):
         return f"{where} {conflict['reason']}: {key} from the drop-in is not applied at boot"
     return f"{where} line {conflict['line']} sets {key} = {conflict['value']} and is applied after the drop-in at boot"
@@ -441,6 +497,9 @@ def main() -> None:
             ),
             sysctl_conf=dict(type="path", default="/etc/sysctl.conf"),
             tuned_active_profile=dict(type="path", default="/etc/tuned/active_profile"),
+            tuned_main_conf=dict(type="path", default="/etc/tuned/tuned-main.conf"),
+            tuned_profile_dirs=dict(type="list", elements="path", default=list(TUNED_PROFILE_DIRS)),
+            tuned_reapplied_roots=dict(type="list", elements="path", default=list(TUNED_REAPPLIED_ROOTS)),
         ),
         supports_check_mode=True,
     )

@@ -141,12 +141,36 @@ def test_later_file_setting_a_managed_key_warns_and_can_fail_before_writing(root
     assert run(root, capsys, conflicts="ignore")["notes"] == []
 
 
-def test_active_tuned_is_warned_about(root, capsys):
-    (root / "etc/tuned").mkdir()
-    (root / "etc/tuned/active_profile").write_text("throughput-performance\n")
-    result = run(root, capsys, check_mode=True)
+def tuned_profile(root: Path, reapply: str) -> Dict[str, Any]:
+    """An active tuned profile that sets tcp_rmem to another value than the drop-in's."""
+    (root / "etc/tuned/mine").mkdir(parents=True)
+    (root / "etc/tuned/active_profile").write_text("mine\n")
+    (root / "etc/tuned/tuned-main.conf").write_text(f"daemon = 1\nreapply_sysctl = {reapply}\n")
+    (root / "etc/tuned/mine/tuned.conf").write_text(
+        '[main]\nsummary=x\n\n[sysctl]\nnet.ipv4.tcp_rmem="4096 87380 6291456"\n'
+    )
+    return {
+        "tuned_active_profile": str(root / "etc/tuned/active_profile"),
+        "tuned_main_conf": str(root / "etc/tuned/tuned-main.conf"),
+        "tuned_profile_dirs": [str(root / "etc/tuned"), str(root / "usr/lib/tuned")],
+        "tuned_reapplied_roots": [str(root / "etc/sysctl.d")],
+    }
+
+
+def test_tuned_profile_that_stays_in_force_is_a_conflict_naming_file_and_line(root, capsys):
+    tuned = tuned_profile(root, reapply="0")
+    before = snapshot(root)
+    failed = run(root, capsys, conflicts="fail", **tuned)
+    assert failed["failed"] and snapshot(root) == before
+    assert f"{root}/etc/tuned/mine/tuned.conf line 5 sets net.ipv4.tcp_rmem = 4096 87380 6291456" in failed["msg"]
+    assert "reapply_sysctl = 0" in failed["msg"]
+
+
+def test_tuned_profile_overridden_by_its_reapply_is_only_noted(root, capsys):
+    result = run(root, capsys, check_mode=True, conflicts="fail", **tuned_profile(root, reapply="1"))
+    assert not result.get("failed") and result["conflicts"] == []
     # Warnings also go to the controller's display; `notes` carries them in the result.
-    assert any("tuned is active" in note for note in result["notes"])
+    assert any("tuned re-applies the drop-in" in note and "line 5" in note for note in result["notes"])
 
 
 def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
