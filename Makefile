@@ -65,7 +65,7 @@ $(TARBALL): build
 
 docs: build
 	rm -rf $(INSTALLED)
-	$(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(TARBALL)
+	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) $(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(TARBALL)
 	tests/check-docs.sh $(BIN) $(INSTALLED) $(TARBALL)
 
 molecule: venv devlink hostdeps
@@ -76,7 +76,7 @@ test: lint sanity unit integration docs molecule
 
 run: build
 	rm -rf $(INSTALLED)
-	$(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(TARBALL)
+	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) $(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(TARBALL)
 	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) $(BIN)/ansible-playbook netstack.tcp_tuning.tune \
 	  -i localhost, -c local --check --diff \
 	  -e 'ansible_python_interpreter={{ ansible_playbook_python }}' \
