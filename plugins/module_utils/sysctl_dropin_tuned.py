@@ -25,6 +25,8 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
 TUNED_PROFILE_DIRS = ("/etc/tuned/profiles", "/etc/tuned", "/usr/lib/tuned/profiles", "/usr/lib/tuned")
 # The directories tuned re-applies after its profile when reapply_sysctl is on (tuned's SYSCTL_CONFIG_DIRS).
 TUNED_REAPPLIED_ROOTS = ("/run/sysctl.d", "/etc/sysctl.d")
+# tuned runs now (its pid file) or starts at boot (an enabled unit): only then does its profile matter.
+TUNED_IN_USE_PATHS = ("/run/tuned/tuned.pid", "/etc/systemd/system/*.wants/tuned.service")
 MAX_INCLUDE_DEPTH = 16
 
 

@@ -118,6 +118,13 @@ options:
     type: list
     elements: path
     default: [/run/sysctl.d, /etc/sysctl.d]
+  tuned_in_use_paths:
+    description:
+      - tuned counts as in use (running now, or started at boot) when one of these paths or glob patterns
+        exists. A profile recorded by a tuned that is not in use is not checked, only noted.
+    type: list
+    elements: str
+    default: [/run/tuned/tuned.pid, /etc/systemd/system/*.wants/tuned.service]
 attributes:
   check_mode:
     support: full
@@ -218,6 +225,7 @@ rollback:
   sample: {file: restored, live: {net.ipv4.tcp_rmem: restored}}
 """
 
+import glob
 import os
 import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -238,6 +246,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import render_dropin
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
+    TUNED_IN_USE_PATHS,
     TUNED_PROFILE_DIRS,
     TUNED_REAPPLIED_ROOTS,
     active_profiles,
@@ -387,6 +396,10 @@ def scan_tuned(params: Mapping[str, Any], managed: Mapping[str, str]) -> Tuple[L
     )
     if not names:
         return [], []
+    if not any(glob.glob(pattern) for pattern in params["tuned_in_use_paths"]):
+        return [], [
+            f"tuned profile {' '.join(names)} is recorded in {active_path} but tuned is not in use: not checked"
+        ]
     ordered, problems = profile_assignments(names, lambda name: read_tuned_profile(params["tuned_profile_dirs"], name))
     reapplies = reapply_sysctl(read_text(params["tuned_main_conf"]))
     conflicts, notes = tuned_conflicts(managed, ordered, reapplies, params["path"], params["tuned_reapplied_roots"])
@@ -500,6 +513,7 @@ def main() -> None:
             tuned_main_conf=dict(type="path", default="/etc/tuned/tuned-main.conf"),
             tuned_profile_dirs=dict(type="list", elements="path", default=list(TUNED_PROFILE_DIRS)),
             tuned_reapplied_roots=dict(type="list", elements="path", default=list(TUNED_REAPPLIED_ROOTS)),
+            tuned_in_use_paths=dict(type="list", elements="str", default=list(TUNED_IN_USE_PATHS)),
         ),
         supports_check_mode=True,
     )

@@ -146,6 +146,8 @@ def tuned_profile(root: Path, reapply: str) -> Dict[str, Any]:
     (root / "etc/tuned/mine").mkdir(parents=True)
     (root / "etc/tuned/active_profile").write_text("mine\n")
     (root / "etc/tuned/tuned-main.conf").write_text(f"daemon = 1\nreapply_sysctl = {reapply}\n")
+    (root / "etc/systemd/system/multi-user.target.wants").mkdir(parents=True)
+    (root / "etc/systemd/system/multi-user.target.wants/tuned.service").write_text("[Unit]\n")
     (root / "etc/tuned/mine/tuned.conf").write_text(
         '[main]\nsummary=x\n\n[sysctl]\nnet.ipv4.tcp_rmem="4096 87380 6291456"\n'
     )
@@ -154,6 +156,10 @@ def tuned_profile(root: Path, reapply: str) -> Dict[str, Any]:
         "tuned_main_conf": str(root / "etc/tuned/tuned-main.conf"),
         "tuned_profile_dirs": [str(root / "etc/tuned"), str(root / "usr/lib/tuned")],
         "tuned_reapplied_roots": [str(root / "etc/sysctl.d")],
+        "tuned_in_use_paths": [
+            str(root / "run/tuned/tuned.pid"),
+            str(root / "etc/systemd/system/*.wants/tuned.service"),
+        ],
     }
 
 
@@ -249,3 +255,14 @@ def test_a_path_under_a_missing_tree_is_refused(root, capsys):
     result = run(root, capsys, path=str(root / "no/such/dir/x.conf"))
     assert result["failed"] and "neither its directory" in result["msg"]
     assert not (root / "no").exists()
+
+
+def test_a_profile_recorded_by_a_tuned_not_in_use_is_only_noted(root, capsys):
+    tuned = tuned_profile(root, reapply="0")
+    (root / "etc/systemd/system/multi-user.target.wants/tuned.service").unlink()
+    result = run(root, capsys, check_mode=True, conflicts="fail", **tuned)
+    assert not result.get("failed") and result["conflicts"] == []
+    assert any("tuned is not in use: not checked" in note for note in result["notes"])
+    (root / "run/tuned").mkdir(parents=True)
+    (root / "run/tuned/tuned.pid").write_text("123\n")
+    assert run(root, capsys, check_mode=True, conflicts="fail", **tuned)["failed"]
