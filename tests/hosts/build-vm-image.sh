@@ -17,7 +17,9 @@ image_size=${NETSTACK_VM_IMAGE_SIZE:-2G}
 # Everything the guest needs: the kernel, an init, sshd for ansible, python3 for its modules,
 # procps (sysctl) and iproute2 (ss) for the tests. dbus because `shutdown -r` (what
 # ansible.builtin.reboot runs) fails without a system bus. No python3-apt: the role needs no apt.
-packages=linux-image-cloud-amd64,systemd-sysv,udev,dbus,openssh-server,python3,procps,iproute2,kmod
+# tuned for the tuned scenario (its hard dependencies only, no Recommends: mmdebstrap installs
+# none); vm-image-customize.sh disables its service, so it runs only where a scenario starts it.
+packages=linux-image-cloud-amd64,systemd-sysv,udev,dbus,openssh-server,python3,procps,iproute2,kmod,tuned
 
 mkdir -p "$out"
 work=$(mktemp -d "$out/.build.XXXXXX")

@@ -30,3 +30,10 @@ for unit in systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgra
   e2scrub_all.timer fstrim.timer man-db.timer dpkg-db-backup.timer systemd-timesyncd.service; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
+
+# tuned (for molecule/tuned) would apply a profile at every boot: its package enables the
+# service. Disabled rather than masked: nothing else starts it (the package ships no D-Bus
+# activation file for com.redhat.tuned, only a bus policy), so the other scenarios boot as
+# before, and the tuned scenario needs only `systemctl enable --now`, the step an operator takes.
+# active_profile stays empty until that scenario picks a profile.
+chroot "$root" systemctl disable tuned.service
