@@ -28,6 +28,11 @@ TUNED_REAPPLIED_ROOTS = ("/run/sysctl.d", "/etc/sysctl.d")
 # tuned runs now (its pid file) or starts at boot (an enabled unit): only then does its profile matter.
 TUNED_IN_USE_PATHS = ("/run/tuned/tuned.pid", "/etc/systemd/system/*.wants/tuned.service")
 MAX_INCLUDE_DEPTH = 16
+# Options of a tuned plugin section, not sysctl keys (uname_regex/cpuinfo_regex make a section conditional:
+# such a section is taken as active, the cautious reading).
+PLUGIN_OPTIONS = frozenset(
+    {"type", "devices", "devices_udev_regex", "replace", "enabled", "priority", "drop", "uname_regex", "cpuinfo_regex"}
+)
 
 
 class TunedProfile(NamedTuple):
@@ -68,7 +73,7 @@ def parse_tuned_profile(text: str) -> TunedProfile:
             includes.extend(name for name in re.split(r"[\s,;]+", value) if name)
         elif key == "type":
             types[section] = value
-        elif key not in ("devices", "replace", "enabled", "priority", "devices_udev_regex"):
+        elif key not in PLUGIN_OPTIONS:
             sections.setdefault(section, []).append(
                 Assignment(number, normalise_conf_key(key), normalise_value(unquote(value)))
             )
@@ -128,6 +133,21 @@ def profile_assignments(
     return ordered, problems
 
 
+def tuned_would_override(tuned_value: str, managed_value: str) -> Optional[bool]:
+    """Whether tuned writes its value over the managed one (None: it can't be told from the file).
+
+    tuned's assignment modifiers: '>N' writes N only if N is above the current value, '<N' only if below;
+    tuned compares single integers and writes anything else as given.
+    """
+    if "${" in tuned_value:
+        return None
+    wanted = normalise_value(managed_value)
+    operator, operand = tuned_value[:1], tuned_value[1:].strip()
+    if operator in "<>" and operand.isdigit() and wanted.isdigit():
+        return int(operand) > int(wanted) if operator == ">" else int(operand) < int(wanted)
+    return normalise_value(tuned_value) != wanted
+
+
 def effective_for_keys(managed: Mapping[str, str], ordered: Sequence[TunedAssignment]) -> Dict[str, TunedAssignment]:
     """Managed key -> the tuned assignment that is in force for it last (a later one overrides an earlier one)."""
     effective: Dict[str, TunedAssignment] = {}
@@ -152,9 +172,13 @@ def tuned_conflicts(
     conflicts: List[Dict[str, Any]] = []
     notes: List[str] = []
     for key, item in sorted(effective_for_keys(managed, ordered).items()):
-        if normalise_value(item.assignment.value) == normalise_value(managed[key]):
+        overrides = tuned_would_override(item.assignment.value, managed[key])
+        if overrides is False:
             continue
         where = f"{item.path} line {item.assignment.line} sets {key} = {item.assignment.value}"
+        if overrides is None:
+            notes.append(f"tuned: {where}, a variable this check does not expand: check it by hand")
+            continue
         if dropin_reapplied:
             notes.append(f"tuned: {where}, but tuned re-applies the drop-in after its profile (reapply_sysctl)")
             continue

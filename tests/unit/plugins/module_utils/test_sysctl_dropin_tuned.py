@@ -9,6 +9,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     profile_assignments,
     reapply_sysctl,
     tuned_conflicts,
+    tuned_would_override,
 )
 
 MANAGED = {"net.ipv4.tcp_rmem": "4096 131072 16777216", "net.core.rmem_max": "16777216"}
@@ -126,3 +127,27 @@ def test_reapplied_dropin_wins_and_is_only_noted():
     ]
     same = [TunedAssignment("/x/tuned.conf", Assignment(1, "net.ipv4.tcp_rmem", "4096\t131072 16777216"))]
     assert tuned_conflicts(MANAGED, same, reapplies=False, dropin_path=DROPIN) == ([], [])
+
+
+def test_conditional_sections_count_but_their_conditions_are_not_sysctl_keys():
+    text = "[sysctl.arm]\ntype=sysctl\nuname_regex=aarch64\ncpuinfo_regex=thunderx\nkernel.numa_balancing=0\n"
+    assert parse_tuned_profile(text).sysctl == [Assignment(5, "kernel.numa_balancing", "0")]
+
+
+def test_modifiers_override_only_when_their_condition_holds_and_variables_are_unknown():
+    assert tuned_would_override(">1000", "4000000") is False  # raise-only, already above
+    assert tuned_would_override(">8000000", "4000000") is True
+    assert tuned_would_override("<1000", "4000000") is True  # lower-only
+    assert tuned_would_override("<8000000", "4000000") is False
+    assert tuned_would_override(">4096 87380 1048576", "4096 131072 6291456") is True  # tuned writes it as given
+    assert tuned_would_override("${f:calc_isolated_cores:2}", "1") is None
+    ordered = [
+        TunedAssignment("/p/tuned.conf", Assignment(3, "net.core.rmem_max", ">1000")),
+        TunedAssignment("/p/tuned.conf", Assignment(4, "net.ipv4.tcp_rmem", "${rmem}")),
+    ]
+    conflicts, notes = tuned_conflicts(MANAGED, ordered, reapplies=False, dropin_path=DROPIN)
+    assert conflicts == []
+    assert notes == [
+        "tuned: /p/tuned.conf line 4 sets net.ipv4.tcp_rmem = ${rmem}, "
+        "a variable this check does not expand: check it by hand"
+    ]
