@@ -39,25 +39,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent / "role_cost"))
 import bench_hosts as bh  # sibling helper, not an installed package
 
+# The working tree as ansible_collections.netstack.tcp_tuning (make devlink), as the role runs it.
+sys.path.insert(0, str(bh.ROOT / ".cache" / "dev"))
+# The eleven keys tcp_memory_facts reads: the reset restores any of them a run changed.
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import SYSCTL_KEYS
+
 PLAYBOOKS = Path(__file__).resolve().parent / "role_cost"
 ROLE_PLAYBOOK = PLAYBOOKS / "role_apply.yml"
 BASELINE_PLAYBOOK = PLAYBOOKS / "baseline_posix_sysctl.yml"
 PING_PLAYBOOK = PLAYBOOKS / "ping.yml"
 DROPIN = "/etc/sysctl.d/99-netstack-tcp-memory.conf"
-# The eleven keys tcp_memory_facts reads: the reset restores any of them a run changed.
-SYSCTL_KEYS = (
-    "net.ipv4.tcp_mem",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
-    "net.ipv4.udp_mem",
-    "net.ipv4.tcp_moderate_rcvbuf",
-    "net.ipv4.tcp_adv_win_scale",
-    "net.core.rmem_max",
-    "net.core.wmem_max",
-    "net.core.rmem_default",
-    "net.core.wmem_default",
-    "net.core.optmem_max",
-)
 SIDES = ("role", "baseline")
 PHASES = ("first", "rerun")
 TARGET_RATIO = 0.5

@@ -5,7 +5,7 @@
 tcp_memory_facts (module_utils) is the source: it decides which keys the facts carry. The model
 (plugin_utils) validates the facts against its own copy, since it imports nothing of Ansible; the
 drop-in module checks vector lengths; the role refuses unknown override keys before the host is
-read; the Molecule helper and the role-cost benchmark run on or against a test host by themselves.
+read; the Molecule helper runs on a test host by itself.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 import yaml
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import sysctl_dropin_values
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
@@ -46,9 +45,5 @@ def test_the_role_refuses_exactly_the_keys_the_facts_do_not_carry():
     assert role_vars["__tcp_memory_known_keys"] == FACT_KEYS
 
 
-@pytest.mark.parametrize(
-    "script, name",
-    [("molecule/_shared/files/sysctl_state.py", "KEYS"), ("benchmarks/role_cost.py", "SYSCTL_KEYS")],
-)
-def test_stand_alone_scripts_read_the_same_keys(script, name):
-    assert tuple_assigned(ROOT / script, name) == FACT_KEYS
+def test_the_molecule_helper_run_on_test_hosts_reads_the_same_keys():
+    assert tuple_assigned(ROOT / "molecule/_shared/files/sysctl_state.py", "KEYS") == FACT_KEYS
