@@ -4,8 +4,8 @@
 Pure arithmetic, no I/O and no Ansible imports (the filter turns ModelInputError into
 AnsibleFilterError). Read top to bottom: workload -> expected usage -> one function per decision
 (tcp_mem, per-socket triples, net.core limits, scope) -> estimate -> warnings. Every constant is
-justified with its source in docs/recommendation-model.md; the numbers quoted there come from
-/work/shared/domain.md (kernel source and measurements).
+justified with its source in docs/recommendation-model.md: kernel source files and functions
+(net/ipv4/tcp.c, net/core/sock.c) and measurements on real kernels.
 """
 
 from __future__ import annotations
