@@ -3,7 +3,9 @@
 # containers). Idempotent: does nothing when everything is present.
 set -euo pipefail
 packages=(podman runc qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client
-          iproute2 procps util-linux shellcheck)
+          iproute2 procps util-linux shellcheck
+          # the HTML report test (headless Chromium) and the textfile test (promtool)
+          chromium prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
