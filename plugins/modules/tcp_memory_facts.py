@@ -143,6 +143,13 @@ ansible_facts:
           type: dict
           returned: always
           sample: {release: 6.1.0-31-cloud-amd64, version: [6, 1, 0]}
+        root:
+          description:
+            - Whether the module ran as root (effective UID 0). Without root every key reads as not
+              C(writable), because writing C(/proc/sys) needs root; the values themselves are readable.
+          type: bool
+          returned: always
+          sample: true
         page_size_bytes:
           description: Page size from C(os.sysconf).
           type: int
@@ -239,6 +246,8 @@ ansible_facts:
                    note: a full per-socket send buffer also waits in sk_stream_wait_memory}
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_diag import DiagUnavailable
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
@@ -286,6 +295,8 @@ def main() -> None:
         module.fail_json(msg=str(exc), file=exc.name)
     except DiagUnavailable as exc:
         module.fail_json(msg=f"connections_source=netlink: {exc}")
+    # Whether the sysctl writability above means anything: without root no key is writable.
+    facts["root"] = os.geteuid() == 0
     module.exit_json(changed=False, ansible_facts={"tcp_memory": facts})
 
 
