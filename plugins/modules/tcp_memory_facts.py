@@ -77,6 +77,31 @@ options:
       - Milliseconds between samples, between 10 and 2000. The whole window is at most 10 seconds.
     type: int
     default: 100
+  cgroups:
+    description:
+      - Find the memory cgroups that own this network namespace's TCP sockets and report, for the ten owning
+        the most, their limits, usage, socket memory and limit events, and the room their tightest limit
+        leaves for socket buffers. On cgroup v2 the kernel charges socket buffers to the owning process's
+        memory cgroup and puts its sockets under memory pressure near C(memory.high) or C(memory.max),
+        however far C(tcp_mem) is; on cgroup v1 only C(memory.kmem.tcp.limit_in_bytes) does.
+      - "Bounded cost: reads C(/proc/PID/status) of at most O(cgroups_max_processes) processes, then the fd
+        links of those with the largest fd tables first, at most O(cgroups_max_fds) links in all, and matches
+        socket inodes against C(/proc/net/tcp) and C(tcp6). Needs root to see other users' processes."
+      - Cgroup files are read under the parent directory of O(proc_root) (V(/) for C(/proc)), at the
+        mountpoints C(/proc/self/mountinfo) names.
+    type: bool
+    default: false
+  cgroups_max_processes:
+    description:
+      - With O(cgroups), the most processes whose C(status) is read, between 1 and 65536.
+    type: int
+    default: 4096
+  cgroups_max_fds:
+    description:
+      - With O(cgroups), the most fd links read in all, between 1 and 1000000. Socket counts are lower
+        bounds when the scan stops there (C(cgroups.scan.truncated)).
+    type: int
+    default: 100000
 attributes:
   check_mode:
     support: full
@@ -113,6 +138,11 @@ EXAMPLES = r"""
     blocked_writers: true
     blocked_writers_samples: 5
     blocked_writers_interval_ms: 100
+  become: true
+
+- name: Find the memory cgroups owning the TCP sockets and the room their limits leave (as root)
+  netstack.tcp_tuning.tcp_memory_facts:
+    cgroups: true
   become: true
 
 - name: Show the status
@@ -244,11 +274,47 @@ ansible_facts:
           returned: when requested
           sample: {samples: 5, window_ms: 402, threads: [{pid: 1234, tid: 1234, comm: load, seen_in_samples: 5}],
                    note: a full per-socket send buffer also waits in sk_stream_wait_memory}
+        cgroups:
+          description:
+            - "With O(cgroups) only (else V(null)). C(memory_controller) (V(v2), V(v1) or V(null)), C(scan)
+              (what the bounded scan read, C(truncated)), C(notes), and C(owners), the cgroups owning the most
+              TCP sockets, most first. Each owner has C(path), C(version), C(tcp_sockets), C(processes),
+              C(readable), C(socket_limit) (the tightest limit over the cgroup and its ancestors: C(cgroup),
+              C(file), C(limit_bytes), C(other_bytes) charged there besides this cgroup's sockets,
+              C(headroom_bytes); V(null) without a finite limit) and C(socket_headroom_bytes)."
+            - "On v2 also: C(memory_max_bytes), C(memory_high_bytes) (V(null) for C(max) or a missing file),
+              C(memory_current_bytes), C(memory_stat_sock_bytes) and C(memory_events) (C(low), C(high), C(max),
+              C(oom), C(oom_kill) counts). On v1: C(memory_limit_bytes), C(memory_usage_bytes),
+              C(kmem_tcp_limit_bytes), C(kmem_tcp_usage_bytes), C(kmem_tcp_max_usage_bytes), C(kmem_tcp_failcnt)
+              and C(kmem_tcp_present)."
+          type: dict
+          returned: always
+          sample:
+            memory_controller: v2
+            owners:
+              - path: /system.slice/run-load.scope
+                version: 2
+                tcp_sockets: 1000
+                processes: 4
+                readable: true
+                memory_max_bytes: 67108864
+                memory_high_bytes: null
+                memory_current_bytes: 66000000
+                memory_stat_sock_bytes: 55000000
+                memory_events: {low: 0, high: 0, max: 27, oom: 0, oom_kill: 0}
+                socket_limit: {cgroup: /system.slice/run-load.scope, file: memory.max, limit_bytes: 67108864,
+                               other_bytes: 11000000, headroom_bytes: 56108864}
+                socket_headroom_bytes: 56108864
+            scan: {processes_listed: 90, processes_read: 60, processes_unreadable: 0, fds_read: 2300,
+                   tcp_sockets_seen: 1003, tcp_sockets_attributed: 1003, max_processes: 4096, max_fds: 100000,
+                   truncated: false}
+            notes: [sockets are attributed to the cgroup of the process holding them]
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_diag import DiagUnavailable
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
@@ -267,6 +333,9 @@ def argument_spec() -> dict:
         "blocked_writers": {"type": "bool", "default": False},
         "blocked_writers_samples": {"type": "int", "default": 5},
         "blocked_writers_interval_ms": {"type": "int", "default": 100},
+        "cgroups": {"type": "bool", "default": False},
+        "cgroups_max_processes": {"type": "int", "default": 4096},
+        "cgroups_max_fds": {"type": "int", "default": 100000},
     }
 
 
@@ -278,6 +347,10 @@ def check_bounds(params: dict):
         return f"blocked_writers_samples must be between 1 and 50, got {params['blocked_writers_samples']}"
     if not 10 <= params["blocked_writers_interval_ms"] <= 2000:
         return f"blocked_writers_interval_ms must be between 10 and 2000, got {params['blocked_writers_interval_ms']}"
+    if not 1 <= params["cgroups_max_processes"] <= 65536:
+        return f"cgroups_max_processes must be between 1 and 65536, got {params['cgroups_max_processes']}"
+    if not 1 <= params["cgroups_max_fds"] <= 1000000:
+        return f"cgroups_max_fds must be between 1 and 1000000, got {params['cgroups_max_fds']}"
     window = (params["blocked_writers_samples"] - 1) * params["blocked_writers_interval_ms"]
     if window > MAX_WINDOW_MS:
         return f"the blocked_writers window (samples - 1) * interval_ms is {window} ms, above {MAX_WINDOW_MS}"
@@ -289,8 +362,22 @@ def main() -> None:
     error = check_bounds(module.params)
     if error:
         module.fail_json(msg=error)
+    params = dict(module.params)
+    cgroup_options = {name: params.pop(name) for name in ("cgroups", "cgroups_max_processes", "cgroups_max_fds")}
     try:
-        facts = gather(**module.params)
+        facts = gather(**params)
+        facts["cgroups"] = (
+            tcp_memory_cgroups.gather_cgroups(
+                proc_root=params["proc_root"],
+                fs_root=os.path.dirname(os.path.normpath(params["proc_root"])),
+                max_processes=cgroup_options["cgroups_max_processes"],
+                max_fds=cgroup_options["cgroups_max_fds"],
+            )
+            if cgroup_options["cgroups"]
+            else None
+        )
+    except tcp_memory_cgroups.CgroupParseError as exc:
+        module.fail_json(msg=str(exc), file=exc.name)
     except ProcParseError as exc:
         module.fail_json(msg=str(exc), file=exc.name)
     except DiagUnavailable as exc:
