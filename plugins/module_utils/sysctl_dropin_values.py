@@ -5,19 +5,41 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
+from typing import Dict, List, Optional
+
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import SYSCTL_KEYS
 
 # The kernel stores these knobs as C ints: anything outside cannot be what the operator meant.
 INT_MIN = -2147483648
 INT_MAX = 2147483647
 
-# Keys whose value is a vector of three numbers (min/default/max or min/pressure/max).
-TRIPLE_KEYS = frozenset({"net.ipv4.tcp_mem", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.udp_mem"})
+# Memory vectors, min/default/max (tcp_rmem, tcp_wmem) or min/pressure/max in pages (tcp_mem,
+# udp_mem): each number at least 1 and never above the next. The kernel checks only part of this
+# (net/ipv4/sysctl_net_ipv4.c: tcp_rmem/tcp_wmem entries >= 1, tcp_mem not at all) and stores a
+# reversed triple, which then makes every socket allocation decision nonsense.
+TRIPLE_KEYS = frozenset(key for key, (_unit, count, _scope) in SYSCTL_KEYS.items() if count == 3)
 
-_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
+# How many integers each key takes. The managed keys come from the facts module's table; a few
+# other well-known vector sysctls are listed so the module stays usable for them. Every other key
+# takes exactly one integer.
+OTHER_VECTOR_COUNTS = {
+    "net.ipv4.ip_local_port_range": 2,  # net/ipv4/sysctl_net_ipv4.c ipv4_local_port_range()
+    "net.ipv4.ping_group_range": 2,  # net/ipv4/sysctl_net_ipv4.c ipv4_ping_group_range()
+    "net.sctp.sctp_mem": 3,
+    "net.sctp.sctp_rmem": 3,
+    "net.sctp.sctp_wmem": 3,
+    "kernel.printk": 4,
+    "kernel.sem": 4,
+}
+VALUE_COUNTS: Dict[str, int] = {
+    **{key: count for key, (_unit, count, _scope) in SYSCTL_KEYS.items()},
+    **OTHER_VECTOR_COUNTS,
+}
+
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
 # Plain decimal only: the kernel parses with base 0, so "010" would be read as octal 8 and a
 # leading "+" or "0x" would not round-trip through read-back either.
-_INT_TOKEN_RE = re.compile(r"^(0|-?[1-9][0-9]*)$")
+_INT_TOKEN_RE = re.compile(r"0|-?[1-9][0-9]*")
 
 
 def normalise_value(text: str) -> str:
@@ -26,9 +48,25 @@ def normalise_value(text: str) -> str:
 
 
 def key_problem(key: object) -> Optional[str]:
-    """Why `key` is not a usable dotted sysctl name, or None."""
-    if not isinstance(key, str) or not _KEY_RE.match(key):
+    """Why `key` is not a usable dotted sysctl name, or None. The whole key must match: a trailing
+    newline would otherwise start a second line in the drop-in."""
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
         return "not a dotted sysctl name such as net.ipv4.tcp_rmem"
+    return None
+
+
+def value_count(key: str) -> int:
+    """How many integers `key` takes (1 for keys not in VALUE_COUNTS)."""
+    return VALUE_COUNTS.get(key, 1)
+
+
+def triple_problem(numbers: List[int]) -> Optional[str]:
+    """Why a memory triple is not min <= default <= max with every number at least 1, or None."""
+    if any(number < 1 for number in numbers):
+        return "every number of this triple must be at least 1"
+    low, middle, high = numbers
+    if not low <= middle <= high:
+        return f"must be ordered min <= default/pressure <= max, got {low} {middle} {high}"
     return None
 
 
@@ -44,13 +82,15 @@ def value_problem(key: str, value: object) -> Optional[str]:
     if not tokens:
         return "is empty"
     for token in tokens:
-        if not _INT_TOKEN_RE.match(token):
+        if not _INT_TOKEN_RE.fullmatch(token):
             return f"token {token!r} is not a plain decimal integer"
         if not INT_MIN <= int(token) <= INT_MAX:
-            return f"token {token} is outside the kernel's int range"
-    expected_count = 3 if key in TRIPLE_KEYS else None
-    if expected_count is not None and len(tokens) != expected_count:
-        return f"needs {expected_count} numbers, got {len(tokens)}"
+            return f"token {token} is outside the kernel's int range ({INT_MIN}..{INT_MAX})"
+    expected_count = value_count(key)
+    if len(tokens) != expected_count:
+        return f"needs {expected_count} number{'s' if expected_count > 1 else ''}, got {len(tokens)}"
+    if key in TRIPLE_KEYS:
+        return triple_problem([int(token) for token in tokens])
     return None
 
 

@@ -126,16 +126,27 @@ def test_applies_in_the_namespace_only_is_idempotent_and_rolls_back_a_refused_va
     )
     assert not skipped["changed"] and skipped["keys"]["net.core.rmem_max"]["action"] == "skipped"
 
-    # The kernel refuses a 0 maximum (minimum 1) but stores the numbers before it: a half-applied
-    # vector. tcp_rmem is written first and must be restored too, as must the previous file.
+    # The module refuses a 0 in a memory triple itself; the kernel refuses udp_rmem_min 0 (its minimum
+    # is 1, net/ipv4/sysctl_net_ipv4.c), which sorts after the tcp_ keys: tcp_rmem and tcp_wmem are
+    # written first and must be restored, as must the previous file.
     previous_file = dropin.read_text()
-    refused = {"net.ipv4.tcp_rmem": "4096 131072 8388608", "net.ipv4.tcp_wmem": "4096 65536 0"}
+    udp_rmem_min = ns_value(netns, "net.ipv4.udp_rmem_min")
+    refused = {
+        "net.ipv4.tcp_rmem": "4096 131072 8388608",
+        "net.ipv4.tcp_wmem": "4096 65536 6291456",
+        "net.ipv4.udp_rmem_min": "0",
+    }
     failed = run_module(netns, settings=refused, **common)
     assert failed["failed"], failed
-    assert "net.ipv4.tcp_wmem: wrote '4096 65536 0', the kernel refused it" in failed["msg"]
-    assert failed["rollback"]["live"] == {"net.ipv4.tcp_wmem": "restored", "net.ipv4.tcp_rmem": "restored"}
+    assert "net.ipv4.udp_rmem_min: wrote '0', the kernel refused it" in failed["msg"]
+    assert failed["rollback"]["live"] == {
+        "net.ipv4.udp_rmem_min": "restored",
+        "net.ipv4.tcp_wmem": "restored",
+        "net.ipv4.tcp_rmem": "restored",
+    }
     assert failed["rollback"]["file"] == "restored"
     assert {key: ns_value(netns, key) for key in wanted} == wanted
+    assert ns_value(netns, "net.ipv4.udp_rmem_min") == udp_rmem_min
     assert dropin.read_text() == previous_file
     assert host_values() == host_before
 
@@ -147,6 +158,8 @@ def test_role_in_a_namespace_applies_per_namespace_keys_skips_global_ones_and_is
     extra = {
         "tcp_memory_connections": 1000,
         "tcp_memory_sysctl_file": str(dropin),
+        # A private directory outside the sysctl.d roots: refused unless forced.
+        "tcp_memory_sysctl_file_force": True,
         "tcp_memory_overrides": {"net.ipv4.tcp_rmem": wanted_rmem},
     }
     rc, dry = run_playbook("tune", extra, netns=netns, check=True)
@@ -177,6 +190,8 @@ def test_role_with_apply_false_from_the_command_line_changes_nothing(netns, tmp_
     extra = {
         "tcp_memory_connections": 1000,
         "tcp_memory_sysctl_file": str(dropin),
+        # A private directory outside the sysctl.d roots: refused unless forced.
+        "tcp_memory_sysctl_file_force": True,
         "tcp_memory_overrides": {"net.ipv4.tcp_rmem": wanted_rmem},
     }
     rc, output = run_playbook("tune", extra, netns=netns, key_values="tcp_memory_apply=false tcp_memory_best_effort=no")

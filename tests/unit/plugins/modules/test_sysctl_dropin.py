@@ -11,6 +11,7 @@ from typing import Any, Dict
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
 from ansible_collections.netstack.tcp_tuning.plugins.modules import sysctl_dropin
 
 LIVE = {
@@ -39,6 +40,8 @@ def run(root: Path, capsys, check_mode: bool = False, **args: Any) -> Dict[str, 
         "search_roots": [str(root / "etc/sysctl.d"), str(root / "usr/lib/sysctl.d")],
         "sysctl_conf": str(root / "etc/sysctl.conf"),
         "tuned_active_profile": str(root / "etc/tuned/active_profile"),
+        # Beside the root, so that snapshot(root) does not see it.
+        "lock_file": str(root.parent / f"{root.name}.lock"),
         "_ansible_check_mode": check_mode,
         "_ansible_diff": True,
         "_ansible_tmpdir": str(root),
@@ -48,6 +51,16 @@ def run(root: Path, capsys, check_mode: bool = False, **args: Any) -> Dict[str, 
     with patch_module_args(module_args), pytest.raises(SystemExit):
         sysctl_dropin.main()
     return json.loads(capsys.readouterr().out)
+
+
+def entries(directory: Path) -> Dict[str, Any]:
+    """Every entry of a directory: type, mode, owner and content (bytes, or the link target)."""
+    state = {}
+    for entry in sorted(directory.iterdir()):
+        info = entry.lstat()
+        content = os.readlink(entry) if entry.is_symlink() else entry.read_bytes() if entry.is_file() else None
+        state[entry.name] = (info.st_mode, info.st_uid, info.st_gid, content)
+    return state
 
 
 def live(root: Path, relative: str) -> str:
@@ -181,7 +194,10 @@ def test_tuned_profile_overridden_by_its_reapply_is_only_noted(root, capsys):
 
 def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
     dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
-    dropin.write_text("# the operator's previous file\n")
+    previous = f"{MANAGED_LINE}\n# the previous run's file\n"
+    dropin.write_text(previous)
+    dropin.chmod(0o640)
+    before = entries(root / "etc/sysctl.d")
     # tcp_wmem reads back empty whatever is written: the kernel "kept" another value. tcp_rmem sorts
     # first, so it is written (and must be restored) before the mismatch is seen.
     wmem = root / "proc/sys/net/ipv4/tcp_wmem"
@@ -191,13 +207,14 @@ def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
     assert result["failed"]
     assert "net.ipv4.tcp_wmem: wrote '4096 16384 16777216', the kernel kept ''" in result["msg"]
     # Every key written is restored, the mismatching one included, newest first.
+    # The backup made for this run is removed again: the directory is as it was.
     assert result["rollback"] == {
         "file": "restored",
+        "backup_file": "removed",
         "live": {"net.ipv4.tcp_wmem": "restored", "net.ipv4.tcp_rmem": "restored"},
     }
-    assert dropin.read_text() == "# the operator's previous file\n"
-    assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 6291456\n"
-    assert Path(result["backup_file"]).read_text() == "# the operator's previous file\n"
+    assert "backup_file" not in result
+    assert entries(root / "etc/sysctl.d") == before
 
 
 def test_rollback_removes_a_file_that_did_not_exist(root, capsys):
@@ -231,9 +248,9 @@ def test_apply_false_writes_only_the_file(root, capsys):
 
 def test_backup_keeps_the_replaced_file(root, capsys):
     dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
-    dropin.write_text("net.ipv4.tcp_rmem = 1 2 3\n")
+    dropin.write_text(f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 1 2 3\n")
     result = run(root, capsys, backup=True)
-    assert Path(result["backup_file"]).read_text() == "net.ipv4.tcp_rmem = 1 2 3\n"
+    assert Path(result["backup_file"]).read_text() == f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 1 2 3\n"
     assert "backup_file" not in run(root, capsys, backup=True)
 
 
