@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    VALUE_COUNTS,
     key_problem,
     normalise_value,
     proc_sys_path,
+    triple_problem,
+    value_count,
     value_problem,
 )
 
@@ -24,6 +27,10 @@ def test_normalise_value_collapses_kernel_tabs_and_padding():
         ("net.core.rmem_max", 16777216),
         ("net.ipv4.tcp_adv_win_scale", "-2"),
         ("net.ipv4.tcp_moderate_rcvbuf", "0"),
+        ("net.ipv4.tcp_rmem", "4096 4096 4096"),  # equal numbers are ordered
+        ("net.ipv4.tcp_mem", "1 1 2147483647"),
+        ("net.ipv4.ip_local_port_range", "32768 60999"),
+        ("net.ipv4.conf.all.rp_filter", "2"),  # keys outside the table take one integer
     ],
 )
 def test_acceptable_values(key, value):
@@ -44,16 +51,52 @@ def test_acceptable_values(key, value):
         ("net.core.rmem_max", "1.5", "plain decimal"),
         ("net.core.rmem_max", None, "string"),
         ("net.core.rmem_max", ["1"], "string"),
+        # issue 11 item 1: a triple out of order, a zero, beyond INT_MAX
+        ("net.ipv4.tcp_rmem", "6291456 87380 4096", "ordered min <= default/pressure <= max, got 6291456 87380 4096"),
+        ("net.ipv4.tcp_wmem", "4096 65536 4096", "ordered"),
+        ("net.ipv4.tcp_mem", "3 2 1", "ordered"),
+        ("net.ipv4.udp_mem", "0 1 2", "at least 1"),
+        ("net.ipv4.tcp_rmem", "-1 2 3", "at least 1"),
+        ("net.ipv4.tcp_mem", "1 2 2147483648", "int range"),
+        # item 3: two numbers for a one-number key, also when split by a newline
+        ("net.ipv4.tcp_adv_win_scale", "1\n5", "needs 1 number, got 2"),
+        ("net.core.rmem_max", "1 2", "needs 1 number, got 2"),
+        ("net.ipv4.conf.all.rp_filter", "1 2", "needs 1 number, got 2"),
+        ("net.ipv4.ip_local_port_range", "32768", "needs 2 numbers, got 1"),
     ],
 )
 def test_refused_values_say_why(key, value, fragment):
     assert fragment in value_problem(key, value)
 
 
-@pytest.mark.parametrize("key", ["tcp_rmem", "net..ipv4", "net.ipv4.tcp_rmem ", "net/ipv4/tcp_rmem", 5, ""])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "tcp_rmem",
+        "net..ipv4",
+        "net.ipv4.tcp_rmem ",
+        "net/ipv4/tcp_rmem",
+        5,
+        "",
+        "net.ipv4.tcp_rmem\n",  # issue 11 item 2: `$` matched before a final newline
+        "net.ipv4.tcp_rmem\nnet.ipv4.tcp_wmem",
+        "\nnet.ipv4.tcp_rmem",
+    ],
+)
 def test_refused_keys(key):
     assert key_problem(key)
 
 
 def test_proc_sys_path_maps_dots_to_directories():
     assert proc_sys_path("/proc/sys", "net.ipv4.tcp_rmem") == "/proc/sys/net/ipv4/tcp_rmem"
+
+
+def test_the_triples_refuse_nothing_the_kernel_needs():
+    assert triple_problem([1, 1, 1]) is None
+    assert triple_problem([4096, 131072, 6291456]) is None
+
+
+def test_value_counts_come_from_the_facts_table_and_default_to_one():
+    assert value_count("net.ipv4.tcp_rmem") == 3 and value_count("net.ipv4.tcp_adv_win_scale") == 1
+    assert value_count("vm.swappiness") == 1
+    assert VALUE_COUNTS["net.ipv4.udp_mem"] == 3

@@ -11,6 +11,7 @@ from typing import Any, Dict
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import acquire, release
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
 from ansible_collections.netstack.tcp_tuning.plugins.modules import sysctl_dropin
 
@@ -283,3 +284,133 @@ def test_a_profile_recorded_by_a_tuned_not_in_use_is_only_noted(root, capsys):
     (root / "run/tuned").mkdir(parents=True)
     (root / "run/tuned/tuned.pid").write_text("123\n")
     assert run(root, capsys, check_mode=True, conflicts="fail", **tuned)["failed"]
+
+
+# Issue 11: every bad input is refused naming the option and the value, and nothing changes.
+@pytest.mark.parametrize("apply", [True, False])
+@pytest.mark.parametrize(
+    "settings, fragments",
+    [
+        (
+            {"net.ipv4.tcp_rmem": "6291456 87380 4096"},
+            ["settings['net.ipv4.tcp_rmem'] = '6291456 87380 4096'", "ordered min <= default"],
+        ),
+        ({"net.ipv4.tcp_wmem": "0 16384 4194304"}, ["settings['net.ipv4.tcp_wmem']", "at least 1"]),
+        ({"net.ipv4.tcp_rmem\n": "4096 131072 6291456"}, ["settings['net.ipv4.tcp_rmem\\n']", "dotted sysctl name"]),
+        ({"net.core.rmem_max": "1\n5"}, ["settings['net.core.rmem_max'] = '1\\n5'", "needs 1 number, got 2"]),
+        ({"net.ipv4.tcp_doesnotexist": "1"}, ["settings['net.ipv4.tcp_doesnotexist']", "does not exist"]),
+        ({"net.ipv4.tcp_rmem": "4096 131072 2147483648"}, ["settings['net.ipv4.tcp_rmem']", "int range"]),
+    ],
+)
+def test_bad_settings_are_refused_also_with_apply_false(root, capsys, settings, fragments, apply):
+    before = snapshot(root)
+    result = run(root, capsys, settings={**WANTED, **settings}, apply=apply)
+    assert result["failed"] and "nothing was changed" in result["msg"], result
+    for fragment in fragments:
+        assert fragment in result["msg"]
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize(
+    "relative_path, fragment",
+    [
+        ("", "path is empty"),
+        ("50-t.conf", "path '50-t.conf' is relative"),
+        ("etc/sysctl.d/50-dir.conf/", "names a directory"),
+        ("etc/sysctl.d/50-u.txt", "must end in .conf"),
+        ("etc/sysctl.d/50-u.conf\n", "control character"),
+    ],
+)
+def test_bad_paths_are_refused_naming_path(root, capsys, relative_path, fragment):
+    before = snapshot(root)
+    # Strings, not Path: a Path drops the trailing '/'.
+    path = f"{root}/{relative_path}" if relative_path.startswith("etc/") else relative_path
+    result = run(root, capsys, path=path)
+    assert result["failed"] and fragment in result["msg"] and "nothing was changed" in result["msg"], result
+    assert snapshot(root) == before
+
+
+def test_a_directory_at_the_path_is_refused(root, capsys):
+    (root / "etc/sysctl.d/50-dir.conf").mkdir()
+    before = snapshot(root)
+    for path, fragment in [
+        (f"{root}/etc/sysctl.d/50-dir.conf", "50-dir.conf is a directory"),
+        (f"{root}/etc/sysctl.d/50-dir.conf/", "ends with '/', which names a directory"),
+        (f"{root}/etc/sysctl.d/", "ends with '/', which names a directory"),
+    ]:
+        result = run(root, capsys, path=path)
+        assert result["failed"] and fragment in result["msg"], result
+    assert snapshot(root) == before and (root / "etc/sysctl.d/50-dir.conf").is_dir()
+
+
+def test_a_symlinked_dropin_is_refused_even_with_force(root, capsys):
+    target = root / "etc/sysctl.d/real.conf"
+    target.write_text(f"{MANAGED_LINE}\n")
+    (root / "etc/sysctl.d/99-netstack-tcp-memory.conf").symlink_to("real.conf")
+    before = entries(root / "etc/sysctl.d")
+    for force in (False, True):
+        result = run(root, capsys, force=force)
+        assert result["failed"] and "is a symbolic link (to real.conf): refused" in result["msg"], result
+    assert entries(root / "etc/sysctl.d") == before
+    assert live(root, "net/ipv4/tcp_rmem") == LIVE["net/ipv4/tcp_rmem"]
+
+
+def test_a_fifo_at_the_path_is_refused_without_hanging(root, capsys):
+    os.mkfifo(root / "etc/sysctl.d/99-netstack-tcp-memory.conf")
+    result = run(root, capsys, force=True)
+    assert result["failed"] and "not a regular file" in result["msg"]
+
+
+def test_outside_the_roots_only_with_force(root, capsys):
+    (root / "some/dir").mkdir(parents=True)
+    (root / "some/dir/passwd2.conf").write_text("root:x:0:0::/root:/bin/sh\n")
+    before = snapshot(root)
+    refused = run(root, capsys, path=str(root / "some/dir/passwd2.conf"))
+    assert refused["failed"] and "is not in the sysctl.d search roots" in refused["msg"] and "force" in refused["msg"]
+    assert snapshot(root) == before
+    forced = run(root, capsys, path=str(root / "some/dir/passwd2.conf"), force=True)
+    assert forced["changed"] and not forced.get("failed")
+    assert any("not in the sysctl.d search roots" in note for note in forced["notes"])
+
+
+def test_an_existing_file_this_collection_did_not_write_only_with_force(root, capsys):
+    dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
+    dropin.write_text("vm.swappiness = 10\n")
+    before = snapshot(root)
+    refused = run(root, capsys)
+    assert refused["failed"] and "was not written by this collection" in refused["msg"], refused
+    assert snapshot(root) == before
+    assert run(root, capsys, force=True)["changed"]
+    assert dropin.read_text().startswith(MANAGED_LINE)
+    assert not run(root, capsys)["changed"]  # now it carries the header
+
+
+def test_rollback_restores_content_mode_and_owner_of_a_forced_foreign_file(root, capsys):
+    dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
+    dropin.write_bytes(b"# an admin's file\r\nvm.swappiness = 10")  # odd bytes on purpose
+    os.chown(dropin, 1234, 5678)
+    dropin.chmod(0o600)
+    before = entries(root / "etc/sysctl.d")
+    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
+    wmem.unlink()
+    wmem.symlink_to(os.devnull)
+    result = run(root, capsys, force=True, backup=True)
+    assert result["failed"] and result["rollback"]["file"] == "restored", result
+    assert result["rollback"]["backup_file"] == "removed"
+    assert entries(root / "etc/sysctl.d") == before
+
+
+def test_a_run_waits_for_the_lock_then_fails_naming_the_holder(root, capsys):
+    lock_file = str(root.parent / f"{root.name}.lock")
+    held = acquire(lock_file, 0, "pid 4242 (another run)")
+    try:
+        before = snapshot(root)
+        result = run(root, capsys, lock_timeout=1)
+        assert result["failed"] and "is still held after 1 s by pid 4242 (another run)" in result["msg"]
+        assert result["lock_holder"] == "pid 4242 (another run)"
+        assert snapshot(root) == before
+        # Check mode changes nothing and does not wait.
+        assert run(root, capsys, check_mode=True, lock_timeout=0)["changed"]
+    finally:
+        release(held)
+    assert run(root, capsys, lock_timeout=0)["changed"]
