@@ -18,6 +18,7 @@ import socket
 import struct
 import sys
 
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
 
 NETLINK_SOCK_DIAG = 4
@@ -347,15 +348,16 @@ def scan_proc_tcp(lines, family: int, summary: ConnectionSummary, name: str) -> 
 def dump_proc(paths, top_n: int = 0) -> dict:
     """Count sockets from /proc/net/tcp-style files: `paths` is [(family, path)]; missing files skip.
 
-    Raises ProcParseError for garbage, FileNotFoundError when no file exists at all.
+    Raises ProcParseError for garbage, for a file that is not a regular file or is larger than
+    reader.SOCKET_TABLE_MAX_BYTES, FileNotFoundError when no file exists at all.
     """
     summary = ConnectionSummary(top_n)
     found = 0
     for family, path in paths:
         try:
-            with open(path, "rb") as handle:
+            with reader.open_regular(path) as handle:
                 found += 1
-                scan_proc_tcp(handle, family, summary, path)
+                scan_proc_tcp(reader.capped_lines(handle, path), family, summary, path)
         except FileNotFoundError:
             continue
     if not found:

@@ -14,18 +14,22 @@ import socket
 
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_writers as writers
 
 SCHEMA_VERSION = 1
 HOST_WIDE_SOCKSTAT_FIELDS = ["alloc", "orphan", "mem"]
 
 
-def read_text(root: str, relative: str, required: bool = False):
-    """Text of root/relative; None when an optional file is missing or unreadable."""
+def read_text(root: str, relative: str, required: bool = False, max_bytes: int = reader.SMALL_FILE_MAX_BYTES):
+    """Text of root/relative; None when an optional file is missing or unreadable.
+
+    Only a regular file of at most `max_bytes` is read: anything else raises ProcParseError
+    naming the path, required or not (a FIFO or device there is a fault, not an absence).
+    """
     path = os.path.join(root, relative)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = reader.read_capped(path, max_bytes)
     except FileNotFoundError:
         if required:
             raise proc.ProcParseError(path, "file is missing") from None
@@ -58,13 +62,19 @@ def cpu_count(sys_root: str) -> int:
     text = read_text(sys_root, relative)
     if text is not None:
         return proc.parse_cpu_list(text, os.path.join(sys_root, relative))
-    return os.sysconf("SC_NPROCESSORS_ONLN")
+    return proc.check_cpu_count(os.sysconf("SC_NPROCESSORS_ONLN"), "sysconf(SC_NPROCESSORS_ONLN)")
+
+
+def page_size_bytes() -> int:
+    return proc.check_page_size(os.sysconf("SC_PAGE_SIZE"), "sysconf(SC_PAGE_SIZE)")
 
 
 def memory_facts(proc_root: str, page_size: int, version, notes: list):
     meminfo_path = os.path.join(proc_root, "meminfo")
     meminfo = proc.parse_meminfo(read_text(proc_root, "meminfo", required=True), meminfo_path)
-    zoneinfo_text = read_text(proc_root, "zoneinfo")
+    proc.check_mem_total(meminfo["MemTotal"], meminfo_path)
+    proc.check_mem_available(meminfo.get("MemAvailable"), meminfo["MemTotal"], meminfo_path)
+    zoneinfo_text = read_text(proc_root, "zoneinfo", max_bytes=reader.LARGE_FILE_MAX_BYTES)
     zones = None
     if zoneinfo_text is not None:
         zones = proc.parse_zoneinfo(zoneinfo_text, os.path.join(proc_root, "zoneinfo"))
@@ -96,8 +106,8 @@ def _writable(path: str, canonical: str, mounts) -> bool:
     return not proc.mount_read_only(mounts, canonical)
 
 
-def sysctl_facts(proc_root: str, version) -> dict:
-    mountinfo = read_text(proc_root, "self/mountinfo")
+def sysctl_facts(proc_root: str, version, page_size: int, notes: list) -> dict:
+    mountinfo = read_text(proc_root, "self/mountinfo", max_bytes=reader.LARGE_FILE_MAX_BYTES)
     mounts = proc.parse_mountinfo(mountinfo, os.path.join(proc_root, "self/mountinfo")) if mountinfo else []
     facts = {}
     for key, (unit, count, _scope_rule) in proc.SYSCTL_KEYS.items():
@@ -114,7 +124,10 @@ def sysctl_facts(proc_root: str, version) -> dict:
         }
         if raw is not None:
             entry["raw"] = raw.strip()
-            entry["value"] = proc.parse_sysctl_value(raw, count, path)
+            entry["value"] = proc.check_sysctl_value(key, proc.parse_sysctl_value(raw, count, path), page_size, path)
+            order_note = proc.triple_order_note(key, entry["value"], path)
+            if order_note:
+                notes.append(order_note)
             # Mounts describe the live system: match them against the path under /proc.
             entry["writable"] = _writable(path, "/proc/" + relative, mounts)
         facts[key] = entry
@@ -250,9 +263,9 @@ def gather(
     """
     notes = []
     kernel = kernel_facts(proc_root)
-    page_size = os.sysconf("SC_PAGE_SIZE")
+    page_size = page_size_bytes()
     memory, defaults = memory_facts(proc_root, page_size, kernel["version"], notes)
-    sysctl = sysctl_facts(proc_root, kernel["version"])
+    sysctl = sysctl_facts(proc_root, kernel["version"], page_size, notes)
     namespace = namespace_facts(proc_root, kernel["version"], sysctl["net.ipv4.tcp_mem"]["present"])
     sockstat = sockstat_facts(proc_root, page_size, namespace["initial"])
     pressure = pressure_facts(proc_root)

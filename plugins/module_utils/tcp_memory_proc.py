@@ -59,6 +59,22 @@ SYSCTL_KEYS = {
 
 STATUS_LEVELS = ("ok", "above_min", "pressure", "at_max", "unknown")
 
+# Plausibility bounds of the facts the recommendation model relies on (docs/data-model.md).
+# A value outside them is not a machine the model can size for: the module refuses it naming
+# the file, the filter (plugin_utils/tcp_memory_inputs, same numbers) naming the fact.
+# MemTotal: a kernel with networking does not boot in less than 4 MiB; 52-bit physical
+# addresses (x86-64 5-level paging, arm64 LPA) reach 4 PiB.
+MEM_TOTAL_MIN_BYTES = 4 << 20
+MEM_TOTAL_MAX_BYTES = 1 << 52
+# Page sizes Linux uses: 4 KiB (x86), 8 KiB (sparc64), 16/64 KiB (arm64, ppc64), 256 KiB (hexagon).
+PAGE_SIZE_MIN_BYTES = 4 << 10
+PAGE_SIZE_MAX_BYTES = 1 << 20
+# CONFIG_NR_CPUS tops out at 8192 (x86 MAXSMP, powerpc); a CPU list beyond this is not a kernel's.
+CPU_COUNT_MAX = 65536
+INT_MAX = 2**31 - 1  # tcp_rmem, tcp_wmem, net.core.* are C ints (proc_dointvec_minmax)
+LONG_MAX = 2**63 - 1  # tcp_mem, udp_mem are longs of pages (proc_doulongvec_minmax): bytes fit a long
+ADV_WIN_SCALE_RANGE = (-31, 31)  # net/ipv4/sysctl_net_ipv4.c: tcp_adv_win_scale_min/max
+
 
 class ProcParseError(ValueError):
     """A kernel file whose content cannot be what the kernel writes there."""
@@ -150,7 +166,7 @@ def estimate_nr_free_buffer_pages(zones, mem_total_bytes: int, page_size: int) -
 
     `zones` is parse_zoneinfo()'s list or None. Falls back to MemTotal minus the counted
     zones' high watermarks (or nothing) when zoneinfo is missing, lacks 'managed', or its
-    managed pages are far below MemTotal: the kernel sized tcp_mem at boot, from the memory
+    managed pages are far below (or above) MemTotal: the kernel sized tcp_mem at boot, from the memory
     MemTotal still reports. Returns {pages, source, note}.
     """
     mem_total_pages = mem_total_bytes // page_size
@@ -159,13 +175,19 @@ def estimate_nr_free_buffer_pages(zones, mem_total_bytes: int, page_size: int) -
     note = None
     if counted and all(z["managed_pages"] is not None for z in counted):
         managed_all = sum(z["managed_pages"] or 0 for z in zones)
-        if managed_all >= ZONEINFO_CONSISTENT_FRACTION * mem_total_pages:
+        if managed_all > mem_total_pages / ZONEINFO_CONSISTENT_FRACTION:
+            note = (
+                f"zoneinfo managed pages ({managed_all}) are far above MemTotal ({mem_total_pages} pages): "
+                "nr_free_buffer_pages estimated from meminfo"
+            )
+        elif managed_all >= ZONEINFO_CONSISTENT_FRACTION * mem_total_pages:
             pages = sum(max(z["managed_pages"] - (z["high_pages"] or 0), 0) for z in counted)
             return {"pages": pages, "source": "zoneinfo", "note": None}
-        note = (
-            f"zoneinfo managed pages ({managed_all}) are far below MemTotal ({mem_total_pages} pages): "
-            "nr_free_buffer_pages estimated from meminfo"
-        )
+        else:
+            note = (
+                f"zoneinfo managed pages ({managed_all}) are far below MemTotal ({mem_total_pages} pages): "
+                "nr_free_buffer_pages estimated from meminfo"
+            )
     elif zones is None:
         note = "zoneinfo not readable: nr_free_buffer_pages estimated from meminfo"
     else:
@@ -199,8 +221,95 @@ def parse_cpu_list(text: str, name: str) -> int:
         last = _int(high, name, f"range {part!r}") if sep else first
         if last < first:
             raise ProcParseError(name, f"range {part!r} runs backwards")
+        if first < 0 or last >= CPU_COUNT_MAX:
+            raise ProcParseError(name, f"range {part!r} names a CPU outside 0..{CPU_COUNT_MAX - 1}")
         count += last - first + 1
+    return check_cpu_count(count, name)
+
+
+# --- plausibility ---------------------------------------------------------------------------
+
+
+def check_mem_total(mem_total_bytes: int, name: str) -> int:
+    """MemTotal in bytes, refused outside MEM_TOTAL_MIN_BYTES..MEM_TOTAL_MAX_BYTES."""
+    if not MEM_TOTAL_MIN_BYTES <= mem_total_bytes <= MEM_TOTAL_MAX_BYTES:
+        raise ProcParseError(
+            name,
+            f"MemTotal {mem_total_bytes} bytes is outside {MEM_TOTAL_MIN_BYTES}..{MEM_TOTAL_MAX_BYTES} "
+            "(4 MiB..4 PiB): not a real host's memory",
+        )
+    return mem_total_bytes
+
+
+def check_mem_available(mem_available_bytes, mem_total_bytes: int, name: str):
+    """MemAvailable (None when the kernel lacks it), refused when negative or above MemTotal."""
+    if mem_available_bytes is not None and not 0 <= mem_available_bytes <= mem_total_bytes:
+        raise ProcParseError(
+            name, f"MemAvailable {mem_available_bytes} bytes is outside 0..MemTotal ({mem_total_bytes} bytes)"
+        )
+    return mem_available_bytes
+
+
+def check_page_size(page_size_bytes: int, name: str) -> int:
+    """A page size is a power of two between PAGE_SIZE_MIN_BYTES and PAGE_SIZE_MAX_BYTES."""
+    power_of_two = page_size_bytes > 0 and page_size_bytes & (page_size_bytes - 1) == 0
+    if not power_of_two or not PAGE_SIZE_MIN_BYTES <= page_size_bytes <= PAGE_SIZE_MAX_BYTES:
+        raise ProcParseError(
+            name,
+            f"page size {page_size_bytes} bytes is not a power of two between {PAGE_SIZE_MIN_BYTES} "
+            f"and {PAGE_SIZE_MAX_BYTES}",
+        )
+    return page_size_bytes
+
+
+def check_cpu_count(count: int, name: str) -> int:
+    if not 1 <= count <= CPU_COUNT_MAX:
+        raise ProcParseError(name, f"{count} online CPUs is outside 1..{CPU_COUNT_MAX}")
     return count
+
+
+def sysctl_bounds(key: str, page_size_bytes: int) -> tuple:
+    """(lowest, highest) value each number of `key` can hold on a kernel (its C type and handler)."""
+    unit = SYSCTL_KEYS[key][0]
+    if unit == "pages":
+        return (0, LONG_MAX // page_size_bytes)
+    if unit == "bytes":
+        return (0, INT_MAX)
+    if key == "net.ipv4.tcp_adv_win_scale":
+        return ADV_WIN_SCALE_RANGE
+    return (-INT_MAX - 1, INT_MAX)
+
+
+def check_sysctl_value(key: str, value, page_size_bytes: int, name: str):
+    """Refuse a value no kernel can hold for `key`; returns `value` (an int or a list)."""
+    lowest, highest = sysctl_bounds(key, page_size_bytes)
+    numbers = value if isinstance(value, list) else [value]
+    for number in numbers:
+        if not lowest <= number <= highest:
+            unit = SYSCTL_KEYS[key][0]
+            raise ProcParseError(name, f"{key} value {number} is outside {lowest}..{highest} ({unit})")
+    return value
+
+
+def triple_order_note(key: str, value, name: str):
+    """A note when a min/middle/max triple is out of order (the kernel accepts it; it is still wrong).
+
+    tcp_mem and udp_mem must be min <= pressure <= max. For tcp_rmem/tcp_wmem only a max below
+    min or default is flagged: kernels with 64 KiB pages boot with tcp_wmem[0] (a page) above
+    tcp_wmem[1] (16 KiB).
+    """
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    low, middle, high = value
+    if SYSCTL_KEYS[key][0] == "pages":
+        broken = not low <= middle <= high
+        expected = "min <= pressure <= max"
+    else:
+        broken = high < low or high < middle
+        expected = "max >= min and max >= default"
+    if not broken:
+        return None
+    return f"{key} is {low} {middle} {high} ({name}): not {expected}; the kernel uses it as it is"
 
 
 # --- sockets -------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import time
 
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
+
 BLOCKING_FRAME = "sk_stream_wait_memory"
 # wchan values a thread waiting in sk_stream_wait_memory can show: reading wchan is cheaper
 # than unwinding the stack, so threads sleeping anywhere else are skipped.
@@ -24,9 +26,12 @@ NOTE = (
 
 
 def _read(path: str):
+    """Text of a task file; None when it vanished or is unreadable (threads come and go).
+
+    A FIFO, device or oversized file in its place raises ProcParseError naming it.
+    """
     try:
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", "replace")
+        return reader.read_capped(path, reader.TASK_FILE_MAX_BYTES).decode("utf-8", "replace")
     except OSError:
         return None
 

@@ -18,6 +18,19 @@ from typing import Any, Optional
 
 FACTS_SCHEMA_VERSION = 1
 INT_MAX = 2147483647  # sysctl buffer values are C ints (bpftune issues #36, #93 are overflows)
+LONG_MAX = 2**63 - 1  # tcp_mem, udp_mem are longs of pages (proc_doulongvec_minmax): bytes fit a long
+
+# Plausibility bounds of the facts, the same numbers the facts module checks
+# (module_utils/tcp_memory_proc; tests/unit/plugins/plugin_utils/test_tcp_memory_bounds.py keeps
+# them equal). MemTotal 4 MiB..4 PiB (52-bit physical addresses); a page is a power of two
+# from 4 KiB to 1 MiB; at most 65536 CPUs (CONFIG_NR_CPUS tops out at 8192).
+MEM_TOTAL_MIN_BYTES = 4 << 20
+MEM_TOTAL_MAX_BYTES = 1 << 52
+PAGE_SIZE_MIN_BYTES = 4 << 10
+PAGE_SIZE_MAX_BYTES = 1 << 20
+CPU_COUNT_MAX = 65536
+ADV_WIN_SCALE_RANGE = (-31, 31)
+PAGES_KEYS = ("net.ipv4.tcp_mem", "net.ipv4.udp_mem")
 
 TRIPLE_KEYS = ("net.ipv4.tcp_mem", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.udp_mem")
 SCALAR_KEYS = (
@@ -66,6 +79,9 @@ class HostFacts:
     sockstat_host_wide_fields: tuple[str, ...]
     used_pages: Optional[int]
     status_level: Optional[str]
+    # From facts.cgroups (tcp_memory_facts cgroups=true): the cgroup owning the most TCP sockets, when a
+    # finite limit applies to its sockets; None when not gathered or unlimited.
+    cgroup_owner: Optional[CgroupOwner] = None
 
 
 @dataclass(frozen=True)
@@ -209,34 +225,49 @@ def _fetch_parts(facts: Mapping, parts: tuple[str, ...]) -> Any:
     return node
 
 
-def _fact_int(facts: Mapping, path: str, minimum: int) -> int:
-    return parse_int(f"facts.{path}", _fetch(facts, path), minimum=minimum)
+def _fact_int(facts: Mapping, path: str, minimum: int, maximum: Optional[int] = None) -> int:
+    return parse_int(f"facts.{path}", _fetch(facts, path), minimum=minimum, maximum=maximum)
 
 
-def _optional_int(name: str, value: Any) -> Optional[int]:
-    return None if value is None else parse_int(name, value)
+def _optional_int(name: str, value: Any, maximum: Optional[int] = None) -> Optional[int]:
+    return None if value is None else parse_int(name, value, maximum=maximum)
 
 
-def _fact_triple(name: str, value: Any) -> Optional[tuple[int, int, int]]:
+def _fact_triple(name: str, value: Any, maximum: int) -> Optional[tuple[int, int, int]]:
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
         raise ModelInputError(f"{name} must be a list of 3 integers or null, got {_describe(value)}")
-    first, second, third = (parse_int(f"{name}[{index}]", item) for index, item in enumerate(value))
+    first, second, third = (parse_int(f"{name}[{index}]", item, maximum=maximum) for index, item in enumerate(value))
     return (first, second, third)
 
 
-def _fact_value(key: str, value: Any) -> Optional[tuple[int, ...]]:
+def pages_max(page_size_bytes: int) -> int:
+    """The most pages a long counts in bytes: tcp_mem beyond this overflows the kernel's arithmetic."""
+    return LONG_MAX // page_size_bytes
+
+
+def _fact_value(key: str, value: Any, page_size_bytes: int) -> Optional[tuple[int, ...]]:
     name = f"facts.sysctl[{key!r}].value"
     if value is None:
         return None
     if key in TRIPLE_KEYS:
-        return _fact_triple(name, value)
-    # tcp_adv_win_scale may legitimately be negative (-31..31)
-    return (parse_int(name, value, minimum=-(2**31)),)
+        return _fact_triple(name, value, pages_max(page_size_bytes) if key in PAGES_KEYS else INT_MAX)
+    if key == "net.ipv4.tcp_adv_win_scale":
+        return (parse_int(name, value, minimum=ADV_WIN_SCALE_RANGE[0], maximum=ADV_WIN_SCALE_RANGE[1]),)
+    if key in BOOLEAN_KEYS:  # a C int; the kernel reads any non-zero as on
+        return (parse_int(name, value, minimum=-INT_MAX - 1, maximum=INT_MAX),)
+    return (parse_int(name, value, maximum=INT_MAX),)
 
 
-def _sysctl_fact(facts: Mapping, key: str) -> SysctlFact:
+def _page_size(facts: Mapping) -> int:
+    size = _fact_int(facts, "page_size_bytes", minimum=PAGE_SIZE_MIN_BYTES, maximum=PAGE_SIZE_MAX_BYTES)
+    if size & (size - 1):
+        raise ModelInputError(f"facts.page_size_bytes must be a power of two, got {size}")
+    return size
+
+
+def _sysctl_fact(facts: Mapping, key: str, page_size_bytes: int) -> SysctlFact:
     entry = _fetch_parts(facts, ("sysctl", key))
     for part in ("present", "writable", "scope", "value"):
         _fetch_parts(facts, ("sysctl", key, part))
@@ -248,7 +279,7 @@ def _sysctl_fact(facts: Mapping, key: str) -> SysctlFact:
         raise ModelInputError(f"facts.sysctl[{key!r}].writable must be a boolean, got {_describe(writable)}")
     if entry["scope"] not in ("global", "netns"):
         raise ModelInputError(f"facts.sysctl[{key!r}].scope must be global or netns, got {_describe(entry['scope'])}")
-    return SysctlFact(present, bool(writable), str(entry["scope"]), _fact_value(key, entry["value"]))
+    return SysctlFact(present, bool(writable), str(entry["scope"]), _fact_value(key, entry["value"], page_size_bytes))
 
 
 def _kernel_version(facts: Mapping) -> tuple[int, int, int]:
@@ -277,26 +308,104 @@ def parse_facts(facts: Any) -> HostFacts:
         raise ModelInputError(f"facts.sockstat.host_wide_fields must be a list, got {_describe(sockstat_fields)}")
     initial = _fetch(facts, "namespace.initial")
     level = _fetch(facts, "status.level")
+    page_size_bytes = _page_size(facts)
+    mem_total_bytes = _fact_int(
+        facts, "memory.mem_total_bytes", minimum=MEM_TOTAL_MIN_BYTES, maximum=MEM_TOTAL_MAX_BYTES
+    )
     return HostFacts(
         kernel_version=_kernel_version(facts),
-        page_size_bytes=_fact_int(facts, "page_size_bytes", minimum=4096),
-        cpu_count=_fact_int(facts, "cpu_count", minimum=1),
-        mem_total_bytes=_fact_int(facts, "memory.mem_total_bytes", minimum=1),
+        page_size_bytes=page_size_bytes,
+        cpu_count=_fact_int(facts, "cpu_count", minimum=1, maximum=CPU_COUNT_MAX),
+        mem_total_bytes=mem_total_bytes,
         mem_available_bytes=_optional_int(
-            "facts.memory.mem_available_bytes", _fetch(facts, "memory.mem_available_bytes")
+            "facts.memory.mem_available_bytes", _fetch(facts, "memory.mem_available_bytes"), maximum=mem_total_bytes
         ),
         boot_tcp_mem_pages=_fact_triple(
-            "facts.boot_defaults.tcp_mem_pages", _fetch(facts, "boot_defaults.tcp_mem_pages")
+            "facts.boot_defaults.tcp_mem_pages",
+            _fetch(facts, "boot_defaults.tcp_mem_pages"),
+            pages_max(page_size_bytes),
         ),
         boot_tcp_rmem_bytes=_fact_triple(
-            "facts.boot_defaults.tcp_rmem_bytes", _fetch(facts, "boot_defaults.tcp_rmem_bytes")
+            "facts.boot_defaults.tcp_rmem_bytes", _fetch(facts, "boot_defaults.tcp_rmem_bytes"), INT_MAX
         ),
         boot_tcp_wmem_bytes=_fact_triple(
-            "facts.boot_defaults.tcp_wmem_bytes", _fetch(facts, "boot_defaults.tcp_wmem_bytes")
+            "facts.boot_defaults.tcp_wmem_bytes", _fetch(facts, "boot_defaults.tcp_wmem_bytes"), INT_MAX
         ),
-        sysctl={key: _sysctl_fact(facts, key) for key in SYSCTL_KEYS},
+        sysctl={key: _sysctl_fact(facts, key, page_size_bytes) for key in SYSCTL_KEYS},
         initial_netns=initial if isinstance(initial, bool) else None,
         sockstat_host_wide_fields=tuple(str(item) for item in sockstat_fields),
-        used_pages=_optional_int("facts.status.used_pages", _fetch(facts, "status.used_pages")),
+        used_pages=_optional_int(
+            "facts.status.used_pages", _fetch(facts, "status.used_pages"), maximum=pages_max(page_size_bytes)
+        ),
         status_level=None if level is None else str(level),
+        cgroup_owner=parse_cgroup_owner(facts.get("cgroups")),
+    )
+
+
+# ---------------------------------------------------------------- memory cgroups (optional facts)
+
+
+CGROUP_BYTES_MAX = 2**63 - 1  # cgroup counters are 64-bit
+
+
+@dataclass(frozen=True)
+class CgroupOwner:
+    """The memory cgroup owning the most TCP sockets and the tightest limit over its socket memory."""
+
+    path: str
+    version: int
+    tcp_sockets: int
+    tcp_sockets_attributed: int
+    limit_cgroup: str
+    limit_file: str
+    limit_bytes: int
+    other_bytes: int
+    headroom_bytes: int  # limit - other; negative when the other memory alone passes the limit
+
+
+def _cgroup_str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ModelInputError(f"{name} must be a non-empty string, got {_describe(value)}")
+    return str(value)
+
+
+def parse_cgroup_owner(cgroups: Any) -> Optional[CgroupOwner]:
+    """facts.cgroups -> the first owner (most TCP sockets) when its socket_limit is finite, else None."""
+    if cgroups is None:
+        return None
+    if not isinstance(cgroups, Mapping):
+        raise ModelInputError(f"facts.cgroups must be a dict or null, got {_describe(cgroups)}")
+    owners = cgroups.get("owners")
+    if isinstance(owners, (str, bytes)) or not isinstance(owners, Sequence):
+        raise ModelInputError(f"facts.cgroups.owners must be a list, got {_describe(owners)}")
+    if not owners:
+        return None
+    first = owners[0]
+    if not isinstance(first, Mapping):
+        raise ModelInputError(f"facts.cgroups.owners[0] must be a dict, got {_describe(first)}")
+    limit = first.get("socket_limit")
+    if limit is None:
+        return None
+    if not isinstance(limit, Mapping):
+        raise ModelInputError(f"facts.cgroups.owners[0].socket_limit must be a dict or null, got {_describe(limit)}")
+    name = "facts.cgroups.owners[0]"
+    version = parse_int(f"{name}.version", first.get("version"), minimum=1, maximum=2)
+    scan = cgroups.get("scan") if isinstance(cgroups.get("scan"), Mapping) else {}
+    return CgroupOwner(
+        path=_cgroup_str(f"{name}.path", first.get("path")),
+        version=version,
+        tcp_sockets=parse_int(f"{name}.tcp_sockets", first.get("tcp_sockets")),
+        tcp_sockets_attributed=parse_int(
+            "facts.cgroups.scan.tcp_sockets_attributed", scan.get("tcp_sockets_attributed", 0)
+        ),
+        limit_cgroup=_cgroup_str(f"{name}.socket_limit.cgroup", limit.get("cgroup")),
+        limit_file=_cgroup_str(f"{name}.socket_limit.file", limit.get("file")),
+        limit_bytes=parse_int(f"{name}.socket_limit.limit_bytes", limit.get("limit_bytes"), maximum=CGROUP_BYTES_MAX),
+        other_bytes=parse_int(f"{name}.socket_limit.other_bytes", limit.get("other_bytes"), maximum=CGROUP_BYTES_MAX),
+        headroom_bytes=parse_int(
+            f"{name}.socket_limit.headroom_bytes",
+            limit.get("headroom_bytes"),
+            minimum=-CGROUP_BYTES_MAX,
+            maximum=CGROUP_BYTES_MAX,
+        ),
     )
