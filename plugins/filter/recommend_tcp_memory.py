@@ -53,9 +53,12 @@ def recommend_tcp_memory(facts: Any, connections: Any = None, **options: Any) ->
             f"known: connections, {', '.join(OPTION_NAMES)}"
         )
     try:
-        host = parse_facts(to_plain(facts))
+        plain_facts = to_plain(facts)
+        host = parse_facts(plain_facts)
         workload = resolve_workload(to_plain(connections), **{key: to_plain(value) for key, value in options.items()})
-        return recommend(host, workload)
+        # facts.root is optional (facts gathered before it existed): only false changes anything
+        root = plain_facts.get("root")
+        return recommend(host, workload, root=root if isinstance(root, bool) else None)
     except ModelInputError as exc:
         raise AnsibleFilterError(f"recommend_tcp_memory: {exc}") from exc
 

@@ -486,6 +486,29 @@ def scope_of(host: HostFacts, key: str) -> dict[str, Any]:
     return {"scope": fact.scope, "settable": True, "reason": f"writable here; applies to {where}"}
 
 
+NOT_ROOT_REASON = "not judged: not running as root (writing /proc/sys needs root)"
+
+
+def scope_without_root(host: HostFacts, key: str, scope: dict[str, Any]) -> dict[str, Any]:
+    """Without root no key is writable: a present key's writability is unknown (settable None), not false."""
+    if scope["settable"] or not host.sysctl[key].present:
+        return scope
+    return {"scope": scope["scope"], "settable": None, "reason": NOT_ROOT_REASON}
+
+
+def not_root_warning(unjudged_keys: list[str]) -> str:
+    judged = (
+        f"whether {', '.join(unjudged_keys)} can be set here was not judged (writing /proc/sys needs root), "
+        "so nothing can be applied in this run"
+        if unjudged_keys
+        else "no key's writability depended on it"
+    )
+    return (
+        f"not running as root: {judged}; every value this recommendation uses was readable without root. "
+        "Run as root (become) to judge and apply the keys."
+    )
+
+
 # ---------------------------------------------------------------- estimate
 
 
@@ -496,6 +519,17 @@ def slab_bytes_per_socket(host: HostFacts) -> tuple[int, str]:
             "4.7 KB per established socket: measured on kernel 6.18, used from kernel 5.0 on",
         )
     return SLAB_BYTES_PER_SOCKET_OLD, "3.3 KB per established socket: the older kernels' figure, used before 5.0"
+
+
+def current_settings_hold_target(
+    host: HostFacts, workload: Workload, usage: Usage, live_tcp_mem: Optional[tuple[int, ...]]
+) -> Optional[bool]:
+    """Whether the tcp_mem in force keeps the target below pressure; None when tcp_mem is unknown here."""
+    if not live_tcp_mem:
+        return None
+    held = connections_held(live_tcp_mem[1], usage, workload)
+    # None: the workload buffers nothing, so no number of connections reaches pressure
+    return True if held is None else held >= workload.connections
 
 
 def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> dict[str, Any]:
@@ -530,6 +564,7 @@ def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: t
         "current_connections_before_stalls": connections_held(live_tcp_mem[2], usage, workload)
         if live_tcp_mem
         else None,
+        "current_settings_hold_target": current_settings_hold_target(host, workload, usage, live_tcp_mem),
         "current_used_pages": host.used_pages,
         "current_level": host.status_level,
         "current_used_fraction_of_recommended_pressure": round(host.used_pages / tcp_mem[1], 6)
@@ -687,8 +722,27 @@ def resolved_inputs(host: HostFacts, workload: Workload) -> dict[str, Any]:
     }
 
 
-def recommend(host: HostFacts, workload: Workload) -> dict[str, Any]:
-    """The recommendation of docs/data-model.md section 2, as plain data."""
+def report_rows(
+    host: HostFacts, values: dict[str, tuple[int, ...]], decisions: dict[str, Decision], scope: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Per recommended key, sorted by name: the live value (None when absent), the recommendation, why."""
+    return [
+        {
+            "key": key,
+            "live": None if host.sysctl[key].value is None else sysctl_text(host.sysctl[key].value),
+            "recommended": sysctl_text(values[key]),
+            "settable": scope[key]["settable"],
+            "why": decisions[key].explain,
+        }
+        for key in sorted(values)
+    ]
+
+
+def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) -> dict[str, Any]:
+    """The recommendation of docs/data-model.md section 2, as plain data.
+
+    root is the facts' root flag: False turns "read-only here" into "not judged" and says so once.
+    """
     usage = steady_state_usage(workload.connections, workload, host)
     decisions, warnings = without_obsolete(host, decide_all(host, workload, usage))
     values = {key: decision.value for key, decision in decisions.items()}
@@ -696,10 +750,13 @@ def recommend(host: HostFacts, workload: Workload) -> dict[str, Any]:
     for decision in decisions.values():
         warnings.extend(decision.warnings)
     scope = {key: scope_of(host, key) for key in values}
+    if root is False:
+        scope = {key: scope_without_root(host, key, entry) for key, entry in scope.items()}
+        warnings.append(not_root_warning([key for key in values if scope[key]["settable"] is None]))
     warnings.extend(
         f"{key} can't be set here ({scope[key]['reason']}); recommended value: {sysctl_text(values[key])}"
         for key in values
-        if not scope[key]["settable"]
+        if scope[key]["settable"] is False
     )
     warnings.extend(override_warnings(host, workload, usage, tcp_mem))
     warnings.extend(buffer_cap_warnings(host, values))
@@ -710,6 +767,7 @@ def recommend(host: HostFacts, workload: Workload) -> dict[str, Any]:
         "sysctl": {key: sysctl_text(value) for key, value in values.items()},
         "explain": {key: decision.explain for key, decision in decisions.items()},
         "scope": scope,
+        "rows": report_rows(host, values, decisions, scope),
         "estimate": build_estimate(host, workload, usage, tcp_mem),
         "warnings": warnings,
         "inputs": resolved_inputs(host, workload),
