@@ -18,6 +18,7 @@ from typing import Any, Optional
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
     INT_MAX,
     PROFILE_NAMES,
+    CgroupOwner,
     HostFacts,
     ModelInputError,
     Workload,
@@ -659,6 +660,101 @@ def socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]
     ]
 
 
+# ---------------------------------------------------------------- memory cgroups
+
+MIB = 1 << 20
+SYSTEMD_UNIT_SUFFIXES = (".service", ".scope", ".slice")
+
+
+def cgroup_socket_bytes(connections: int, workload: Workload, host: HostFacts, with_slab: bool) -> int:
+    """Socket memory a cgroup is charged for `connections`: buffers (no per-CPU reserve: that is
+    tcp_mem's batching, not the memcg's), plus the socket slab on cgroup v2, where slab is charged too."""
+    usage = steady_state_usage(connections, workload, host)
+    buffer_bytes = usage.active_connections * usage.pages_per_active * host.page_size_bytes
+    return buffer_bytes + (connections * slab_bytes_per_socket(host)[0] if with_slab else 0)
+
+
+def cgroup_connections_within(budget_bytes: int, workload: Workload, host: HostFacts, with_slab: bool) -> int:
+    """Most connections (up to the target) whose socket memory fits budget_bytes; the cost only grows."""
+    low, high = 0, workload.connections
+    while low < high:
+        middle = (low + high + 1) // 2
+        if cgroup_socket_bytes(middle, workload, host, with_slab) <= budget_bytes:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def cgroup_fix(owner: CgroupOwner, needed_limit_bytes: int) -> str:
+    """What to raise: the systemd unit's MemoryMax=/MemoryHigh=, a container's limit, or v1's kmem.tcp limit."""
+    if owner.version == 1:
+        return (
+            f"memory.kmem.tcp.limit_in_bytes of {owner.limit_cgroup} (the container runtime's kernel TCP memory "
+            f"limit) to at least {needed_limit_bytes} bytes"
+        )
+    setting = "MemoryHigh" if owner.limit_file == "memory.high" else "MemoryMax"
+    mib = math.ceil(needed_limit_bytes / MIB)
+    leaf = owner.limit_cgroup.rstrip("/").rsplit("/", 1)[-1]
+    if leaf.endswith(SYSTEMD_UNIT_SUFFIXES):
+        return (
+            f"{setting}= of the systemd unit {leaf} to at least {mib}M (systemctl set-property {leaf} "
+            f"{setting}={mib}M, or the unit file), or the memory limit of the container it runs"
+        )
+    return (
+        f"the memory limit ({owner.limit_file}) of the container or unit in {owner.limit_cgroup} to at least {mib} MiB"
+    )
+
+
+def cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any]]:
+    """Whether the target's socket memory fits the headroom of the cgroup owning the most TCP sockets.
+
+    None without cgroup facts or without a finite limit over that cgroup. The collection never writes
+    cgroup settings: a target that does not fit is a warning naming the limit to raise.
+    """
+    owner = host.cgroup_owner
+    if owner is None:
+        return None
+    with_slab = owner.version == 2
+    needed_bytes = cgroup_socket_bytes(workload.connections, workload, host, with_slab)
+    fits = needed_bytes <= owner.headroom_bytes
+    needed_limit_bytes = owner.other_bytes + needed_bytes
+    within = cgroup_connections_within(max(0, owner.headroom_bytes), workload, host, with_slab)
+    result = {
+        "path": owner.path,
+        "version": owner.version,
+        "tcp_sockets": owner.tcp_sockets,
+        "limit_cgroup": owner.limit_cgroup,
+        "limit_file": owner.limit_file,
+        "limit_bytes": owner.limit_bytes,
+        "other_bytes": owner.other_bytes,
+        "headroom_bytes": owner.headroom_bytes,
+        "needed_bytes": needed_bytes,
+        "needed_limit_bytes": needed_limit_bytes,
+        "connections_within_headroom": within,
+        "fits": fits,
+        "warning": None,
+    }
+    if not fits:
+        what = "buffers and socket slab" if with_slab else "buffers (memory.kmem.tcp counts buffers only)"
+        other = (
+            f"{format_bytes(owner.other_bytes)} of other memory charged there leaves "
+            f"{format_bytes(owner.headroom_bytes)} for these sockets"
+            if with_slab
+            else f"this limit leaves {format_bytes(owner.headroom_bytes)} for these sockets"
+        )
+        result["warning"] = (
+            f"memory cgroup {owner.path} owns {owner.tcp_sockets} of the {owner.tcp_sockets_attributed} TCP sockets "
+            f"attributed to a cgroup; the kernel charges their memory to it and, near its limit, puts them under "
+            f"memory pressure whatever tcp_mem says (writers wait in sk_stream_wait_memory, receivers drop). "
+            f"{owner.limit_file} of {owner.limit_cgroup} is {format_bytes(owner.limit_bytes)}: {other}, but "
+            f"{workload.connections} connections need {format_bytes(needed_bytes)} ({what}). Raising tcp_mem does "
+            f"not help: raise {cgroup_fix(owner, needed_limit_bytes)}, or hold at most {within} connections per "
+            f"instance in this cgroup. This collection never changes cgroup settings."
+        )
+    return result
+
+
 # ---------------------------------------------------------------- the recommendation
 
 
@@ -762,6 +858,9 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
     warnings.extend(buffer_cap_warnings(host, values))
     warnings.extend(socket_max_warnings(host, values))
     warnings.extend(host_warnings(host, workload, usage, tcp_mem))
+    cgroup = cgroup_check(host, workload)
+    if cgroup is not None and cgroup["warning"]:
+        warnings.append(cgroup["warning"])
     return {
         "schema_version": RECOMMENDATION_SCHEMA_VERSION,
         "sysctl": {key: sysctl_text(value) for key, value in values.items()},
@@ -771,4 +870,5 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
         "estimate": build_estimate(host, workload, usage, tcp_mem),
         "warnings": warnings,
         "inputs": resolved_inputs(host, workload),
+        "cgroup": cgroup,
     }

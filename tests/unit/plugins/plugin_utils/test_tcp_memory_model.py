@@ -58,7 +58,17 @@ def test_worked_example_16_gib_200k_connections_arithmetic():
 
 def test_output_is_plain_data_with_every_recommended_key_explained_and_scoped():
     result = run(make_facts(), connections=1000)
-    assert set(result) == {"schema_version", "sysctl", "explain", "scope", "rows", "estimate", "warnings", "inputs"}
+    assert set(result) == {
+        "schema_version",
+        "sysctl",
+        "explain",
+        "scope",
+        "rows",
+        "estimate",
+        "warnings",
+        "inputs",
+        "cgroup",
+    }
     assert set(result["explain"]) == set(result["sysctl"]) == set(result["scope"])
     assert set(result["sysctl"]) >= {
         "net.ipv4.tcp_mem",
