@@ -1,0 +1,349 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Issue 11 bad-input matrix: the sysctl_dropin module (run by ansible as a module) and the
+tcp_memory role, in a fresh network namespace with a private sysctl.d directory.
+
+Every case must fail with an error that names the problem, and afterwards every readable file
+under the namespace's /proc/sys/net and every entry of the private sysctl.d directory (type, mode,
+owner, bytes) must be exactly as before. Cases marked "already refused" passed before issue 11 too.
+
+The role runs with the private directory bind-mounted over /etc/sysctl.d in a mount namespace of
+its own (unshare --mount), so the default roots apply and the host's /etc/sysctl.d is never seen.
+
+NETSTACK_TEST_COLLECTIONS overrides the collections path, to run the matrix against another tree
+(e.g. an older commit unpacked under .../ansible_collections/netstack/tcp_tuning).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv/bin"
+COLLECTIONS = os.environ.get("NETSTACK_TEST_COLLECTIONS", str(ROOT / ".cache/dev"))
+MANAGED_LINE = "# Managed by netstack.tcp_tuning: do not edit, the next run overwrites this file."
+GOOD = {"net.ipv4.tcp_rmem": "4096 131072 7340032", "net.ipv4.tcp_wmem": "4096 32768 5242880"}
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("unshare") is None,
+    reason="needs root, iproute2 and util-linux unshare",
+)
+
+# Every readable sysctl of the namespace's network stack, as the kernel prints it.
+READ_NET_SYSCTLS = r"""
+import json, os
+values = {}
+for directory, _subdirs, names in os.walk("/proc/sys/net"):
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            with open(path) as handle:
+                values[path] = handle.read()
+        except OSError:
+            pass
+print(json.dumps(values))
+"""
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = f"netstack-badin-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.fixture
+def sysctl_d(tmp_path: Path) -> Path:
+    """The private sysctl.d, holding a file of another package as a real one would."""
+    directory = tmp_path / "sysctl.d"
+    directory.mkdir()
+    (directory / "10-vendor.conf").write_text("net.ipv4.tcp_syncookies = 1\n")
+    return directory
+
+
+def ns_sysctls(netns: str) -> Dict[str, str]:
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "/usr/bin/python3", "-c", READ_NET_SYSCTLS],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def tree(directory: Path) -> Dict[str, Any]:
+    """Every entry below `directory`: mode (type and permissions), owner, and bytes or link target."""
+    state = {}
+    for entry in sorted(directory.rglob("*")):
+        info = entry.lstat()
+        content = os.readlink(entry) if entry.is_symlink() else entry.read_bytes() if entry.is_file() else None
+        state[str(entry.relative_to(directory))] = (info.st_mode, info.st_uid, info.st_gid, content)
+    return state
+
+
+def env() -> Dict[str, str]:
+    return dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_DEPRECATION_WARNINGS="0",
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+        ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
+    )
+
+
+def run_module(netns: str, args: Dict[str, Any]) -> Dict[str, Any]:
+    """The module through `ansible -m` inside the namespace; its result as a dict, `failed` set."""
+    command = ["ip", "netns", "exec", netns, str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,"]
+    command += ["-o", "-m", "netstack.tcp_tuning.sysctl_dropin", "-a", json.dumps(args)]
+    out = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=120, check=False)
+    line = next((line for line in out.stdout.splitlines() if line.startswith("localhost |")), None)
+    assert line, out.stdout + out.stderr
+    status, payload = line.split("=>", 1)
+    result = json.loads(payload)
+    result["failed"] = "FAILED" in status or bool(result.get("failed"))
+    return result
+
+
+def run_role(netns: str, sysctl_d: Path, extra_vars: Dict[str, Any]) -> subprocess.CompletedProcess:
+    """The tune playbook in the namespace, with `sysctl_d` mounted over /etc/sysctl.d for this process only."""
+    command = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "sh", "-c"]
+    command += ['mount --bind "$0" /etc/sysctl.d && exec "$@"', str(sysctl_d)]
+    command += [str(VENV_BIN / "ansible-playbook"), "netstack.tcp_tuning.tune", "-i", "localhost,", "-c", "local"]
+    command += ["-e", json.dumps({"tcp_memory_connections": 1000, **extra_vars})]
+    return subprocess.run(command, capture_output=True, text=True, env=env(), timeout=300, check=False)
+
+
+def module_args(sysctl_d: Path, **args: Any) -> Dict[str, Any]:
+    return {
+        "path": str(sysctl_d / "99-netstack-tcp-memory.conf"),
+        "settings": GOOD,
+        "search_roots": [str(sysctl_d)],
+        "sysctl_conf": str(sysctl_d.parent / "sysctl.conf"),
+        **args,
+    }
+
+
+def prepare(sysctl_d: Path, setup: Optional[str]) -> None:
+    """Put what a case needs in place before the snapshot."""
+    if setup == "directory":
+        (sysctl_d / "50-dir.conf").mkdir()
+    elif setup == "symlink":
+        (sysctl_d / "real.conf").write_text(f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 4096 131072 6291456\n")
+        (sysctl_d / "99-netstack-tcp-memory.conf").symlink_to("real.conf")
+    elif setup == "foreign":
+        (sysctl_d / "99-netstack-tcp-memory.conf").write_text("# the admin's own file\nvm.swappiness = 10\n")
+    elif setup == "outside":
+        (sysctl_d.parent / "other").mkdir()
+        (sysctl_d.parent / "other/passwd2.conf").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    elif setup == "later-file":
+        (sysctl_d / "zz-local.conf").write_text("net.ipv4.tcp_rmem = 4096 87380 6291456\n")
+
+
+# (case id, setup, module arguments given the private directory D, fragments the message must hold)
+MODULE_CASES = [
+    # Issue 11, items 1-11: refused since the fix.
+    (
+        "1-triple-out-of-order",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_rmem": "6291456 87380 4096"}),
+        ["settings['net.ipv4.tcp_rmem'] = '6291456 87380 4096'", "ordered min <= default"],
+    ),
+    (
+        "1-triple-out-of-order-apply-false",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_rmem": "6291456 87380 4096"}, apply=False),
+        ["settings['net.ipv4.tcp_rmem']", "ordered min <= default"],
+    ),
+    (
+        "1-triple-zero",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_wmem": "0 16384 4194304"}),
+        ["settings['net.ipv4.tcp_wmem'] = '0 16384 4194304'", "at least 1"],
+    ),
+    (
+        "2-key-trailing-newline",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_rmem\n": "4096 131072 6291456"}, apply=False),
+        ["settings['net.ipv4.tcp_rmem\\n']", "not a dotted sysctl name"],
+    ),
+    (
+        "3-two-numbers-for-one",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_adv_win_scale": "1\n5"}, apply=False),
+        ["settings['net.ipv4.tcp_adv_win_scale'] = '1\\n5'", "needs 1 number, got 2"],
+    ),
+    (
+        "4-absent-key-apply-false",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_doesnotexist": "1"}, apply=False),
+        ["settings['net.ipv4.tcp_doesnotexist']", "does not exist"],
+    ),
+    (
+        "5-path-trailing-slash",
+        "directory",
+        lambda d: module_args(d, path=f"{d}/50-dir.conf/"),
+        ["path ", "50-dir.conf/", "names a directory"],
+    ),
+    ("5-path-is-a-directory", "directory", lambda d: module_args(d, path=f"{d}/50-dir.conf"), ["is a directory"]),
+    ("5-path-is-sysctl-d", None, lambda d: module_args(d, path=str(d)), ["must end in .conf"]),
+    ("6-symlink", "symlink", lambda d: module_args(d), ["is a symbolic link (to real.conf): refused"]),
+    ("6-symlink-forced", "symlink", lambda d: module_args(d, force=True), ["is a symbolic link"]),
+    ("7-not-conf", None, lambda d: module_args(d, path=f"{d}/50-u.txt"), ["50-u.txt", "must end in .conf"]),
+    ("7-name-newline", None, lambda d: module_args(d, path=f"{d}/50-u.conf\n"), ["control character"]),
+    (
+        "8-outside-roots",
+        "outside",
+        lambda d: module_args(d, path=f"{d.parent}/other/passwd2.conf"),
+        ["passwd2.conf is not in the sysctl.d search roots", "force=true"],
+    ),
+    ("8-foreign-file", "foreign", lambda d: module_args(d), ["was not written by this collection", "force=true"]),
+    ("9-empty-path", None, lambda d: module_args(d, path=""), ["path is empty"]),
+    ("9-relative-path", None, lambda d: module_args(d, path="50-t.conf"), ["path '50-t.conf' is relative"]),
+    # Already refused before issue 11.
+    (
+        "ok-boolean",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_moderate_rcvbuf": True}),
+        ["net.ipv4.tcp_moderate_rcvbuf", "boolean"],
+    ),
+    (
+        "ok-octal",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_rmem": "4096 0131072 6291456"}),
+        ["net.ipv4.tcp_rmem", "'0131072' is not a plain decimal integer"],
+    ),
+    (
+        "ok-two-numbers-for-a-triple",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_rmem": "4096 131072"}),
+        ["net.ipv4.tcp_rmem", "needs 3 numbers, got 2"],
+    ),
+    ("ok-not-dotted", None, lambda d: module_args(d, settings={"tcp_rmem": "1 2 3"}), ["not a dotted sysctl name"]),
+    (
+        "ok-absent-key-applied",
+        None,
+        lambda d: module_args(d, settings={"net.ipv4.tcp_doesnotexist": "1"}),
+        ["net.ipv4.tcp_doesnotexist does not exist"],
+    ),
+    (
+        "ok-global-key-read-only-here",
+        None,
+        lambda d: module_args(d, settings={**GOOD, "net.core.rmem_max": "7340032"}),
+        ["net.core.rmem_max is read-only here"],
+    ),
+    (
+        "ok-later-file-conflicts-fail",
+        "later-file",
+        lambda d: module_args(d, conflicts="fail"),
+        ["zz-local.conf line 1 sets net.ipv4.tcp_rmem"],
+    ),
+    (
+        "ok-missing-tree",
+        None,
+        lambda d: module_args(d, path=f"{d}/no/such/x.conf"),
+        ["neither its directory nor that directory's parent exists"],
+    ),
+]
+
+
+@pytest.mark.parametrize("setup, make_args, fragments", [c[1:] for c in MODULE_CASES], ids=[c[0] for c in MODULE_CASES])
+def test_the_module_refuses_bad_input_and_changes_nothing(netns, sysctl_d, setup, make_args, fragments):
+    prepare(sysctl_d, setup)
+    sysctls_before, files_before = ns_sysctls(netns), tree(sysctl_d.parent)
+    result = run_module(netns, make_args(sysctl_d))
+    assert result["failed"], result
+    for fragment in fragments:
+        assert fragment in result["msg"], result["msg"]
+    assert tree(sysctl_d.parent) == files_before
+    assert ns_sysctls(netns) == sysctls_before
+
+
+def test_a_rolled_back_run_leaves_the_directory_and_the_namespace_as_they_were(netns, sysctl_d):
+    """Issue 11 item 10: the backup of a failed run goes too. udp_rmem_min 0 passes the module's checks
+    (one integer) but the kernel refuses it (minimum 1); the tcp_ keys sort first and are written."""
+    dropin = sysctl_d / "99-netstack-tcp-memory.conf"
+    dropin.write_text(f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 4096 131072 6291456\n")
+    dropin.chmod(0o640)
+    sysctls_before, files_before = ns_sysctls(netns), tree(sysctl_d.parent)
+    settings = {**GOOD, "net.ipv4.udp_rmem_min": "0"}
+    result = run_module(netns, module_args(sysctl_d, settings=settings, backup=True))
+    assert result["failed"] and "net.ipv4.udp_rmem_min: wrote '0', the kernel refused it" in result["msg"], result
+    assert set(result["rollback"]["live"]) == {"net.ipv4.udp_rmem_min", *GOOD}
+    assert tree(sysctl_d.parent) == files_before
+    assert ns_sysctls(netns) == sysctls_before
+
+
+def test_a_second_run_waits_for_the_lock_and_names_its_holder(netns, sysctl_d, tmp_path):
+    """Issue 11 item 11, the message: the test holds the lock as another run would."""
+    lock_file = tmp_path / "netstack.lock"
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"pid {os.getpid()} (this test)\n".encode())
+        sysctls_before, files_before = ns_sysctls(netns), tree(sysctl_d)
+        result = run_module(netns, module_args(sysctl_d, lock_file=str(lock_file), lock_timeout=2))
+        assert result["failed"], result
+        assert f"is still held after 2 s by pid {os.getpid()} (this test)" in result["msg"], result["msg"]
+        assert tree(sysctl_d) == files_before and ns_sysctls(netns) == sysctls_before
+    finally:
+        os.close(fd)
+    assert run_module(netns, module_args(sysctl_d, lock_file=str(lock_file), lock_timeout=2))["changed"]
+
+
+ROLE_CASES = [
+    (
+        "8-outside-roots",
+        "outside",
+        lambda d: {"tcp_memory_sysctl_file": f"{d.parent}/other/passwd2.conf"},
+        ["is not in the sysctl.d search roots", "tcp_memory_sysctl_file_force"],
+    ),
+    (
+        "8-no-conf-name",
+        "outside",
+        lambda d: {"tcp_memory_sysctl_file": f"{d.parent}/other/passwd2"},
+        ["must end in .conf"],
+    ),
+    ("8-foreign-file", "foreign", lambda d: {}, ["was not written by this collection", "tcp_memory_sysctl_file_force"]),
+    ("6-symlink", "symlink", lambda d: {}, ["is a symbolic link (to real.conf)"]),
+    ("5-directory", "directory", lambda d: {"tcp_memory_sysctl_file": "/etc/sysctl.d/50-dir.conf"}, ["is a directory"]),
+    ("9-relative", None, lambda d: {"tcp_memory_sysctl_file": "50-t.conf"}, ["path '50-t.conf' is relative"]),
+    # Already refused before issue 11 (the role's own input checks).
+    (
+        "ok-override-out-of-order",
+        None,
+        lambda d: {"tcp_memory_overrides": {"net.ipv4.tcp_rmem": "6291456 87380 4096"}},
+        ["tcp_memory_overrides['net.ipv4.tcp_rmem'] must satisfy min <= default <= max"],
+    ),
+]
+
+
+@pytest.mark.parametrize("setup, make_vars, fragments", [c[1:] for c in ROLE_CASES], ids=[c[0] for c in ROLE_CASES])
+def test_the_role_refuses_bad_paths_and_changes_nothing(netns, sysctl_d, setup, make_vars, fragments):
+    prepare(sysctl_d, setup)
+    sysctls_before, files_before = ns_sysctls(netns), tree(sysctl_d.parent)
+    out = run_role(netns, sysctl_d, make_vars(sysctl_d))
+    output = out.stdout + out.stderr
+    assert out.returncode != 0, output
+    for fragment in fragments:
+        assert fragment in output, output
+    assert tree(sysctl_d.parent) == files_before
+    assert ns_sysctls(netns) == sysctls_before
+
+
+def test_the_role_replaces_a_foreign_file_when_forced(netns, sysctl_d):
+    prepare(sysctl_d, "foreign")
+    out = run_role(netns, sysctl_d, {"tcp_memory_sysctl_file_force": True, "tcp_memory_backup": False})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (sysctl_d / "99-netstack-tcp-memory.conf").read_text().startswith(MANAGED_LINE)
