@@ -37,3 +37,12 @@ done
 # before, and the tuned scenario needs only `systemctl enable --now`, the step an operator takes.
 # active_profile stays empty until that scenario picks a profile.
 chroot "$root" systemctl disable tuned.service
+
+# The unprivileged login of molecule/become, as operators log in: their own user, key-only ssh,
+# sudo without a password (ansible's become: true). build-vm-image.sh installs the key. Not named
+# "operator": Debian's base-passwd already has a group of that name.
+chroot "$root" useradd --create-home --shell /bin/bash netops
+install -d -m 0700 "$root/home/netops/.ssh"
+chroot "$root" chown netops:netops /home/netops/.ssh
+echo 'netops ALL=(ALL:ALL) NOPASSWD: ALL' >"$root/etc/sudoers.d/netops"
+chmod 0440 "$root/etc/sudoers.d/netops"

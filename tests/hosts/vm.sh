@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Start, reach and stop QEMU test VMs (Debian 12 guests). Interface documented in README.md.
+# Start, reach and stop QEMU test VMs (Debian 11, 12 or 13 guests). Interface in README.md.
 #
-#   vm.sh image                                  build the guest image if needed, print its rootfs path
-#   vm.sh start NAME [--memory MB] [--cpus N]    boot, wait for ssh, print the forwarded ssh port
+#   vm.sh image [--release N]                    build the guest image if needed, print its rootfs path
+#   vm.sh start NAME [--memory MB] [--cpus N] [--release N]
+#                                                boot, wait for ssh, print the forwarded ssh port
 #   vm.sh ssh NAME [CMD...]                      run a command (or a shell) in the guest as root
 #   vm.sh wait NAME                              wait until sshd answers (e.g. after a reboot)
 #   vm.sh reboot NAME                            reboot the guest, return once it is back on ssh
@@ -11,8 +12,10 @@
 #   vm.sh stop-all                               stop every VM in the VM directory (see below)
 #   vm.sh list                                   print the names of running VMs
 #
-# State lives in $NETSTACK_HOSTS_CACHE (default <repo>/.cache/hosts): the image in
-# image-<hash>/, each VM in $NETSTACK_VMS_DIR (default vms/) NAME/{pid,port,key,ssh_config,...}.
+# --release picks the Debian release of the guest: 11 (bullseye), 12 (bookworm, the default) or
+# 13 (trixie); $NETSTACK_VM_RELEASE sets the default.
+# State lives in $NETSTACK_HOSTS_CACHE (default <repo>/.cache/hosts): each release's image in
+# image-debianN-<hash>/, each VM in $NETSTACK_VMS_DIR (default vms/) NAME/{pid,port,key,...}.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -25,6 +28,7 @@ max_vms=${NETSTACK_MAX_VMS:-3}
 # TCG on a loaded 2-core machine: boot takes ~25 s idle, several times that when busy.
 ssh_timeout_s=${NETSTACK_VM_SSH_TIMEOUT:-420}
 slot_timeout_s=${NETSTACK_VM_SLOT_TIMEOUT:-900}
+default_release=${NETSTACK_VM_RELEASE:-12}
 
 die() {
   echo "vm.sh: $*" >&2
@@ -32,29 +36,44 @@ die() {
 }
 log() { echo "vm.sh: $*" >&2; }
 
+validate_release() {
+  [[ $1 =~ ^(11|12|13)$ ]] || die "bad release '$1' (11 bullseye, 12 bookworm or 13 trixie)"
+}
+
 image_dir() {
-  # Keyed by the build scripts: changing the recipe builds a new image, old ones stay unused.
-  local hash
+  # Keyed by release and build scripts: changing the recipe builds a new image per release.
+  local release=$1 hash
   hash=$(cat "$here/build-vm-image.sh" "$here/vm-image-customize.sh" | sha256sum | cut -c1-16)
-  echo "$cache/image-$hash"
+  echo "$cache/image-debian$release-$hash"
 }
 
 cmd_image() {
-  local dir
-  dir=$(image_dir)
+  local release=$default_release dir
+  while [ $# -gt 0 ]; do
+    case $1 in
+    --release) release=${2:?--release needs 11, 12 or 13}; shift 2 ;;
+    *) die "unknown option $1" ;;
+    esac
+  done
+  validate_release "$release"
+  dir=$(image_dir "$release")
   mkdir -p "$cache"
-  # One builder at a time; scenarios started in parallel wait and then reuse the result.
-  exec 8>"$cache/.image.lock"
+  # One builder per release at a time; scenarios started in parallel wait and then reuse the
+  # result. Different releases build side by side.
+  exec 8>"$cache/.image-debian$release.lock"
   flock 8
   if [ ! -f "$dir/rootfs.img" ]; then
-    log "building guest image in $dir (about a minute)"
+    log "building Debian $release guest image in $dir (about a minute)"
     rm -rf "$dir.tmp"
-    "$here/build-vm-image.sh" "$dir.tmp" >"$cache/image-build.log" 2>&1 ||
-      die "image build failed, see $cache/image-build.log"
+    "$here/build-vm-image.sh" "$dir.tmp" "$release" >"$cache/image-build-debian$release.log" 2>&1 ||
+      die "image build failed, see $cache/image-build-debian$release.log"
     mv "$dir.tmp" "$dir"
-    # Images of older recipes are never used again. A VM still running on one keeps its files
-    # open, so removing them does not disturb it.
-    find "$cache" -maxdepth 1 -type d -name 'image-????????????????' ! -path "$dir" -exec rm -rf {} +
+    # Images of this release's older recipes are never used again (those of other releases
+    # are, and stay; so do the unversioned image-<hash> dirs of recipes before releases, which
+    # only one release at a time removes). A VM still running on a removed image keeps its
+    # files open, so removing them does not disturb it.
+    find "$cache" -maxdepth 1 -type d \( -name "image-debian$release-????????????????" \
+      -o -name 'image-????????????????' \) ! -path "$dir" -exec rm -rf {} +
   fi
   exec 8>&-
   echo "$dir/rootfs.img"
@@ -167,21 +186,24 @@ launch_qemu() {
 }
 
 cmd_start() {
-  local name=${1:?usage: vm.sh start NAME [--memory MB] [--cpus N]} memory_mb=512 cpus=1
+  local name=${1:?usage: vm.sh start NAME [--memory MB] [--cpus N] [--release N]} memory_mb=512 cpus=1
+  local release=$default_release
   shift
   validate_name "$name"
   while [ $# -gt 0 ]; do
     case $1 in
     --memory) memory_mb=${2:?--memory needs MB}; shift 2 ;;
     --cpus) cpus=${2:?--cpus needs a count}; shift 2 ;;
+    --release) release=${2:?--release needs 11, 12 or 13}; shift 2 ;;
     *) die "unknown option $1" ;;
     esac
   done
   [[ $memory_mb =~ ^[0-9]+$ ]] || die "--memory must be a number of MB, got '$memory_mb'"
   [[ $cpus =~ ^[0-9]+$ ]] || die "--cpus must be a number, got '$cpus'"
+  validate_release "$release"
 
   local image dir=$vms_dir/$name deadline
-  image=$(cmd_image)
+  image=$(cmd_image --release "$release")
   mkdir -p "$vms_dir"
   live_pid "$name" >/dev/null && die "$name is already running (vm.sh stop $name first)"
 
@@ -201,6 +223,7 @@ cmd_start() {
   rm -rf "$dir"
   mkdir -p "$dir"
   install -m 0600 "$(dirname "$image")/id_ed25519" "$dir/key"
+  cp "$(dirname "$image")/release" "$dir/release"
   qemu-img create -q -f qcow2 -F raw -b "$image" "$dir/overlay.qcow2"
   local tries=0
   # A free port can be taken between picking and binding it: retry with another one.
@@ -214,7 +237,7 @@ cmd_start() {
   trap 'cmd_stop "$name"; exit 143' TERM
   trap 'cmd_stop "$name"; exit 130' INT
 
-  log "$name: booting (memory ${memory_mb} MB, port $(cat "$dir/port")), waiting for ssh"
+  log "$name: booting Debian $release (memory ${memory_mb} MB, port $(cat "$dir/port")), waiting for ssh"
   if ! (wait_for_ssh "$name"); then
     cmd_stop "$name" --keep-log
     die "$name: did not come up"
@@ -246,12 +269,19 @@ cmd_reboot() {
   die "$name: did not reboot within ${ssh_timeout_s}s"
 }
 
+# One field of the image's release file (debian=12 suite=bookworm kernel=6.1.0-... python=3.11.2).
+release_field() {
+  tr ' ' '\n' <"$1/release" | sed -n "s/^$2=//p"
+}
+
 cmd_info() {
   local name=${1:?usage: vm.sh info NAME} dir pid
   dir=$vms_dir/$name
   pid=$(live_pid "$name") || die "$name is not running"
-  printf '{"name": "%s", "address": "127.0.0.1", "port": %s, "user": "root", "identity_file": "%s", "ssh_config": "%s", "pid": %s}\n' \
-    "$name" "$(cat "$dir/port")" "$dir/key" "$dir/ssh_config" "$pid"
+  printf '{"name": "%s", "address": "127.0.0.1", "port": %s, "user": "root", "identity_file": "%s", "ssh_config": "%s", "pid": %s, "debian": "%s", "suite": "%s", "kernel": "%s", "python": "%s"}\n' \
+    "$name" "$(cat "$dir/port")" "$dir/key" "$dir/ssh_config" "$pid" \
+    "$(release_field "$dir" debian)" "$(release_field "$dir" suite)" \
+    "$(release_field "$dir" kernel)" "$(release_field "$dir" python)"
 }
 
 cmd_ssh() {
@@ -297,7 +327,7 @@ main() {
   local cmd=${1:-}
   [ $# -gt 0 ] && shift
   case $cmd in
-  image) cmd_image ;;
+  image) cmd_image "$@" ;;
   start) cmd_start "$@" ;;
   ssh) cmd_ssh "$@" ;;
   wait) cmd_wait "$@" ;;
@@ -306,7 +336,7 @@ main() {
   stop) cmd_stop "${1:?usage: vm.sh stop NAME}" ;;
   stop-all) cmd_stop_all ;;
   list) running_names ;;
-  *) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 
