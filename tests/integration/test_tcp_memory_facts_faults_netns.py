@@ -1,0 +1,138 @@
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""tcp_memory_facts run by `ansible` as a module, inside a network namespace, over a proc root with faults.
+
+Issue 11 items 12-14: a FIFO, a link to /dev/zero, a huge file and absurd values where kernel
+files should be. Each run is bounded (2 GiB of address space, 90 s) so the code before the fix,
+which hung on the FIFO and read /dev/zero until memory ran out, fails here instead of hurting
+the machine; what it left running in the namespace is killed with the namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import TARGET_PYTHON, VENV_BIN
+
+MODULE = "netstack.tcp_tuning.tcp_memory_facts"
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "unit", "fixtures", "proc_trees")
+ADDRESS_SPACE_BYTES = 2 << 30
+RUN_SECONDS = 90
+
+
+def run_bounded(netns_name: str, collections: str, args: dict) -> dict:
+    """`ansible localhost -m tcp_memory_facts` in the namespace, under prlimit --as and a deadline."""
+    command = ["ip", "netns", "exec", netns_name, "prlimit", f"--as={ADDRESS_SPACE_BYTES}"]
+    command += [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-m", MODULE]
+    command += ["-e", f"ansible_python_interpreter={TARGET_PYTHON}", "-a", json.dumps(args)]
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=collections,
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+    )
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=RUN_SECONDS, check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the module did not finish in {RUN_SECONDS} s (it waits on the fault)") from None
+    try:
+        return json.loads(out.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError(f"ansible failed (rc {out.returncode}):\n{out.stdout}\n{out.stderr}") from None
+
+
+@pytest.fixture
+def fault_root(tmp_path):
+    """A copy of the normal host's fixture tree with its namespace links; returns (proc_root, sys_root)."""
+    root = tmp_path / "host"
+    shutil.copytree(os.path.join(FIXTURE, "normal_host"), root)
+    with open(root / "tree.json") as handle:
+        meta = json.load(handle)
+    for who, link in (("self", meta["ns"]["self"]), ("1", meta["ns"]["init"])):
+        if link is not None:
+            (root / "proc" / who / "ns").mkdir(parents=True, exist_ok=True)
+            os.symlink(link, root / "proc" / who / "ns" / "net")
+    return str(root / "proc"), str(root / "sys")
+
+
+def fails_naming(result: dict, path: str) -> str:
+    assert result.get("failed") is True, result
+    assert result["file"] == path, result
+    assert result["msg"].startswith(path + ": "), result["msg"]
+    return result["msg"]
+
+
+def swap(path: str, make) -> None:
+    os.unlink(path)
+    make(path)
+
+
+def write(text: str):
+    def make(path: str) -> None:
+        with open(path, "w") as handle:
+            handle.write(text)
+
+    return make
+
+
+def test_the_intact_fixture_root_gathers(netns, collections_path, fault_root):
+    proc_root, sys_root = fault_root
+    result = run_bounded(netns, collections_path, {"proc_root": proc_root, "sys_root": sys_root})
+    assert result.get("failed") is not True, result
+    assert result["ansible_facts"]["tcp_memory"]["memory"]["mem_total_bytes"] == 2022992 * 1024
+
+
+@pytest.mark.parametrize(
+    ("relative", "make", "expected"),
+    [
+        ("sys/net/ipv4/tcp_rmem", os.mkfifo, "is a FIFO, not a regular file: refused"),
+        ("meminfo", os.mkfifo, "is a FIFO, not a regular file: refused"),
+        ("sys/net/ipv4/tcp_wmem", lambda path: os.symlink("/dev/zero", path), "is a character device"),
+        ("zoneinfo", lambda path: os.symlink("/dev/zero", path), "is a character device"),
+        ("sys/net/core/rmem_max", write("212992" + " " * (4 << 20) + "\n"), "larger than 1048576 bytes"),
+        ("meminfo", write("MemTotal: 99999999999999999999 kB\n"), "MemTotal 102399999999999999998976 bytes is outside"),
+        (
+            "sys/net/ipv4/tcp_mem",
+            write("1 2 99999999999999999\n"),
+            "net.ipv4.tcp_mem value 99999999999999999 is outside",
+        ),
+    ],
+    ids=["fifo-sysctl", "fifo-meminfo", "devzero-sysctl", "devzero-zoneinfo", "huge-sysctl", "memtotal", "tcp_mem"],
+)
+def test_a_fault_fails_the_module_naming_the_file(netns, collections_path, fault_root, relative, make, expected):
+    proc_root, sys_root = fault_root
+    path = os.path.join(proc_root, relative)
+    swap(path, make)
+    result = run_bounded(netns, collections_path, {"proc_root": proc_root, "sys_root": sys_root})
+    assert expected in fails_naming(result, path)
+
+
+def test_a_fifo_socket_table_fails_the_states_run(netns, collections_path, fault_root):
+    proc_root, sys_root = fault_root
+    path = os.path.join(proc_root, "net/tcp")
+    swap(path, os.mkfifo)
+    args = {"proc_root": proc_root, "sys_root": sys_root, "states": True, "connections_source": "proc"}
+    assert "is a FIFO" in fails_naming(run_bounded(netns, collections_path, args), path)
+
+
+def test_a_huge_sparse_cpu_list_fails_without_being_read(netns, collections_path, fault_root):
+    proc_root, sys_root = fault_root
+    path = os.path.join(sys_root, "devices/system/cpu/online")
+    with open(path, "r+b") as handle:
+        handle.truncate(16 << 30)  # 16 GiB of holes after "0-1": read whole, it exceeds the 2 GiB limit
+    assert "larger than 1048576 bytes" in fails_naming(
+        run_bounded(netns, collections_path, {"proc_root": proc_root, "sys_root": sys_root}), path
+    )
+
+
+def test_the_live_proc_of_the_namespace_still_gathers(netns, collections_path):
+    result = run_bounded(netns, collections_path, {"states": True})
+    assert result.get("failed") is not True, result
+    assert result["ansible_facts"]["tcp_memory"]["connections"]["source"] == "netlink"
