@@ -32,7 +32,7 @@ options:
       - The file name must end in C(.conf) and not start with C(.), and the path must not contain control
         characters (newlines, tabs); systemd-sysctl ignores other names, so the settings would vanish at boot.
       - A path that is a directory, a symbolic link or another non-regular file is always refused (links are not
-        followed: replacing the link's target, or the link by a file, is rarely what was meant).
+        followed; replacing the link's target, or the link by a file, is rarely what was meant).
       - Without O(force), a path whose directory is not one of O(search_roots), or an existing file that does not
         start with this collection's managed-by line, is refused.
       - Its directory is created (mode 0755) when missing, provided that directory's parent exists;
@@ -103,6 +103,7 @@ options:
     description:
       - The sysctl.d directories in precedence order (a file name in an earlier directory masks the same
         name in later ones), used to find files that override the drop-in at boot.
+      - Without O(force), O(path) must be in one of them. Tests point them at private directories.
     type: list
     elements: path
     aliases: [search_paths]
@@ -255,8 +256,13 @@ backup_file:
   returned: when a backup was made and kept (a run that rolls back removes it)
   type: str
   sample: /etc/sysctl.d/99-netstack-tcp-memory.conf.12345.2026-11-23@20:00:00~
+lock_holder:
+  description: What the O(lock_file) records about the run that held it, when this run gave up waiting.
+  returned: failure after O(lock_timeout)
+  type: str
+  sample: pid 4242 (sysctl_dropin writing /etc/sysctl.d/99-netstack-tcp-memory.conf, since 2026-12-01T21:00:00Z)
 rollback:
-  description: On failure, what was restored (file and live values).
+  description: On failure, what was restored (file, live values, and the backup copy this run made, removed).
   returned: failure after something was written
   type: dict
   sample: {file: restored, backup_file: removed, live: {net.ipv4.tcp_rmem: restored}}
