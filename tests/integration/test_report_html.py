@@ -1,0 +1,376 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The report's HTML fleet page, rendered with the real template and read back by headless Chromium.
+
+The fixture `fixtures/report-three-hosts.json` is a tcp-memory-report.json the report playbook wrote
+(`-e tcp_memory_connections=8000`) for three real hosts: `core-1` (this machine, healthy),
+`edge-pressure` (a 1 GiB Debian 12 VM of tests/hosts/vm.sh holding ~2000 loopback connections with
+64 KiB unread each, past its tcp_mem[1]: TCP under memory pressure) and `edge-small` (a 512 MiB VM
+whose default tcp_mem holds ~5240 such connections, fewer than the target).
+
+Chromium (Debian's `chromium`, installed by tests/hosts/install-deps.sh) loads the page from a
+file:// URL with every host name resolving to nothing, writes the DOM it built (`--dump-dom`) and a
+NetLog of every request; a screenshot (colour and grey) is kept in .cache/report-html/ for review.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report-three-hosts.json"
+TEMPLATE = ROOT / "playbooks" / "templates" / "tcp_memory_report.html.j2"
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+SCREENSHOT_DIR = ROOT / ".cache" / "report-html"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    # A trap: whatever the page (or the browser) asks for resolves to nothing, so no request leaves.
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+]
+VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+def chromium_binary() -> str:
+    binary = shutil.which("chromium")
+    # Not a skip: `make test` installs it (tests/hosts/install-deps.sh); a missing browser is a failure.
+    assert binary, "chromium is not installed: run tests/hosts/install-deps.sh (Debian package chromium)"
+    return binary
+
+
+# ---------------------------------------------------------------- rendering and loading
+
+
+def render(fleet: Dict[str, Any], tmp_path: Path, name: str = "tcp-memory-report") -> Path:
+    """Render the report's HTML template for `fleet` (tcp-memory-report.json's data) through ansible."""
+    data = tmp_path / f"{name}.json"
+    data.write_text(json.dumps(fleet))
+    out = tmp_path / f"{name}.html"
+    playbook = tmp_path / f"render-{name}.yml"
+    playbook.write_text(
+        "- name: Render the fleet page\n"
+        "  hosts: localhost\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: Render tcp_memory_report.html.j2 as the report playbook does\n"
+        "      ansible.builtin.template:\n"
+        f"        src: {TEMPLATE}\n"
+        f"        dest: {out}\n"
+        '        mode: "0644"\n'
+        "      vars:\n"
+        f"        __fleet: \"{{{{ lookup('ansible.builtin.file', '{data}') | from_json }}}}\"\n"
+    )
+    command = [str(ANSIBLE_PLAYBOOK), str(playbook), "-i", "localhost,", "-c", "local"]
+    command += ["-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def chromium(page: Path, *extra: str) -> Dict[str, Any]:
+    """Load `page` in headless Chromium: returns stdout (the DOM with --dump-dom) and the NetLog events."""
+    with tempfile.TemporaryDirectory(prefix="netstack-chromium-") as profile:
+        netlog = Path(profile) / "netlog.json"
+        command = [chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}/data", f"--log-net-log={netlog}"]
+        command += [*extra, page.as_uri()]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        log = json.loads(netlog.read_text())
+    return {"stdout": result.stdout, "netlog": log}
+
+
+def page_requests(log: Dict[str, Any]) -> List[str]:
+    """URLs the PAGE asked for: requests started on behalf of the file:// document.
+
+    Chromium's own background requests (component updates, accounts) carry another network
+    isolation key and are left out; the trap above keeps them from leaving the machine anyway.
+    """
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return [
+        event["params"]["url"]
+        for event in log["events"]
+        if event["type"] == start_job and "file://" in str(event.get("params", {}).get("network_isolation_key", ""))
+    ]
+
+
+# ---------------------------------------------------------------- a small DOM
+
+
+class Element:
+    def __init__(self, tag: str, attrs: Dict[str, Optional[str]], parent: Optional[Element]) -> None:
+        self.tag, self.attrs, self.parent = tag, attrs, parent
+        self.children: List[Element] = []
+        self.text_parts: List[str] = []
+
+    @property
+    def text(self) -> str:
+        """All text inside, whitespace collapsed."""
+        parts: List[str] = []
+
+        def walk(element: Element) -> None:
+            parts.extend(element.text_parts)
+            for child in element.children:
+                walk(child)
+
+        walk(self)
+        return " ".join(" ".join(parts).split())
+
+    def iter(self, tag: Optional[str] = None):
+        for child in self.children:
+            if tag is None or child.tag == tag:
+                yield child
+            yield from child.iter(tag)
+
+    def classes(self) -> List[str]:
+        return (self.attrs.get("class") or "").split()
+
+
+class DomBuilder(HTMLParser):
+    """Enough of a tree for these checks: elements, attributes, text, in document order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", {}, None)
+        self.current = self.root
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, dict(attrs), self.current)
+        self.current.children.append(element)
+        if tag not in VOID_ELEMENTS:
+            self.current = element
+
+    def handle_startendtag(self, tag, attrs):
+        self.current.children.append(Element(tag, dict(attrs), self.current))
+
+    def handle_endtag(self, tag):
+        node = self.current
+        while node is not self.root and node.tag != tag:
+            node = node.parent
+        if node is not self.root:
+            self.current = node.parent
+
+    def handle_data(self, data):
+        self.current.text_parts.append(data)
+
+
+def parse(html: str) -> Element:
+    builder = DomBuilder()
+    builder.feed(html)
+    builder.close()
+    return builder.root
+
+
+def by_id(root: Element, element_id: str) -> Element:
+    found = [element for element in root.iter() if element.attrs.get("id") == element_id]
+    assert len(found) == 1, f"{len(found)} elements with id {element_id}"
+    return found[0]
+
+
+def host_sections(root: Element) -> List[Element]:
+    return [element for element in root.iter("section") if "host" in element.classes() and element.attrs.get("id")]
+
+
+def relative_luminance(hex_colour: str) -> float:
+    """WCAG relative luminance of #rrggbb: what is left of a colour in grey print."""
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+# ---------------------------------------------------------------- tests
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Dict[str, Any]:
+    return json.loads(FIXTURE.read_text())
+
+
+def test_fixture_is_the_three_cases(fleet):
+    """The recording holds what the page must show: pressure, a target not held, a healthy host."""
+    assert fleet["summary"]["under_pressure"] == ["edge-pressure"]
+    assert fleet["summary"]["cannot_hold_target"] == ["edge-small"]
+    healthy = [h["host"] for h in fleet["hosts"] if not h["under_pressure"] and h["can_hold_target"]]
+    assert healthy == ["core-1"]
+
+
+def test_page_shows_every_host_bar_and_summary_entry_and_fetches_nothing(fleet, tmp_path):
+    page = render(fleet, tmp_path)
+    source = page.read_text()
+
+    # Self-contained by construction: nothing in the file could reach the network.
+    assert not re.search(r"https?://", source), "an absolute URL in the page"
+    assert not re.search(r"<\s*(script|link|iframe|object|embed|img)\b", source, re.I)
+    assert "@import" not in source
+    assert not re.search(r"url\(\s*['\"]?(?!#)", source), "url() pointing outside the document"
+
+    loaded = chromium(page, "--dump-dom")
+    assert page_requests(loaded["netlog"]) == []
+    dom = parse(loaded["stdout"])
+    assert not list(dom.iter("script"))
+
+    # Fleet summary: every entry, with its count and links to the host sections.
+    expected = {
+        "summary-under-pressure": ["edge-pressure"],
+        "summary-cannot-hold-target": ["edge-small"],
+        "summary-unknown-capacity": [],
+        "summary-without-data": [],
+        "summary-not-root": [],
+    }
+    sections = {section.attrs["id"]: section for section in host_sections(dom)}
+    anchors = {by_id(dom, f"{sid}-name").text: sid for sid in sections}
+    for row_id, hosts in expected.items():
+        row = by_id(dom, row_id)
+        cells = list(row.iter("td"))
+        assert cells[0].text == str(len(hosts)), (row_id, row.text)
+        links = {a.text: a.attrs["href"] for a in row.iter("a")}
+        assert links == {host: f"#{anchors[host]}" for host in hosts}, (row_id, row.text)
+        if not hosts:
+            assert cells[1].text == "none"
+    # No cgroup data in this recording: the entry says so instead of claiming none are bound.
+    assert "not measured" in by_id(dom, "summary-cgroup-bound").text
+
+    # Per host, sorted by risk: under pressure, then can't hold the target, then healthy.
+    names = [by_id(dom, f"{section.attrs['id']}-name").text for section in host_sections(dom)]
+    assert names == ["edge-pressure", "edge-small", "core-1"]
+    badges = {name: section for name, section in zip(names, host_sections(dom))}
+    assert "under TCP memory pressure now" in badges["edge-pressure"].text
+    assert "current settings can't hold the target" in badges["edge-small"].text
+    assert "healthy" in badges["core-1"].text
+
+    for host in fleet["hosts"]:
+        section = badges[host["host"]]
+        sid = section.attrs["id"]
+        bar = by_id(dom, f"{sid}-bar")
+        assert bar.tag == "svg" and bar.attrs.get("role") == "img"
+        live, used, peak = host["tcp_mem_live_pages"], host["used_pages"], host["expected_peak_pages"]
+        recommended = next(row["recommended"] for row in host["rows"] if row["key"] == "net.ipv4.tcp_mem").split()
+        # The text alternative says everything the bar shows, in numbers.
+        title = next(bar.iter("title")).text
+        assert title == bar.attrs["aria-label"]
+        assert title.startswith(f"{host['host']}: {used:,} TCP buffer pages in use now")
+        assert f"live tcp_mem min {live[0]:,}, pressure {live[1]:,}, max {live[2]:,}" in title
+        assert "recommended min {:,}, pressure {:,}, max {:,}".format(*map(int, recommended)) in title
+        assert f"expected peak at the target {peak:,} pages" in title
+        # And draws it: the in-use bar, three live and three recommended thresholds, the peak marker.
+        drawn = [cls for element in bar.iter() for cls in element.classes()]
+        assert drawn.count("used") == 1 and drawn.count("peak") == 1
+        assert drawn.count("live-tick") == 3 and drawn.count("rec-tick") == 3
+        # The used bar ends where the used pages sit on the same scale as the ticks.
+        ticks = [float(line.attrs["x1"]) for line in bar.iter("line") if "live-tick" in line.classes()]
+        used_rect = next(rect for rect in bar.iter("rect") if "used" in rect.classes())
+        used_end = float(used_rect.attrs["x"]) + float(used_rect.attrs["width"])
+        scale = (ticks[1] - 8) / live[1]  # x0 = 8 px
+        assert abs(used_end - (8 + used * scale)) <= 1.6, (host["host"], used_end, ticks)
+        assert (used > live[1]) == (used_end > ticks[1])
+        # The per-key table is there, folded.
+        details = by_id(dom, f"{sid}-keys")
+        assert details.tag == "details" and "open" not in details.attrs
+        keys = [row.text for row in details.iter("code")]
+        assert keys == [row["key"] for row in host["rows"]]
+        for row in host["rows"]:
+            assert row["why"][:60] in " ".join(details.text.split())
+
+    # Zones of a bar differ in lightness, not only in hue, and carry patterns: they survive grey print.
+    zone_fills = [
+        rect.attrs["fill"]
+        for rect in by_id(dom, f"{anchors['core-1']}-bar").iter("rect")
+        if rect.attrs.get("height") == "32" and rect.attrs.get("fill", "").startswith("#")
+    ]
+    assert len(zone_fills) == 4
+    luminances = sorted(relative_luminance(fill) for fill in zone_fills)
+    assert all(b - a >= 0.1 for a, b in zip(luminances, luminances[1:])), zone_fills
+    patterns = {rect.attrs["fill"] for rect in dom.iter("rect") if rect.attrs.get("fill", "").startswith("url(#")}
+    assert patterns == {"url(#nt-dots)", "url(#nt-stripes)", "url(#nt-cross)"}
+
+    # For review: the page as it renders, and as it prints in grey.
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    for name, html in (("tcp-memory-report", source), ("tcp-memory-report-grey", grey(source))):
+        copy_path = tmp_path / f"{name}.html"
+        copy_path.write_text(html)
+        shot = SCREENSHOT_DIR / f"{name}.png"
+        shot.unlink(missing_ok=True)
+        chromium(copy_path, "--window-size=1100,2300", f"--screenshot={shot}")
+        assert shot.stat().st_size > 10000
+    shutil.copyfile(page, SCREENSHOT_DIR / "tcp-memory-report.html")
+
+
+def grey(html: str) -> str:
+    return html.replace("</style>", "html { filter: grayscale(1); }\n</style>", 1)
+
+
+def test_request_detector_sees_a_page_that_fetches(tmp_path):
+    """The NetLog check is not vacuous: a page with one remote image is caught."""
+    page = tmp_path / "fetches.html"
+    page.write_text('<!DOCTYPE html><p>probe</p><img src="http://netstack-probe.invalid/x.png" alt="">')
+    assert page_requests(chromium(page, "--dump-dom")["netlog"]) == ["http://netstack-probe.invalid/x.png"]
+
+
+def test_host_supplied_text_is_escaped_and_absent_data_is_tolerated(fleet, tmp_path):
+    hostile = copy.deepcopy(fleet)
+    small = next(h for h in hostile["hosts"] if h["host"] == "edge-small")
+    small["warnings"] = ["<script>alert(1)</script> & more"]
+    small["rows"][0]["why"] = '"><img src=x onerror=alert(2)>'
+    small["cgroup"] = {"path": "/system.slice/app.service</details><script>alert(3)</script>", "bound": True}
+    hostile["summary"]["cgroup_bound"] = ["edge-small"]
+    # A host entry from before the live/peak fields (falls back on rows), one whose recommendation
+    # failed (no rows), and one that answered nothing.
+    older = copy.deepcopy(next(h for h in hostile["hosts"] if h["host"] == "core-1"))
+    older.update(host="core-2")
+    del older["tcp_mem_live_pages"], older["expected_peak_pages"]
+    failed = copy.deepcopy(small)
+    failed.update(host="edge-nofit", rows=[], expected_peak_pages=None, can_hold_target=False, warnings=[])
+    failed.update(recommendation_error="recommend_tcp_memory: connections=8000 does not fit")
+    del failed["cgroup"]
+    hostile["hosts"] += [older, failed]
+    hostile["summary"]["without_data"] = ["edge-down"]
+    hostile["summary"]["cannot_hold_target"].append("edge-nofit")
+    del hostile["summary"]["not_root"]
+
+    page = render(hostile, tmp_path, "hostile")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page.read_text()
+    loaded = chromium(page, "--dump-dom")
+    assert page_requests(loaded["netlog"]) == []
+    dom = parse(loaded["stdout"])
+    assert not list(dom.iter("script")) and not list(dom.iter("img"))
+
+    sections = host_sections(dom)
+    names = [by_id(dom, f"{section.attrs['id']}-name").text for section in sections]
+    assert names == ["edge-pressure", "edge-small", "edge-nofit", "core-1", "core-2"]
+    small_section = sections[1]
+    assert "<script>alert(1)</script> & more" in small_section.text
+    assert "alert(3)" in small_section.text and "bound by a memory cgroup" in small_section.text
+    cgroup_row = by_id(dom, "summary-cgroup-bound")
+    assert list(cgroup_row.iter("td"))[0].text == "1" and "edge-small" in cgroup_row.text
+    assert "edge-down" in by_id(dom, "summary-without-data").text
+    assert not [element for element in dom.iter() if element.attrs.get("id") == "summary-not-root"]
+
+    # Live thresholds read from the rows when the entry lacks them; no peak, no marker.
+    core2_bar = by_id(dom, f"{sections[4].attrs['id']}-bar")
+    assert sum("live-tick" in line.classes() for line in core2_bar.iter("line")) == 3
+    assert "expected peak at the target unknown" in core2_bar.attrs["aria-label"]
+    assert not [path for path in core2_bar.iter("path") if "peak" in path.classes()]
+    # A failed recommendation: the reason, live thresholds from the facts, no recommended ticks.
+    nofit = sections[2]
+    assert "No recommendation: recommend_tcp_memory: connections=8000 does not fit" in nofit.text
+    nofit_bar = by_id(dom, f"{nofit.attrs['id']}-bar")
+    assert sum("rec-tick" in line.classes() for line in nofit_bar.iter("line")) == 0
+    assert sum("live-tick" in line.classes() for line in nofit_bar.iter("line")) == 3
