@@ -217,9 +217,48 @@ def status_facts(sysctl, sockstat, pressure, namespace, notes: list) -> dict:
     return status
 
 
-def connection_facts(proc_root: str, top_sockets: int, source: str, notes: list) -> dict:
-    """Enumerate sockets: netlink when allowed and reading the live /proc, else /proc/net/tcp{,6}."""
+def curr_estab(proc_root: str) -> int:
+    """Tcp CurrEstab of /proc/net/snmp: ESTABLISHED plus CLOSE_WAIT sockets of this namespace."""
+    value = snmp_facts(proc_root)["tcp_curr_estab"]
+    if value is None:
+        raise ValueError("/proc/net/snmp has no Tcp CurrEstab")
+    return value
+
+
+def hashed_tcp_sockets(proc_root: str):
+    """TCP inuse of sockstat plus TCP6 inuse of sockstat6: every hashed full socket (no TIME_WAIT)."""
+    sockstat = sockstat_facts(proc_root, 1, None)
+    inuse6 = (sockstat["tcp6"] or {}).get("inuse") or 0
+    inuse = sockstat["tcp"]["inuse"]
+    return None if inuse is None else inuse + inuse6
+
+
+def fast_state_counts(proc_root: str, notes: list):
+    """Counts by state from CurrEstab and a dump without ESTABLISHED sockets; None when unusable."""
+    try:
+        result = diag.count_states_fast(lambda: curr_estab(proc_root), lambda: hashed_tcp_sockets(proc_root))
+    except diag.DiagUnavailable:
+        return None  # the full dump below meets the same refusal and handles it
+    except ValueError as exc:
+        notes.append(f"state counts from counters not consistent ({exc}): counted from a full dump")
+        return None
+    result["connections"]["fallback_reason"] = None
+    return result
+
+
+def connection_facts(
+    proc_root: str, top_sockets: int, source: str, notes: list, connection_bytes: bool = False
+) -> dict:
+    """Enumerate sockets: netlink when allowed and reading the live /proc, else /proc/net/tcp{,6}.
+
+    States alone (no top_sockets, no connection_bytes) on the live /proc take the fast way:
+    CurrEstab minus a dump of every state but ESTABLISHED (issue 14).
+    """
     live = os.path.realpath(proc_root) == "/proc"
+    if live and source != "proc" and not top_sockets and not connection_bytes:
+        result = fast_state_counts(proc_root, notes)
+        if result is not None:
+            return result
     if source == "netlink" or (source == "auto" and live):
         try:
             result = diag.dump_netlink(top_n=top_sockets)
@@ -251,6 +290,7 @@ def gather(
     sys_root: str = "/sys",
     states: bool = False,
     top_sockets: int = 0,
+    connection_bytes: bool = False,
     connections_source: str = "auto",
     blocked_writers: bool = False,
     blocked_writers_samples: int = 5,
@@ -287,8 +327,8 @@ def gather(
         "top_sockets": None,
         "blocked_writers": None,
     }
-    if states or top_sockets:
-        facts.update(connection_facts(proc_root, top_sockets, connections_source, notes))
+    if states or top_sockets or connection_bytes:
+        facts.update(connection_facts(proc_root, top_sockets, connections_source, notes, connection_bytes))
     if blocked_writers:
         facts["blocked_writers"] = writers.sample_blocked_writers(
             proc_root, blocked_writers_samples, blocked_writers_interval_ms

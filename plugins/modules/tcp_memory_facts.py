@@ -19,8 +19,9 @@ description:
     scope, socket counts and buffer pages from C(/proc/net/sockstat), C(CurrEstab) from C(/proc/net/snmp),
     memory-pressure counters from C(/proc/net/netstat), and a derived status against C(tcp_mem).
   - The default call reads a fixed set of small files; its cost does not grow with the number of connections.
-    O(states) and O(top_sockets) enumerate sockets (netlink C(inet_diag), streamed, memory flat in the number
-    of sockets; C(/proc/net/tcp) as a fallback).
+    O(states) alone costs near-constant time in ESTABLISHED connections; O(top_sockets) and O(connection_bytes)
+    enumerate every socket (netlink C(inet_diag), streamed, memory flat in the number of sockets;
+    C(/proc/net/tcp) as a fallback).
   - Inside a non-initial network namespace (a container) C(net.ipv4.tcp_mem) and C(udp_mem) are absent and
     C(net.core.*mem*) are read-only on recent kernels; the facts say so instead of failing, and list the
     C(sockstat) fields that are host-wide there.
@@ -42,15 +43,33 @@ options:
     default: /sys
   states:
     description:
-      - Count TCP sockets by state and sum their buffer memory. Cost grows with the number of sockets.
+      - Count TCP sockets (IPv4 and IPv6) by state.
+      - "Cost, on the live C(/proc) through netlink: near-constant in the number of ESTABLISHED connections.
+        ESTABLISHED is C(CurrEstab) of C(/proc/net/snmp) (ESTABLISHED plus CLOSE_WAIT) minus the CLOSE_WAIT
+        sockets of one C(inet_diag) dump filtered to every other state (C(idiag_states)): the kernel walks its
+        socket hash but builds a message only for listeners, TIME_WAIT, SYN_RECV, FIN_WAIT, CLOSE_WAIT... sockets,
+        so the cost grows with those alone (C(connections.method=counters)). C(CurrEstab) is read before and after
+        the dump and the dump repeated (three tries) while it moves; C(connections.curr_estab_drift) is the last
+        move, the most ESTABLISHED can be off by connections opened or closed meanwhile."
+      - With O(top_sockets) or O(connection_bytes), or when the counters disagree (noted in C(status.notes)), every
+        socket is dumped (C(connections.method=dump)), about 1.4 microseconds of kernel time and one message per
+        socket. From C(/proc/net/tcp) (O(connections_source=proc), or a O(proc_root) that is not the live one)
+        every socket is read as text, slower still.
     type: bool
     default: false
   top_sockets:
     description:
       - Also list the N sockets holding the most buffer memory (receive allocation plus send queue).
-        V(0) lists none. Implies enumerating sockets, as O(states) does.
+        V(0) lists none. Implies enumerating every socket (a full dump, cost linear in sockets).
     type: int
     default: 0
+  connection_bytes:
+    description:
+      - Also sum the buffer memory (C(rmem_alloc), C(wmem_queued)) and the queued payload of every socket into
+        C(connections). Implies counting states; needs a full dump, one message per socket (cost linear in
+        sockets). Without it those sums are V(null).
+    type: bool
+    default: false
   connections_source:
     description:
       - Where sockets are enumerated from. V(auto) uses netlink C(inet_diag) and falls back to
@@ -127,6 +146,10 @@ seealso:
 EXAMPLES = r"""
 - name: Gather TCP memory facts (constant time in the number of connections)
   netstack.tcp_tuning.tcp_memory_facts:
+
+- name: Count connections by state (near-constant time in ESTABLISHED connections)
+  netstack.tcp_tuning.tcp_memory_facts:
+    states: true
 
 - name: Count connections by state and show the five sockets holding the most buffer memory
   netstack.tcp_tuning.tcp_memory_facts:
@@ -251,12 +274,15 @@ ansible_facts:
                    fraction_of_max: 0.000067, buffer_bytes_per_connection: 1228.8, notes: []}
         connections:
           description:
-            - With O(states) or O(top_sockets) only. C(source) (V(netlink) or V(proc)), C(total),
-              C(by_state), C(rmem_alloc_bytes_total) and C(wmem_queued_bytes_total) (V(null) from C(proc)),
-              C(rx_queue_bytes_total) and C(tx_queue_bytes_total) (payload queued), C(fallback_reason).
+            - With O(states), O(top_sockets) or O(connection_bytes) only. C(source) (V(netlink) or V(proc)),
+              C(method) (V(counters) or V(dump), see O(states)), C(curr_estab_drift) (V(counters) only), C(total),
+              C(by_state), C(rmem_alloc_bytes_total) and C(wmem_queued_bytes_total) (V(null) from C(proc) and
+              with V(counters)), C(rx_queue_bytes_total) and C(tx_queue_bytes_total) (payload queued, V(null)
+              with V(counters)), C(fallback_reason).
           type: dict
           returned: when requested
-          sample: {source: netlink, total: 12, by_state: {ESTABLISHED: 10, TIME_WAIT: 2}, rmem_alloc_bytes_total: 0,
+          sample: {source: netlink, method: dump, curr_estab_drift: null, total: 12,
+                   by_state: {ESTABLISHED: 10, TIME_WAIT: 2}, rmem_alloc_bytes_total: 0,
                    wmem_queued_bytes_total: 0, rx_queue_bytes_total: 0, tx_queue_bytes_total: 0,
                    fallback_reason: null}
         top_sockets:
@@ -329,6 +355,7 @@ def argument_spec() -> dict:
         "sys_root": {"type": "path", "default": "/sys"},
         "states": {"type": "bool", "default": False},
         "top_sockets": {"type": "int", "default": 0},
+        "connection_bytes": {"type": "bool", "default": False},
         "connections_source": {"type": "str", "choices": ["auto", "netlink", "proc"], "default": "auto"},
         "blocked_writers": {"type": "bool", "default": False},
         "blocked_writers_samples": {"type": "int", "default": 5},

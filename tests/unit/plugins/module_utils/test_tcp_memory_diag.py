@@ -219,3 +219,41 @@ def test_proc_table_garbage_names_the_file(tmp_path, case, problem):
 def test_proc_table_without_header():
     with pytest.raises(ProcParseError, match=r"first line is not the 'sl local_address \.\.\.' header"):
         diag.scan_proc_tcp([b"garbage\n"], socket.AF_INET, diag.ConnectionSummary(0), "/proc/net/tcp")
+
+
+def test_established_is_curr_estab_minus_close_wait_within_the_hashed_sockets():
+    assert diag.established_from_counters(100, 5, 120) == 95
+    assert diag.established_from_counters(100, 5, None) == 95
+    with pytest.raises(ValueError, match="CurrEstab 3 minus CLOSE_WAIT 5 is -2"):
+        diag.established_from_counters(3, 5, 120)
+    # An underflowed CurrEstab printed unsigned (tcp_set_state bugs before 6.10) is not a count.
+    with pytest.raises(ValueError, match="not between 0 and the 120 hashed sockets"):
+        diag.established_from_counters(2**64 - 1, 0, 120)
+
+
+def test_fast_counts_on_this_namespace_agree_with_a_full_dump():
+    """On the live kernel (this test's own namespace): counters + filtered dump == full dump, when quiet."""
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import fast_state_counts
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(4)]
+    servers = [listener.accept()[0] for _ in range(4)]
+    clients[0].shutdown(socket.SHUT_WR)  # server end CLOSE_WAIT, client end FIN_WAIT2
+    try:
+        for _attempt in range(5):  # other processes of this host may open or close connections meanwhile
+            fast = fast_state_counts("/proc", [])
+            full = diag.dump_netlink()["connections"]
+            if (
+                fast is not None
+                and fast["connections"]["curr_estab_drift"] == 0
+                and fast["connections"]["by_state"] == full["by_state"]
+            ):
+                break
+        assert fast["connections"]["method"] == "counters"
+        assert fast["connections"]["by_state"] == full["by_state"]
+        assert fast["connections"]["by_state"]["CLOSE_WAIT"] >= 1
+    finally:
+        for sock in clients + servers + [listener]:
+            sock.close()
