@@ -20,13 +20,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = ROOT / ".venv/bin"
+VENV_BIN = Path(sys.executable).parent  # the ansible-core under test (make compat runs each release)
 COLLECTIONS = os.environ.get("NETSTACK_TEST_COLLECTIONS", str(ROOT / ".cache/dev"))
 MANAGED_LINE = "# Managed by netstack.tcp_tuning: do not edit, the next run overwrites this file."
 GOOD = {"net.ipv4.tcp_rmem": "4096 131072 7340032", "net.ipv4.tcp_wmem": "4096 32768 5242880"}

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
@@ -21,7 +22,8 @@ import jmespath
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE = ROOT / ".venv/bin/ansible"
+# The ansible-core under test: the one installed next to this interpreter (make compat runs each release).
+ANSIBLE = Path(sys.executable).parent / "ansible"
 HOST_PROC_SYS = Path("/proc/sys/net/ipv4")
 
 pytestmark = pytest.mark.skipif(
@@ -70,7 +72,7 @@ def run_playbook(
     key_values is passed as a second -e in key=value form, where every value is a string (as operators type it).
     """
     command = ["ip", "netns", "exec", netns] if netns else []
-    command += [str(ROOT / ".venv/bin/ansible-playbook"), f"netstack.tcp_tuning.{playbook}", "-i", "localhost,"]
+    command += [str(ANSIBLE.parent / "ansible-playbook"), f"netstack.tcp_tuning.{playbook}", "-i", "localhost,"]
     command += ["-c", "local", "--diff", "-e", json.dumps(extra_vars)] + (["--check"] if check else [])
     command += ["-e", key_values] if key_values else []
     out = subprocess.run(command, capture_output=True, text=True, env=ansible_env(), timeout=300, check=False)

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import acquire, release
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
 from ansible_collections.netstack.tcp_tuning.plugins.modules import sysctl_dropin
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import patch_module_args
 
 LIVE = {
     "net/ipv4/tcp_rmem": "4096\t131072\t6291456\n",

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import yaml
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import patch_module_args
 
 
 class ExitJson(Exception):

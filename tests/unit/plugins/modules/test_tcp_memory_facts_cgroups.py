@@ -8,11 +8,11 @@ import os
 
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups
 from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.cgroup_trees import trees as cgroup_trees
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import patch_module_args
 
 
 class ExitJson(Exception):
