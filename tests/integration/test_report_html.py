@@ -359,7 +359,7 @@ def test_host_supplied_text_is_escaped_and_absent_data_is_tolerated(fleet, tmp_p
     assert "<script>alert(1)</script> & more" in small_section.text
     assert "alert(3)" in small_section.text and "bound by a memory cgroup" in small_section.text
     cgroup_row = by_id(dom, "summary-cgroup-bound")
-    assert list(cgroup_row.iter("td"))[0].text == "1" and "edge-small" in cgroup_row.text
+    assert next(cgroup_row.iter("td")).text == "1" and "edge-small" in cgroup_row.text
     assert "edge-down" in by_id(dom, "summary-without-data").text
     assert not [element for element in dom.iter() if element.attrs.get("id") == "summary-not-root"]
 
