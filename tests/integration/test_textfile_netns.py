@@ -230,3 +230,60 @@ def test_live_thresholds_where_tcp_mem_is_visible(tmp_path):
         assert live == [4000, 5000, 6000], (name, live)
         assert values[tcp_mem("recommended", "pressure")] == 5000
         assert values[("netstack_tcp_memory_last_apply_timestamp_seconds", ())] == 1700000000
+
+
+def test_readme_alert_rule_compares_node_sockstat_with_the_pressure_threshold(tmp_path):
+    """The role README's example alert is valid and fires exactly when pages in use pass 80% of the
+    live tcp_mem[1] that the textfile exports (promtool check rules, promtool test rules)."""
+    readme = (ROOT / "roles" / "tcp_memory" / "README.md").read_text()
+    rules = re.search(r"```yaml\n(groups:\n.*?)```", readme, re.S)
+    assert rules, "no alert rule example in roles/tcp_memory/README.md"
+    (tmp_path / "rules.yml").write_text(rules.group(1))
+    check = subprocess.run(
+        [promtool(), "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    def series(name: str, labels: str, value: int) -> Dict[str, str]:
+        return {"series": f"{name}{{{labels}}}", "values": f"{value}x10"}
+
+    live = 'source="live",threshold="pressure"'
+    unit_test = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # edge-1: 12000 pages in use, pressure at 14133: past 80% of it.
+                    series("node_sockstat_TCP_mem", 'instance="edge-1"', 12000),
+                    series("netstack_tcp_mem_pages", f'instance="edge-1",{live}', 14133),
+                    series("netstack_tcp_mem_pages", 'instance="edge-1",source="live",threshold="max"', 21198),
+                    series("netstack_tcp_mem_pages", 'instance="edge-1",source="recommended",threshold="pressure"', 9),
+                    # core-1: far below its pressure threshold.
+                    series("node_sockstat_TCP_mem", 'instance="core-1"', 341),
+                    series("netstack_tcp_mem_pages", f'instance="core-1",{live}', 383867),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": "TCPMemoryNearPressure", "exp_alerts": []},
+                    {
+                        "eval_time": "6m",
+                        "alertname": "TCPMemoryNearPressure",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "instance": "edge-1"},
+                                "exp_annotations": {
+                                    "summary": "edge-1: TCP buffers at 12000 pages, near tcp_mem pressure"
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "rules_test.yml").write_text(json.dumps(unit_test))
+    run = subprocess.run(
+        [promtool(), "test", "rules", "rules_test.yml"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
