@@ -54,7 +54,7 @@ sanity: venv hostdeps
 unit: venv devlink
 	$(BIN)/pytest tests/unit
 
-integration: venv devlink
+integration: venv devlink hostdeps
 	$(BIN)/pytest -p no:cacheprovider tests/integration
 
 build: venv
