@@ -199,7 +199,7 @@ MODULE_CASES = [
     ),
     ("5-path-is-a-directory", "directory", lambda d: module_args(d, path=f"{d}/50-dir.conf"), ["is a directory"]),
     ("5-path-is-sysctl-d", None, lambda d: module_args(d, path=str(d)), ["must end in .conf"]),
-    ("6-symlink", "symlink", lambda d: module_args(d), ["is a symbolic link (to real.conf): refused"]),
+    ("6-symlink", "symlink", module_args, ["is a symbolic link (to real.conf): refused"]),
     ("6-symlink-forced", "symlink", lambda d: module_args(d, force=True), ["is a symbolic link"]),
     ("7-not-conf", None, lambda d: module_args(d, path=f"{d}/50-u.txt"), ["50-u.txt", "must end in .conf"]),
     ("7-name-newline", None, lambda d: module_args(d, path=f"{d}/50-u.conf\n"), ["control character"]),
@@ -209,7 +209,7 @@ MODULE_CASES = [
         lambda d: module_args(d, path=f"{d.parent}/other/passwd2.conf"),
         ["passwd2.conf is not in the sysctl.d search roots", "force=true"],
     ),
-    ("8-foreign-file", "foreign", lambda d: module_args(d), ["was not written by this collection", "force=true"]),
+    ("8-foreign-file", "foreign", module_args, ["was not written by this collection", "force=true"]),
     ("9-empty-path", None, lambda d: module_args(d, path=""), ["path is empty"]),
     ("9-relative-path", None, lambda d: module_args(d, path="50-t.conf"), ["path '50-t.conf' is relative"]),
     # Already refused before issue 11.

@@ -414,3 +414,10 @@ def test_a_run_waits_for_the_lock_then_fails_naming_the_holder(root, capsys):
     finally:
         release(held)
     assert run(root, capsys, lock_timeout=0)["changed"]
+
+
+def test_a_fifo_among_the_later_files_is_noted_not_read(root, capsys):
+    os.mkfifo(root / "usr/lib/sysctl.d/zz-fifo.conf")
+    result = run(root, capsys, check_mode=True)
+    assert not result.get("failed")
+    assert any("zz-fifo.conf is not a regular file: not checked" in note for note in result["notes"]), result
