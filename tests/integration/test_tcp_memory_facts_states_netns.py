@@ -1,0 +1,136 @@
+# Copyright: netstack.tcp_tuning contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fast state counts (issue 14) against a full dump and `ss`, with sockets in many states.
+
+A helper process in a fresh network namespace holds listeners, accepted and unaccepted
+(backlog) connections, CLOSE_WAIT / FIN_WAIT2 pairs (half-closed), FIN_WAIT1 (FIN queued behind
+a full window), TIME_WAIT (active close) and SYN_RECV (a TCP_DEFER_ACCEPT listener keeps the
+request socket while the client sends nothing: on Linux a full accept queue drops new SYNs, so an
+unaccepted backlog holds ESTABLISHED children, not SYN_RECV). Nothing changes state while the
+module runs, so the counts must be equal; CurrEstab is read around the filtered dump and
+`curr_estab_drift` must be 0. Under churn the two reads differ by the connections that came
+or went in between: the drift reported is that bound (see the module's `states` docs).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+MODULE = "netstack.tcp_tuning.tcp_memory_facts"
+SS_STATES = {
+    "ESTABLISHED": "established",
+    "SYN_RECV": "syn-recv",
+    "FIN_WAIT1": "fin-wait-1",
+    "FIN_WAIT2": "fin-wait-2",
+    "TIME_WAIT": "time-wait",
+    "CLOSE_WAIT": "close-wait",
+    "LISTEN": "listening",
+}
+
+STATE_MAKER = r"""
+import json, socket, sys, time
+
+def listener(backlog=128, defer=0, family=socket.AF_INET, host="127.0.0.1"):
+    sock = socket.socket(family)
+    if defer:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer)
+    sock.bind((host, 0))
+    sock.listen(backlog)
+    return sock
+
+def pairs(lsock, count):
+    clients, servers = [], []
+    for _ in range(count):  # accept as we go: a full accept queue drops the next SYN
+        clients.append(socket.create_connection(lsock.getsockname()[:2]))
+        servers.append(lsock.accept()[0])
+    return clients, servers
+
+keep = []
+main = listener()
+v6 = listener(family=socket.AF_INET6, host="::1")
+backlog = listener(backlog=64)
+deferred = listener(defer=60)
+keep += [main, v6, backlog, deferred]
+keep += sum(pairs(main, 150), [])                               # 300 ESTABLISHED
+keep += sum(pairs(v6, 50), [])                                  # 100 ESTABLISHED (IPv6)
+keep += [socket.create_connection(backlog.getsockname()) for _ in range(20)]  # 40 ESTABLISHED, not accepted
+half_clients, half_servers = pairs(main, 12)
+for client in half_clients:
+    client.shutdown(socket.SHUT_WR)                             # 12 FIN_WAIT2 + 12 CLOSE_WAIT
+keep += half_clients + half_servers
+full_clients, full_servers = pairs(main, 4)
+for server in full_servers:
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+for client in full_clients:
+    client.setblocking(False)
+    for _ in range(100000):
+        try:
+            client.send(b"x" * 65536)
+        except BlockingIOError:
+            break
+    time.sleep(0.05)
+    client.shutdown(socket.SHUT_WR)                             # 4 FIN_WAIT1 (FIN behind a zero window), 4 ESTABLISHED
+keep += full_clients + full_servers
+tw_clients, tw_servers = pairs(main, 10)
+for client in tw_clients:
+    client.close()                                              # active close ...
+for server in tw_servers:
+    server.close()                                              # ... 10 TIME_WAIT on the client side
+keep += [socket.create_connection(deferred.getsockname()) for _ in range(6)]  # 6 SYN_RECV + 6 ESTABLISHED
+time.sleep(0.5)
+print(json.dumps({"LISTEN": 4, "ESTABLISHED": 300 + 100 + 40 + 4 + 6, "CLOSE_WAIT": 12, "FIN_WAIT2": 12,
+                  "FIN_WAIT1": 4, "TIME_WAIT": 10, "SYN_RECV": 6}), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def states_netns(netns):
+    maker = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", STATE_MAKER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        expected = json.loads(maker.stdout.readline())
+        yield netns, expected
+    finally:
+        maker.kill()
+        maker.wait(timeout=10)
+
+
+def test_fast_counts_equal_a_full_dump_and_ss(states_netns, run_ansible_module, ss_state_count):
+    netns, expected = states_netns
+    fast = run_ansible_module(MODULE, {"states": True}, netns_name=netns)["ansible_facts"]["tcp_memory"]
+    full = run_ansible_module(MODULE, {"states": True, "connection_bytes": True}, netns_name=netns)
+    full = full["ansible_facts"]["tcp_memory"]
+    fast_connections, full_connections = fast["connections"], full["connections"]
+
+    assert fast_connections["method"] == "counters", fast["status"]["notes"]
+    assert fast_connections["curr_estab_drift"] == 0
+    assert fast_connections["rmem_alloc_bytes_total"] is None
+    assert full_connections["method"] == "dump"
+    assert full_connections["rmem_alloc_bytes_total"] > 0
+
+    assert fast_connections["by_state"] == expected
+    assert full_connections["by_state"] == expected
+    assert fast_connections["total"] == full_connections["total"] == sum(expected.values())
+    for name, count in expected.items():
+        assert ss_state_count(netns, SS_STATES[name]) == count, name
+    assert ss_state_count(netns, "all") == sum(expected.values())
+    # CurrEstab counts both ends of ESTABLISHED and CLOSE_WAIT, IPv4 and IPv6 together.
+    assert fast["snmp"]["tcp_curr_estab"] == expected["ESTABLISHED"] + expected["CLOSE_WAIT"]
+
+
+def test_top_sockets_keeps_the_full_dump(states_netns, run_ansible_module):
+    netns, expected = states_netns
+    facts = run_ansible_module(MODULE, {"states": True, "top_sockets": 3}, netns_name=netns)
+    connections = facts["ansible_facts"]["tcp_memory"]["connections"]
+    assert connections["method"] == "dump"
+    assert connections["by_state"] == expected
+    assert len(facts["ansible_facts"]["tcp_memory"]["top_sockets"]) == 3
