@@ -340,7 +340,11 @@ def test_host_supplied_text_is_escaped_and_absent_data_is_tolerated(fleet, tmp_p
     failed.update(host="edge-nofit", rows=[], expected_peak_pages=None, can_hold_target=False, warnings=[])
     failed.update(recommendation_error="recommend_tcp_memory: connections=8000 does not fit")
     del failed["cgroup"]
-    hostile["hosts"] += [older, failed]
+    # Read inside a container's network namespace: tcp_mem not visible at all.
+    container = copy.deepcopy(older)
+    container.update(host="ct-1", tcp_mem_live_pages=None, initial_netns=False)
+    container["rows"] = [dict(row, live=None) if row["key"] == "net.ipv4.tcp_mem" else row for row in container["rows"]]
+    hostile["hosts"] += [older, failed, container]
     hostile["summary"]["without_data"] = ["edge-down"]
     hostile["summary"]["cannot_hold_target"].append("edge-nofit")
     del hostile["summary"]["not_root"]
@@ -354,7 +358,7 @@ def test_host_supplied_text_is_escaped_and_absent_data_is_tolerated(fleet, tmp_p
 
     sections = host_sections(dom)
     names = [by_id(dom, f"{section.attrs['id']}-name").text for section in sections]
-    assert names == ["edge-pressure", "edge-small", "edge-nofit", "core-1", "core-2"]
+    assert names == ["edge-pressure", "edge-small", "edge-nofit", "core-1", "core-2", "ct-1"]
     small_section = sections[1]
     assert "<script>alert(1)</script> & more" in small_section.text
     assert "alert(3)" in small_section.text and "bound by a memory cgroup" in small_section.text
@@ -368,6 +372,12 @@ def test_host_supplied_text_is_escaped_and_absent_data_is_tolerated(fleet, tmp_p
     assert sum("live-tick" in line.classes() for line in core2_bar.iter("line")) == 3
     assert "expected peak at the target unknown" in core2_bar.attrs["aria-label"]
     assert not [path for path in core2_bar.iter("path") if "peak" in path.classes()]
+    # tcp_mem not visible: no live thresholds drawn, and the text says so; the recommendation still shows.
+    container_bar = by_id(dom, f"{sections[5].attrs['id']}-bar")
+    assert sum("live-tick" in line.classes() for line in container_bar.iter("line")) == 0
+    assert sum("rec-tick" in line.classes() for line in container_bar.iter("line")) == 3
+    assert "live tcp_mem unknown" in container_bar.attrs["aria-label"]
+    assert "network namespace" in sections[5].text
     # A failed recommendation: the reason, live thresholds from the facts, no recommended ticks.
     nofit = sections[2]
     assert "No recommendation: recommend_tcp_memory: connections=8000 does not fit" in nofit.text
