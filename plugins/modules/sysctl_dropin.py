@@ -405,6 +405,8 @@ def input_problems(params: Mapping[str, Any]) -> List[str]:
     """Every problem with the path, keys and values that the input alone shows, so one run names them all."""
     problems = []
     path_problem = path_syntax_problem(params["path"])
+    if path_problem and params["path"] and os.path.isdir(params["path"]):  # the sysctl.d directory itself
+        path_problem = f"path {params['path']!r} is a directory: give the drop-in file inside it"
     if path_problem:
         problems.append(path_problem)
     for key, value in sorted(params["settings"].items(), key=lambda item: str(item[0])):

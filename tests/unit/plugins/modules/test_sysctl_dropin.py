@@ -335,8 +335,9 @@ def test_a_directory_at_the_path_is_refused(root, capsys):
     before = snapshot(root)
     for path, fragment in [
         (f"{root}/etc/sysctl.d/50-dir.conf", "50-dir.conf is a directory"),
-        (f"{root}/etc/sysctl.d/50-dir.conf/", "ends with '/', which names a directory"),
-        (f"{root}/etc/sysctl.d/", "ends with '/', which names a directory"),
+        (f"{root}/etc/sysctl.d/50-dir.conf/", "50-dir.conf/' is a directory"),
+        (f"{root}/etc/sysctl.d/", "sysctl.d/' is a directory"),
+        (f"{root}/etc/sysctl.d", "sysctl.d' is a directory"),
     ]:
         result = run(root, capsys, path=path)
         assert result["failed"] and fragment in result["msg"], result
