@@ -251,7 +251,7 @@ def test_page_shows_every_host_bar_and_summary_entry_and_fetches_nothing(fleet, 
     # Per host, sorted by risk: under pressure, then can't hold the target, then healthy.
     names = [by_id(dom, f"{section.attrs['id']}-name").text for section in host_sections(dom)]
     assert names == ["edge-pressure", "edge-small", "core-1"]
-    badges = {name: section for name, section in zip(names, host_sections(dom))}
+    badges = dict(zip(names, host_sections(dom)))
     assert "under TCP memory pressure now" in badges["edge-pressure"].text
     assert "current settings can't hold the target" in badges["edge-small"].text
     assert "healthy" in badges["core-1"].text
@@ -259,24 +259,24 @@ def test_page_shows_every_host_bar_and_summary_entry_and_fetches_nothing(fleet, 
     for host in fleet["hosts"]:
         section = badges[host["host"]]
         sid = section.attrs["id"]
-        bar = by_id(dom, f"{sid}-bar")
-        assert bar.tag == "svg" and bar.attrs.get("role") == "img"
+        svg_bar = by_id(dom, f"{sid}-bar")
+        assert svg_bar.tag == "svg" and svg_bar.attrs.get("role") == "img"
         live, used, peak = host["tcp_mem_live_pages"], host["used_pages"], host["expected_peak_pages"]
         recommended = next(row["recommended"] for row in host["rows"] if row["key"] == "net.ipv4.tcp_mem").split()
         # The text alternative says everything the bar shows, in numbers.
-        title = next(bar.iter("title")).text
-        assert title == bar.attrs["aria-label"]
+        title = next(svg_bar.iter("title")).text
+        assert title == svg_bar.attrs["aria-label"]
         assert title.startswith(f"{host['host']}: {used:,} TCP buffer pages in use now")
         assert f"live tcp_mem min {live[0]:,}, pressure {live[1]:,}, max {live[2]:,}" in title
         assert "recommended min {:,}, pressure {:,}, max {:,}".format(*map(int, recommended)) in title
         assert f"expected peak at the target {peak:,} pages" in title
         # And draws it: the in-use bar, three live and three recommended thresholds, the peak marker.
-        drawn = [cls for element in bar.iter() for cls in element.classes()]
+        drawn = [cls for element in svg_bar.iter() for cls in element.classes()]
         assert drawn.count("used") == 1 and drawn.count("peak") == 1
         assert drawn.count("live-tick") == 3 and drawn.count("rec-tick") == 3
-        # The used bar ends where the used pages sit on the same scale as the ticks.
-        ticks = [float(line.attrs["x1"]) for line in bar.iter("line") if "live-tick" in line.classes()]
-        used_rect = next(rect for rect in bar.iter("rect") if "used" in rect.classes())
+        # The used-pages bar ends where the used pages sit on the same scale as the ticks.
+        ticks = [float(line.attrs["x1"]) for line in svg_bar.iter("line") if "live-tick" in line.classes()]
+        used_rect = next(rect for rect in svg_bar.iter("rect") if "used" in rect.classes())
         used_end = float(used_rect.attrs["x"]) + float(used_rect.attrs["width"])
         scale = (ticks[1] - 8) / live[1]  # x0 = 8 px
         assert abs(used_end - (8 + used * scale)) <= 1.6, (host["host"], used_end, ticks)

@@ -121,9 +121,9 @@ def test_textfile_after_apply_passes_promtool_and_matches_the_facts(netns, colle
     textfile = Path(role_vars["tcp_memory_textfile_dir"]) / TEXTFILE
 
     # Check mode and report-only runs write nothing.
-    rc, output, _ = run_role(netns, collections_path, tmp_path, role_vars, check=True)
+    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars, check=True)
     assert rc == 0, output
-    rc, output, _ = run_role(netns, collections_path, tmp_path, {**role_vars, "tcp_memory_apply": False})
+    rc, output, _result = run_role(netns, collections_path, tmp_path, {**role_vars, "tcp_memory_apply": False})
     assert rc == 0, output
     assert not textfile.exists() and not list(textfile.parent.iterdir())
 
@@ -152,14 +152,14 @@ def test_textfile_after_apply_passes_promtool_and_matches_the_facts(netns, colle
 
     # A rerun that changes nothing leaves the file alone, its apply time included.
     before = textfile.read_text()
-    rc, output, _ = run_role(netns, collections_path, tmp_path, role_vars)
+    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars)
     assert rc == 0 and recap_changed(output) == 0, output
     assert textfile.read_text() == before
 
     # A run that changes a value records a new apply time.
     time.sleep(1.1)
     changed_vars = {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": "4096 131072 10485760"}}
-    rc, output, _ = run_role(netns, collections_path, tmp_path, changed_vars)
+    rc, output, _result = run_role(netns, collections_path, tmp_path, changed_vars)
     assert rc == 0, output
     promtool_check(textfile)
     assert samples(textfile)[("netstack_tcp_memory_last_apply_timestamp_seconds", ())] > applied_at
@@ -176,7 +176,9 @@ def test_bad_textfile_dir_fails_naming_it_before_anything_changes(
     netns, collections_path, tmp_path, role_vars, directory, message
 ):
     before = ns_value(netns, "net.ipv4.tcp_rmem")
-    rc, output, _ = run_role(netns, collections_path, tmp_path, {**role_vars, "tcp_memory_textfile_dir": directory})
+    rc, output, _result = run_role(
+        netns, collections_path, tmp_path, {**role_vars, "tcp_memory_textfile_dir": directory}
+    )
     assert rc != 0 and message in output, output
     assert ns_value(netns, "net.ipv4.tcp_rmem") == before
     assert not Path(role_vars["tcp_memory_sysctl_file"]).exists()
