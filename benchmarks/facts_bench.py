@@ -11,6 +11,7 @@ noise hits all cases alike), and report medians:
   module default            main() of the module, in-process (no interpreter start-up)
   module states=true        idem, with states: true
   module top_sockets=20     idem, with top_sockets: 20
+  module connection_bytes=true  idem, states with byte sums (the full dump states used before issue 14)
   module process states     the module file run by the target Python as Ansible would run it
                             (python tcp_memory_facts.py ARGS.json): start-up included
   ss -s                     the ss binary
@@ -51,11 +52,14 @@ RUN_TIMEOUT = 120  # seconds, any single measured run
 HOLD_SECONDS = 1800  # conn_holder stops by itself after this, whatever happens here
 TARGET_DEFAULT_MS = 20
 TARGET_PEAK_MB = 60
+TARGET_STATES_PROCESS_OVER_SS = 0.25  # issue 14: states=true as a process vs the ss pipeline
+TARGET_STATES_FLAT = 1.25  # issue 14: states=true as a process, largest size over smallest
 
 MODULE_CASES = {
     "module default": {},
     "module states=true": {"states": True},
     "module top_sockets=20": {"top_sockets": 20},
+    "module connection_bytes=true": {"states": True, "connection_bytes": True},
 }
 PROCESS_CASES = {
     "ss -s": ["ss", "-s"],
@@ -65,6 +69,7 @@ CASE_ORDER = [
     "module default",
     "module states=true",
     "module top_sockets=20",
+    "module connection_bytes=true",
     "module process states=true",
     "ss -s",
     "ss -tan state all | wc -l",
@@ -335,6 +340,8 @@ def verdicts(results: dict) -> list:
     sizes = sorted(results, key=int)
     largest = results[sizes[-1]]["cases"]
     defaults = [results[s]["cases"]["module default"]["median_ms"] for s in sizes]
+    processes = [results[s]["cases"]["module process states=true"]["median_ms"] for s in sizes]
+    pipeline_ms = largest["ss -tan state all | wc -l"]["median_ms"]
     process_peak = largest["module process states=true"]["peak_rss_mb"]
     in_process_peak = max(largest[name]["peak_rss_mb"] for name in MODULE_CASES)
     return [
@@ -353,6 +360,16 @@ def verdicts(results: dict) -> list:
             largest["module states=true"]["median_ms"] <= largest["ss -tan state all | wc -l"]["median_ms"],
             f"{largest['module states=true']['median_ms']} ms vs "
             f"{largest['ss -tan state all | wc -l']['median_ms']} ms",
+        ),
+        (
+            f"states=true as a process at most {TARGET_STATES_PROCESS_OVER_SS}x `ss -tan state all | wc -l`",
+            processes[-1] <= TARGET_STATES_PROCESS_OVER_SS * pipeline_ms,
+            f"{processes[-1]} ms vs {pipeline_ms} ms ({processes[-1] / pipeline_ms:.2f}x)",
+        ),
+        (
+            f"states=true as a process flat in N (largest / smallest median <= {TARGET_STATES_FLAT})",
+            processes[-1] <= TARGET_STATES_FLAT * processes[0],
+            " / ".join(f"{p} ms" for p in processes),
         ),
         (
             f"peak memory of the module process under {TARGET_PEAK_MB} MB",

@@ -49,6 +49,8 @@ TCP_STATES = (
     "BOUND_INACTIVE",
 )
 
+TCPDIAG_GETSOCK = 18  # the original request type: inet_diag_rcv_msg_compat() dumps both families
+_COMPAT_REQUEST = struct.Struct("=IHHII" + "BBBB48sII")  # nlmsghdr + struct inet_diag_req
 TCP_ESTABLISHED = 1
 TCP_CLOSE_WAIT = 8
 TCP_LISTEN = 10
@@ -261,6 +263,17 @@ def _dump_family(sock, family: int, sequence: int, summary: ConnectionSummary, s
         summary.tx_queue += tx_sum
 
 
+def _count_both_families(sock, states_mask: int, summary: ConnectionSummary) -> None:
+    """One compat request for IPv4 and IPv6; two v2 requests where the kernel refuses it."""
+    try:
+        _count_family(sock, None, 1, states_mask, summary.by_state)
+    except DiagUnavailable as exc:
+        if "dump refused" not in str(exc) or any(summary.by_state):
+            raise
+        for sequence, family in enumerate((socket.AF_INET, socket.AF_INET6), 2):
+            _count_family(sock, family, sequence, states_mask, summary.by_state)
+
+
 def dump_netlink(
     top_n: int = 0,
     families=(socket.AF_INET, socket.AF_INET6),
@@ -281,11 +294,14 @@ def dump_netlink(
     try:
         sock.settimeout(timeout)
         sock.bind((0, 0))
-        for sequence, family in enumerate(families, 1):
-            if with_memory:
-                _dump_family(sock, family, sequence, summary, states_mask)
-            else:
-                _count_family(sock, family, sequence, states_mask, summary.by_state)
+        if not with_memory and set(families) == {socket.AF_INET, socket.AF_INET6}:
+            _count_both_families(sock, states_mask, summary)
+        else:
+            for sequence, family in enumerate(families, 1):
+                if with_memory:
+                    _dump_family(sock, family, sequence, summary, states_mask)
+                else:
+                    _count_family(sock, family, sequence, states_mask, summary.by_state)
     except OSError as exc:
         raise DiagUnavailable(f"inet_diag dump failed: {exc}") from None
     finally:
@@ -296,9 +312,34 @@ def dump_netlink(
     return result
 
 
-def _count_family(sock, family: int, sequence: int, states_mask: int, by_state: list) -> None:
-    """Dump the sockets of `family` in `states_mask`, without attributes, counting their states."""
-    sock.send(_diag_request(family, sequence, states_mask, with_memory=False))
+def _compat_request(sequence: int, states_mask: int) -> bytes:
+    """TCPDIAG_GETSOCK with struct inet_diag_req: the kernel dumps IPv4 and IPv6 in ONE hash walk.
+
+    inet_diag_dump_compat() sets sdiag_family = AF_UNSPEC; an inet_diag_req_v2 names one family,
+    so two v2 requests walk the shared TCP hash twice.
+    """
+    return _COMPAT_REQUEST.pack(
+        _COMPAT_REQUEST.size,
+        TCPDIAG_GETSOCK,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        sequence,
+        0,
+        0,
+        0,
+        0,
+        0,
+        b"\0" * 48,
+        states_mask,
+        0,
+    )
+
+
+def _count_family(sock, family, sequence: int, states_mask: int, by_state: list) -> None:
+    """Dump the sockets of `family` (None: both, one compat request) in `states_mask`, counting states."""
+    if family is None:
+        sock.send(_compat_request(sequence, states_mask))
+    else:
+        sock.send(_diag_request(family, sequence, states_mask, with_memory=False))
     buffer = bytearray(RECV_BUFFER_BYTES + HEAD_BYTES)
     receive_area = memoryview(buffer)[:RECV_BUFFER_BYTES]
     unpack_head = _DIAG_HEAD.unpack_from
@@ -313,7 +354,7 @@ def _count_family(sock, family: int, sequence: int, states_mask: int, by_state: 
             length, kind, _family, state, _rqueue, _wqueue = unpack_head(buffer, offset)
             if length < MSG_HEADER_BYTES or offset + length > received:
                 raise DiagUnavailable(f"malformed netlink message (length {length} at offset {offset})")
-            if kind == SOCK_DIAG_BY_FAMILY and length >= FIRST_ATTR_BYTES:
+            if kind in (SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK) and length >= FIRST_ATTR_BYTES:
                 by_state[state] += 1
             elif kind == NLMSG_DONE:
                 return
