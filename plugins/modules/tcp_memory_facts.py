@@ -19,7 +19,7 @@ description:
     scope, socket counts and buffer pages from C(/proc/net/sockstat), C(CurrEstab) from C(/proc/net/snmp),
     memory-pressure counters from C(/proc/net/netstat), and a derived status against C(tcp_mem).
   - The default call reads a fixed set of small files; its cost does not grow with the number of connections.
-    O(states) alone costs near-constant time in ESTABLISHED connections; O(top_sockets) and O(connection_bytes)
+    O(states) alone receives no message per ESTABLISHED socket; O(top_sockets) and O(connection_bytes)
     enumerate every socket (netlink C(inet_diag), streamed, memory flat in the number of sockets;
     C(/proc/net/tcp) as a fallback).
   - Inside a non-initial network namespace (a container) C(net.ipv4.tcp_mem) and C(udp_mem) are absent and
@@ -44,13 +44,15 @@ options:
   states:
     description:
       - Count TCP sockets (IPv4 and IPv6) by state.
-      - "Cost, on the live C(/proc) through netlink: near-constant in the number of ESTABLISHED connections.
+      - "Cost, on the live C(/proc) through netlink: no message per ESTABLISHED socket.
         ESTABLISHED is C(CurrEstab) of C(/proc/net/snmp) (ESTABLISHED plus CLOSE_WAIT) minus the CLOSE_WAIT
-        sockets of one C(inet_diag) dump filtered to every other state (C(idiag_states)): the kernel walks its
-        socket hash but builds a message only for listeners, TIME_WAIT, SYN_RECV, FIN_WAIT, CLOSE_WAIT... sockets,
-        so the cost grows with those alone (C(connections.method=counters)). C(CurrEstab) is read before and after
-        the dump and the dump repeated (three tries) while it moves; C(connections.curr_estab_drift) is the last
-        move, the most ESTABLISHED can be off by connections opened or closed meanwhile."
+        sockets of one C(inet_diag) dump, IPv4 and IPv6 together, filtered to every other state (C(idiag_states)):
+        the kernel builds a message only for listeners, TIME_WAIT, SYN_RECV, FIN_WAIT, CLOSE_WAIT... sockets
+        (C(connections.method=counters)). It still walks its whole established hash to test each socket's state
+        (C(inet_diag_dump_icsk); only a listeners-only dump skips it), a fraction of a microsecond per socket,
+        about a quarter of a full dump (C(docs/benchmarks.md)). C(CurrEstab) is read before and after the dump and
+        the dump repeated (three tries) while it moves; C(connections.curr_estab_drift) is the last move, the most
+        ESTABLISHED can be off by connections opened or closed meanwhile."
       - With O(top_sockets) or O(connection_bytes), or when the counters disagree (noted in C(status.notes)), every
         socket is dumped (C(connections.method=dump)), about 1.4 microseconds of kernel time and one message per
         socket. From C(/proc/net/tcp) (O(connections_source=proc), or a O(proc_root) that is not the live one)
