@@ -164,28 +164,40 @@ def parse_bool(name: str, value: Any) -> bool:
 
 
 def parse_override(key: str, value: Any) -> tuple[int, ...]:
-    """One operator value: an int, or a string of whitespace-separated non-negative integers."""
+    """One operator value: an int, or a string of whitespace-separated integers.
+
+    Refused here, before anything is written, is whatever the sysctl_dropin module refuses: a memory
+    triple needs every number >= 1 (the kernel's own floor for tcp_rmem/tcp_wmem, extra1 = SYSCTL_ONE in
+    net/ipv4/sysctl_net_ipv4.c) in order. tcp_adv_win_scale is the one signed key, -31..31 as the kernel
+    checks it (tcp_adv_win_scale_min/max in net/ipv4/sysctl_net_ipv4.c); every other key is 0..INT_MAX.
+    """
     name = f"overrides[{key!r}]"
     if key not in SYSCTL_KEYS:
         raise ModelInputError(f"overrides: unknown key {key!r}; known keys: {', '.join(SYSCTL_KEYS)}")
     if isinstance(value, bool):
         raise ModelInputError(f"{name} must be an integer or a string of integers, got {_describe(value)}")
+    signed = key == "net.ipv4.tcp_adv_win_scale"
     if isinstance(value, int):
         numbers: tuple[int, ...] = (int(value),)
-        if value < 0:
+        if value < 0 and not signed:
             raise ModelInputError(f"{name} must not be negative, got {_describe(value)}")
-    elif isinstance(value, str) and _OVERRIDE_TEXT.match(value):
+    elif isinstance(value, str) and (_OVERRIDE_TEXT.match(value) or (signed and re.fullmatch(r"\s*-\d+\s*", value))):
         numbers = tuple(int(part) for part in value.split())
     else:
         raise ModelInputError(
-            f"{name} must be an integer or a string of non-negative integers separated by spaces, "
-            f"got {_describe(value)}"
+            f"{name} must be an integer or a string of {'' if signed else 'non-negative '}integers separated by "
+            f"spaces, got {_describe(value)}"
         )
     expected_count = 3 if key in TRIPLE_KEYS else 1
     if len(numbers) != expected_count:
         raise ModelInputError(f"{name} needs exactly {expected_count} value(s), got {_describe(value)}")
+    if signed and not ADV_WIN_SCALE_RANGE[0] <= numbers[0] <= ADV_WIN_SCALE_RANGE[1]:
+        low, high = ADV_WIN_SCALE_RANGE
+        raise ModelInputError(f"{name} must be between {low} and {high} (the kernel's range), got {_describe(value)}")
     if any(number > INT_MAX for number in numbers):
         raise ModelInputError(f"{name} values must be <= {INT_MAX}, got {_describe(value)}")
+    if expected_count == 3 and min(numbers) < 1:
+        raise ModelInputError(f"{name} needs every number >= 1, as sysctl_dropin does, got {_describe(value)}")
     if expected_count == 3 and not numbers[0] <= numbers[1] <= numbers[2]:
         order = "min <= pressure <= max" if key.endswith("_mem") else "min <= default <= max"
         raise ModelInputError(f"{name} must satisfy {order}, got {_describe(value)}")

@@ -366,6 +366,47 @@ def test_bad_overrides_are_rejected_naming_key_and_value(overrides, fragment):
     assert "overrides" in str(caught.value)
 
 
+# What sysctl_dropin refuses (module_utils/sysctl_dropin_values.py) the filter refuses first, so the
+# role fails before anything is written: a 0 in any memory triple, tcp_adv_win_scale outside the
+# kernel's -31..31 (net/ipv4/sysctl_net_ipv4.c tcp_adv_win_scale_min/max).
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        ({"net.ipv4.tcp_wmem": "0 16384 4194304"}, ["overrides['net.ipv4.tcp_wmem']", "'0 16384 4194304'", ">= 1"]),
+        ({"net.ipv4.tcp_rmem": "0 0 0"}, ["overrides['net.ipv4.tcp_rmem']", "'0 0 0'", ">= 1"]),
+        ({"net.ipv4.tcp_rmem": "4096 0 6291456"}, ["overrides['net.ipv4.tcp_rmem']", "'4096 0 6291456'", ">= 1"]),
+        ({"net.ipv4.tcp_mem": "0 100 200"}, ["overrides['net.ipv4.tcp_mem']", "'0 100 200'", ">= 1"]),
+        ({"net.ipv4.udp_mem": "0 1 2"}, ["overrides['net.ipv4.udp_mem']", "'0 1 2'", ">= 1"]),
+        ({"net.ipv4.tcp_adv_win_scale": 32}, ["overrides['net.ipv4.tcp_adv_win_scale']", "32 (int)", "-31 and 31"]),
+        ({"net.ipv4.tcp_adv_win_scale": -32}, ["overrides['net.ipv4.tcp_adv_win_scale']", "-32 (int)", "-31 and 31"]),
+        ({"net.ipv4.tcp_adv_win_scale": "-32"}, ["overrides['net.ipv4.tcp_adv_win_scale']", "'-32'", "-31 and 31"]),
+        ({"net.ipv4.tcp_adv_win_scale": "2147483648"}, ["'2147483648'", "-31 and 31"]),
+        ({"net.ipv4.tcp_adv_win_scale": "- 2"}, ["overrides['net.ipv4.tcp_adv_win_scale']", "'- 2'"]),
+        ({"net.ipv4.tcp_adv_win_scale": "1 -2"}, ["overrides['net.ipv4.tcp_adv_win_scale']", "'1 -2'"]),
+        # only tcp_adv_win_scale is signed
+        ({"net.core.optmem_max": "-2"}, ["overrides['net.core.optmem_max']", "'-2'", "non-negative"]),
+        ({"net.ipv4.tcp_rmem": "-1 2 3"}, ["overrides['net.ipv4.tcp_rmem']", "'-1 2 3'", "non-negative"]),
+    ],
+)
+def test_overrides_the_dropin_module_or_kernel_refuse_are_rejected_by_the_filter(overrides, fragments):
+    with pytest.raises(ModelInputError) as caught:
+        run(make_facts(), connections=1000, overrides=overrides)
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(-31, "-31"), ("-2", "-2"), (" -31 ", "-31"), (31, "31"), ("0", "0")])
+def test_tcp_adv_win_scale_override_within_the_kernel_range_is_kept_on_old_kernels(value, expected):
+    result = run(make_facts(kernel_version=(6, 1, 0)), connections=100, overrides={"net.ipv4.tcp_adv_win_scale": value})
+    assert result["sysctl"]["net.ipv4.tcp_adv_win_scale"] == expected
+
+
+def test_triple_override_of_ones_is_accepted():
+    result = run(make_facts(), connections=100, overrides={"net.ipv4.tcp_wmem": "1 1 1", "net.ipv4.tcp_mem": "1 1 1"})
+    assert result["sysctl"]["net.ipv4.tcp_wmem"] == "1 1 1"
+    assert result["sysctl"]["net.ipv4.tcp_mem"] == "1 1 1"
+
+
 def test_live_value_just_under_the_estimated_boot_default_is_not_raised():
     # The boot default is an estimate from today's zones; an untuned host reads a hair below it.
     facts = make_facts(mem_total_bytes=16 * GIB)
