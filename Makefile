@@ -14,6 +14,9 @@ INSTALLED   := $(CACHE)/installed
 DEVPATH     := $(CACHE)/dev
 DEVLINK     := $(DEVPATH)/ansible_collections/netstack/tcp_tuning
 TARGET_CONNECTIONS ?= 100000
+# The older ansible-core releases `make compat` tests, each in .cache/compat/coreX.Y (requirements/coreX.Y.txt);
+# the newest is the dev venv's (requirements.txt), tested by unit, integration and sanity.
+COMPAT_CORES ?= 2.16 2.17 2.18
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(DEVPATH)
@@ -21,12 +24,12 @@ export ANSIBLE_NOCOLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help venv hostdeps devlink lint sanity unit integration docs build molecule test run bench clean
+.PHONY: help venv hostdeps devlink lint sanity unit integration compat docs build molecule test run bench clean
 
 help:
 	@echo "make run   - install what is needed, then dry-run the tune playbook on localhost (check mode)"
-	@echo "make test  - lint, sanity, unit, real-kernel integration, docs, molecule"
-	@echo "stages: make venv lint sanity unit integration docs molecule bench build clean"
+	@echo "make test  - lint, sanity, unit, real-kernel integration, compat (ansible-core 2.16-2.18), docs, molecule"
+	@echo "stages: make venv lint sanity unit integration compat docs molecule bench build clean"
 
 $(VENV)/.stamp: requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,7 +74,11 @@ docs: build
 molecule: venv devlink hostdeps
 	tests/run-molecule.sh $(BIN)
 
-test: lint sanity unit integration docs molecule
+# unit and namespace integration tests under each older ansible-core release (test ids end in [coreX.Y.Z])
+compat: devlink hostdeps
+	PYTHON=$(PYTHON) tests/run-compat.sh $(COMPAT_CORES)
+
+test: lint sanity unit integration compat docs molecule
 	@echo "make test: all stages passed"
 
 run: build

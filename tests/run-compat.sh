@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The unit tests and the network-namespace integration tests under each older ansible-core release,
+# each in its own venv (.cache/compat/coreX.Y, from requirements/coreX.Y.txt and its constraints).
+# The newest release (the dev venv, requirements.txt) runs the same tests in `make unit integration`
+# and sanity in `make sanity`. Every test id ends in [coreX.Y.Z] (tests/conftest.py), so a failure
+# line names its release; the summary at the end lists each release, its Python and its time.
+#   usage: run-compat.sh RELEASE... (e.g. 2.16 2.17 2.18); COMPAT_TESTS overrides the test paths.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+python=${PYTHON:-python3}
+: "${ANSIBLE_COLLECTIONS_PATH:=$root/.cache/dev}"
+export ANSIBLE_COLLECTIONS_PATH
+read -r -a tests <<<"${COMPAT_TESTS:-tests/unit tests/integration}"
+[ "$#" -gt 0 ] || { echo "usage: run-compat.sh RELEASE..." >&2; exit 2; }
+
+venv_for() {  # RELEASE -> venv dir, (re)built when its requirements change
+  local release=$1 venv=.cache/compat/core$1
+  local requirements=requirements/core$release.txt constraints=requirements/core$release-constraints.txt
+  local stamp
+  stamp="$venv/.stamp-$(cat "$requirements" "$constraints" | sha256sum | cut -c1-16)"
+  if [ ! -e "$stamp" ]; then
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    echo "building $venv from $requirements" >&2
+    # stdout is this function's answer: pip's output goes to stderr
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" -c "$constraints" >&2
+    touch "$stamp"
+  fi
+  echo "$venv"
+}
+
+summary=()
+failed=0
+for release in "$@"; do
+  start=$SECONDS
+  venv=$(venv_for "$release")
+  core=$("$venv/bin/python" -c 'from ansible.release import __version__; print(__version__)')
+  py=$("$venv/bin/python" -c 'import platform; print(platform.python_version())')
+  echo "== compat: ansible-core $core on Python $py ($venv): ${tests[*]}"
+  # this release's ansible, ansible-playbook and pytest first on PATH, whatever the caller's PATH holds
+  if PATH="$root/$venv/bin:$PATH" "$venv/bin/python" -m pytest -p no:cacheprovider \
+    -o junit_suite_name="ansible-core-$core" "${tests[@]}"; then
+    result=passed
+  else
+    result=FAILED
+    failed=1
+  fi
+  summary+=("ansible-core $core, Python $py: $result ($((SECONDS - start)) s)")
+done
+echo "== compat summary"
+printf '  %s\n' "${summary[@]}"
+exit "$failed"
