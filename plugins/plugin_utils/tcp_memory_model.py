@@ -664,14 +664,19 @@ def socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]
 
 MIB = 1 << 20
 SYSTEMD_UNIT_SUFFIXES = (".service", ".scope", ".slice")
+# Each CPU keeps up to MEMCG_CHARGE_BATCH (64) pages charged ahead to the cgroup it last charged
+# (include/linux/memcontrol.h, mm/memcontrol.c consume_stock/refill_stock): slack a limit must leave.
+MEMCG_CHARGE_BATCH_PAGES = 64
 
 
 def cgroup_socket_bytes(connections: int, workload: Workload, host: HostFacts, with_slab: bool) -> int:
-    """Socket memory a cgroup is charged for `connections`: buffers (no per-CPU reserve: that is
-    tcp_mem's batching, not the memcg's), plus the socket slab on cgroup v2, where slab is charged too."""
+    """Socket memory a cgroup is charged for `connections`: buffers (tcp_mem's per-CPU reserve left
+    out) plus the memcg's own per-CPU charge batches, and the socket slab on cgroup v2, where slab
+    is charged too."""
     usage = steady_state_usage(connections, workload, host)
     buffer_bytes = usage.active_connections * usage.pages_per_active * host.page_size_bytes
-    return buffer_bytes + (connections * slab_bytes_per_socket(host)[0] if with_slab else 0)
+    batch_bytes = host.cpu_count * MEMCG_CHARGE_BATCH_PAGES * host.page_size_bytes
+    return buffer_bytes + batch_bytes + (connections * slab_bytes_per_socket(host)[0] if with_slab else 0)
 
 
 def cgroup_connections_within(budget_bytes: int, workload: Workload, host: HostFacts, with_slab: bool) -> int:
