@@ -20,6 +20,7 @@ column of /proc/net/tcp and tcp6 (the reader's network namespace). Memory stays 
 from __future__ import annotations
 
 import os
+import stat
 
 # PAGE_COUNTER_MAX * PAGE_SIZE: what cgroup v1 prints for "no limit" (9223372036854771712 on
 # x86_64 with 4 KiB pages); anything this large is no limit.
@@ -221,10 +222,25 @@ def ancestors(cgroup_path: str, mount_root: str):
 
 
 def _read(path: str):
-    """Text of a small file, or None when it is missing or unreadable (a process that exited)."""
+    """Text of a small regular file, or None when it is missing, unreadable (a process that exited)
+    or not a regular file (a FIFO or device in its place would block or never end)."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read(MAX_FILE_BYTES).decode("utf-8", "replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, MAX_FILE_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _readlink(path: str):
+    try:
+        return os.readlink(path)
     except OSError:
         return None
 
@@ -247,14 +263,23 @@ def scan_processes(proc_root: str, max_processes: int, max_fds: int) -> dict:
     """Socket inodes held by processes: {'owners': {inode: pid}, and counters of what was read}.
 
     Processes are visited largest fd table first (FDSize), so a server holding most sockets is
-    read before the fd budget runs out.
+    read before the fd budget runs out; processes of another network namespace are skipped (their
+    sockets are not in this namespace's /proc/net/tcp).
     """
     try:
         pids = sorted((int(name) for name in os.listdir(proc_root) if name.isdigit()), reverse=True)
     except OSError:
         pids = []
+    own_netns = _readlink(os.path.join(proc_root, "self/ns/net"))
     sized = []
+    other_netns = 0
     for pid in pids[:max_processes]:
+        if own_netns is not None:
+            netns = _readlink(os.path.join(proc_root, str(pid), "ns/net"))
+            if netns is not None and netns != own_netns:
+                # Its sockets are not in this namespace's /proc/net/tcp: reading its fds is wasted.
+                other_netns += 1
+                continue
         status = _read(os.path.join(proc_root, str(pid), "status"))
         fdsize = parse_status_fdsize(status) if status is not None else None
         if fdsize:
@@ -293,6 +318,7 @@ def scan_processes(proc_root: str, max_processes: int, max_fds: int) -> dict:
     return {
         "owners": owners,
         "processes_listed": len(pids),
+        "processes_other_netns": other_netns,
         "processes_read": processes_read,
         "processes_unreadable": unreadable,
         "fds_read": fds_read,
@@ -425,6 +451,7 @@ def gather_cgroups(proc_root: str = "/proc", fs_root: str = "/", max_processes: 
         "owners": owners,
         "scan": {
             "processes_listed": scan["processes_listed"],
+            "processes_other_netns": scan["processes_other_netns"],
             "processes_read": scan["processes_read"],
             "processes_unreadable": scan["processes_unreadable"],
             "fds_read": scan["fds_read"],

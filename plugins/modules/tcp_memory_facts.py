@@ -107,7 +107,8 @@ options:
         however far C(tcp_mem) is; on cgroup v1 only C(memory.kmem.tcp.limit_in_bytes) does.
       - "Bounded cost: reads C(/proc/PID/status) of at most O(cgroups_max_processes) processes, then the fd
         links of those with the largest fd tables first, at most O(cgroups_max_fds) links in all, and matches
-        socket inodes against C(/proc/net/tcp) and C(tcp6). Needs root to see other users' processes."
+        socket inodes against C(/proc/net/tcp) and C(tcp6); processes of other network namespaces are skipped.
+        Needs root to see other users' processes."
       - Cgroup files are read under the parent directory of O(proc_root) (V(/) for C(/proc)), at the
         mountpoints C(/proc/self/mountinfo) names.
     type: bool
@@ -333,7 +334,7 @@ ansible_facts:
                 socket_limit: {cgroup: /system.slice/run-load.scope, file: memory.max, limit_bytes: 67108864,
                                other_bytes: 11000000, headroom_bytes: 56108864}
                 socket_headroom_bytes: 56108864
-            scan: {processes_listed: 90, processes_read: 60, processes_unreadable: 0, fds_read: 2300,
+            scan: {processes_listed: 90, processes_other_netns: 0, processes_read: 60, processes_unreadable: 0, fds_read: 2300,
                    tcp_sockets_seen: 1003, tcp_sockets_attributed: 1003, max_processes: 4096, max_fds: 100000,
                    truncated: false}
             notes: [sockets are attributed to the cgroup of the process holding them]

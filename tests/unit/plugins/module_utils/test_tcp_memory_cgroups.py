@@ -171,6 +171,7 @@ def test_v2_scope_names_the_limited_cgroup_first(tmp_path):
     assert ssh["tcp_sockets"] == 1 and ssh["socket_limit"] is None and ssh["socket_headroom_bytes"] is None
     assert facts["scan"] == {
         "processes_listed": 6,
+        "processes_other_netns": 0,
         "processes_read": 5,  # the kernel thread (FDSize 0) is not read
         "processes_unreadable": 0,
         "fds_read": 3 * 5 + 1 + 5 + 1,
@@ -256,10 +257,32 @@ def test_fd_bound_reads_the_biggest_fd_table_first(tmp_path):
     assert any("stopped at its bounds" in note for note in facts["notes"])
 
 
+def test_processes_of_another_network_namespace_are_skipped(tmp_path):
+    root = materialize("v2_scope", str(tmp_path))
+    proc_root = os.path.join(root, "proc")
+    os.makedirs(os.path.join(proc_root, "self/ns"))
+    os.symlink("net:[4026531840]", os.path.join(proc_root, "self/ns/net"))
+    for pid, link in (("900", "net:[4026532999]"), ("901", "net:[4026531840]")):
+        os.makedirs(os.path.join(proc_root, pid, "ns"))
+        os.symlink(link, os.path.join(proc_root, pid, "ns/net"))
+    facts = cg.gather_cgroups(proc_root=proc_root, fs_root=root)
+    assert facts["scan"]["processes_other_netns"] == 1
+    assert owner(facts, "/system.slice/run-load.scope")["tcp_sockets"] == 1  # pid 901 only
+
+
 def test_process_bound(tmp_path):
     facts = gather_tree(tmp_path, "v2_scope", max_processes=2)
     assert facts["scan"]["truncated"] is True
     assert facts["scan"]["processes_read"] <= 2
+
+
+def test_a_fifo_in_place_of_a_cgroup_file_reads_as_missing(tmp_path):
+    root = materialize("v2_scope", str(tmp_path))
+    limit = os.path.join(root, "sys/fs/cgroup/system.slice/run-load.scope/memory.max")
+    os.remove(limit)
+    os.mkfifo(limit)
+    facts = cg.gather_cgroups(proc_root=os.path.join(root, "proc"), fs_root=root)
+    assert owner(facts, "/system.slice/run-load.scope")["memory_max_bytes"] is None
 
 
 @pytest.mark.parametrize("name", BROKEN)
