@@ -12,6 +12,7 @@ noise hits all cases alike), and report medians:
   module states=true        idem, with states: true
   module top_sockets=20     idem, with top_sockets: 20
   module connection_bytes=true  idem, states with byte sums (the full dump states used before issue 14)
+  module process default    the module file run as a process with no options: start-up and imports
   module process states     the module file run by the target Python as Ansible would run it
                             (python tcp_memory_facts.py ARGS.json): start-up included
   ss -s                     the ss binary
@@ -70,6 +71,7 @@ CASE_ORDER = [
     "module states=true",
     "module top_sockets=20",
     "module connection_bytes=true",
+    "module process default",
     "module process states=true",
     "ss -s",
     "ss -tan state all | wc -l",
@@ -221,8 +223,13 @@ def measure(runs: int, target_python: str) -> dict:
     args_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115 -- removed below
     json.dump({"ANSIBLE_MODULE_ARGS": {"states": True}}, args_file)
     args_file.close()
+    default_args_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115 -- idem
+    json.dump({"ANSIBLE_MODULE_ARGS": {}}, default_args_file)
+    default_args_file.close()
     collections = _import_root()
     module_process = [target_python, MODULE_FILE, args_file.name]
+    # start-up, imports and the default call: the floor of any module run as a process
+    commands = dict(PROCESS_CASES, **{"module process default": [target_python, MODULE_FILE, default_args_file.name]})
     env_before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = collections + (os.pathsep + env_before if env_before else "")
     samples = {name: [] for name in CASE_ORDER}
@@ -233,18 +240,16 @@ def measure(runs: int, target_python: str) -> dict:
             counted[name] = worker.run()["sockets"]
         for _round in range(runs):
             for name in CASE_ORDER:
-                if name in workers:
-                    result = workers[name].run()
-                else:
-                    result = run_process(PROCESS_CASES.get(name, module_process))
+                result = workers[name].run() if name in workers else run_process(commands.get(name, module_process))
                 samples[name].append(result["seconds"])
         for name in CASE_ORDER:
             if name not in workers:
-                peaks[name] = peak_of(PROCESS_CASES.get(name, module_process))
+                peaks[name] = peak_of(commands.get(name, module_process))
     finally:
         for name, worker in workers.items():
             peaks[name] = worker.close()
         os.unlink(args_file.name)
+        os.unlink(default_args_file.name)
         shutil.rmtree(collections, ignore_errors=True)
     return {
         "cases": {
