@@ -140,6 +140,17 @@ extends_documentation_fragment:
 notes:
   - Kernel stacks and other processes' C(/proc) entries need root; without it O(blocked_writers) reports
     C(threads=null) and says why.
+  - Only regular files are read (procfs and sysfs files are); a FIFO, a device (a link to C(/dev/zero)), a socket
+    or a directory in a file's place fails the task naming the path, without waiting on it. Every read is capped
+    and a larger file fails the task naming it - 1 MiB for the small files (C(meminfo), C(sockstat), C(snmp),
+    C(netstat), C(protocols), the sysctls, the CPU list), 16 MiB for C(zoneinfo) and C(mountinfo), 64 KiB for a
+    thread's C(stack), C(wchan) or C(comm), 4 GiB (lines of at most 4 KiB) for C(/proc/net/tcp) and C(tcp6).
+  - Facts no real host has fail the task naming the file and the value - C(MemTotal) outside 4 MiB..4 PiB
+    (52-bit physical addresses), C(MemAvailable) above C(MemTotal), a page size that is not a power of two from
+    4 KiB to 1 MiB, more than 65536 CPUs, a sysctl value its kernel type cannot hold (C(tcp_mem) and C(udp_mem)
+    pages beyond 2^63 bytes, C(tcp_rmem), C(tcp_wmem) and C(net.core) sizes outside 0..2147483647,
+    C(tcp_adv_win_scale) outside -31..31). A C(tcp_mem) or C(udp_mem) triple out of order, or a C(tcp_rmem) or
+    C(tcp_wmem) maximum below its minimum or default, is reported in C(status.notes) (the kernel accepts it).
 seealso:
   - name: Kernel ip-sysctl documentation
     description: tcp_mem, tcp_rmem, tcp_wmem and the other keys reported here.
