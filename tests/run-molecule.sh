@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every Molecule scenario (molecule/*/molecule.yml) with `molecule test`, one after the
 # other, and exit non-zero if any failed. Whatever happens, leave no VM or container behind.
+# Prints the time of each stage (image builds, each scenario) and, per scenario, the guests'
+# Debian release, kernel and Python.
 #
 # usage: tests/run-molecule.sh VENV_BIN [SCENARIO...]   (default: all scenarios)
 set -euo pipefail
@@ -55,6 +57,47 @@ for path in sys.argv[1:]:
 EOF
 }
 
+# Per platform of each scenario: "NAME vm RELEASE" or "NAME podman -". Platforms without a
+# release boot the default guest (Debian 12, as vm.sh).
+scenario_platforms() {
+  "$bin/python" - "$@" <<'EOF'
+import sys
+import yaml
+
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    podman = (config.get("driver") or {}).get("name") == "podman"
+    for platform in config.get("platforms") or []:
+        print(platform["name"], "podman" if podman else "vm", "-" if podman else platform.get("release", 12))
+EOF
+}
+
+# "Debian 12 (bookworm), kernel 6.1.0-..., Python 3.11.2" from a VM image's release file.
+describe_release() {
+  local file
+  file=$(dirname "$("$root/tests/hosts/vm.sh" image --release "$1")")/release
+  "$bin/python" - "$file" <<'EOF'
+import sys
+
+with open(sys.argv[1], encoding="utf-8") as handle:
+    fields = dict(item.split("=", 1) for item in handle.read().split())
+print(f"Debian {fields['debian']} ({fields['suite']}), kernel {fields['kernel']}, Python {fields['python']}")
+EOF
+}
+
+# What a scenario runs on, one line per platform.
+describe_scenario() {
+  local name kind release
+  while read -r name kind release; do
+    if [ "$kind" = podman ]; then
+      echo "  $name: podman container, Debian 12 userland (Python $container_python), this machine's kernel $(uname -r)"
+    else
+      echo "  $name: QEMU VM, $(describe_release "$release")"
+    fi
+  done < <(scenario_platforms "molecule/$1/molecule.yml")
+}
+
 cleanup() {
   local rc=$? name
   "$root/tests/hosts/vm.sh" stop-all || rc=1
@@ -78,14 +121,29 @@ interrupted() {
 trap cleanup EXIT
 trap interrupted INT TERM
 
-"$root/tests/hosts/vm.sh" image >/dev/null
-"$root/tests/hosts/container.sh" image >/dev/null
+# Every guest image the scenarios use, built side by side (one mmdebstrap per release), and the
+# container image; each is cached, so this stage takes seconds once built.
+stage_start=$SECONDS
+mapfile -t releases < <(scenario_platforms molecule/*/molecule.yml | awk '$2 == "vm" { print $3 }' | sort -u)
+image_pids=()
+for release in "${releases[@]}"; do
+  "$root/tests/hosts/vm.sh" image --release "$release" >/dev/null &
+  image_pids+=($!)
+done
+container_image=$("$root/tests/hosts/container.sh" image)
+for pid in "${image_pids[@]}"; do
+  wait "$pid" || { echo "a guest image failed to build (see .cache/hosts/image-build-*.log)" >&2; exit 1; }
+done
+container_python=$(podman run --rm --network none "$container_image" python3 -c 'import platform; print(platform.python_version())' 2>/dev/null || echo unknown)
+images_seconds=$((SECONDS - stage_start))
+echo "=== images: Debian ${releases[*]} guests and the container image ready in ${images_seconds}s"
 
 failed=()
 declare -A seconds
 for scenario in "${scenarios[@]}"; do
   [ -f "molecule/$scenario/molecule.yml" ] || { echo "no scenario molecule/$scenario" >&2; failed+=("$scenario"); continue; }
-  echo "=== molecule test -s $scenario ($(date -u +%H:%M:%S))"
+  echo "=== molecule test -s $scenario ($(date -u +%H:%M:%S)) on:"
+  describe_scenario "$scenario"
   start=$SECONDS
   setsid molecule -c "$base_config" test -s "$scenario" &
   molecule_pid=$!
@@ -99,10 +157,12 @@ for scenario in "${scenarios[@]}"; do
 done
 
 echo "=== molecule summary"
+printf '%-14s %-7s %5ss\n' images ready "$images_seconds"
 for scenario in "${scenarios[@]}"; do
   status=passed
   for f in "${failed[@]}"; do [ "$f" = "$scenario" ] && status=FAILED; done
-  printf '%-12s %-7s %4ss\n' "$scenario" "$status" "${seconds[$scenario]:-0}"
+  printf '%-14s %-7s %5ss\n' "$scenario" "$status" "${seconds[$scenario]:-0}"
+  [ ! -f "molecule/$scenario/molecule.yml" ] || describe_scenario "$scenario"
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed scenarios: ${failed[*]}" >&2

@@ -68,10 +68,9 @@ cmd_image() {
     "$here/build-vm-image.sh" "$dir.tmp" "$release" >"$cache/image-build-debian$release.log" 2>&1 ||
       die "image build failed, see $cache/image-build-debian$release.log"
     mv "$dir.tmp" "$dir"
-    # Images of this release's older recipes are never used again (those of other releases
-    # are, and stay; so do the unversioned image-<hash> dirs of recipes before releases, which
-    # only one release at a time removes). A VM still running on a removed image keeps its
-    # files open, so removing them does not disturb it.
+    # Images of this release's older recipes are never used again; other releases' images are
+    # and stay. The unversioned image-<hash> dirs of the recipes before releases go too. A VM
+    # still running on a removed image keeps its files open, so removing them does not disturb it.
     find "$cache" -maxdepth 1 -type d \( -name "image-debian$release-????????????????" \
       -o -name 'image-????????????????' \) ! -path "$dir" -exec rm -rf {} +
   fi
