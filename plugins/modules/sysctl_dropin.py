@@ -23,6 +23,12 @@ description:
     (see O(path) and O(force)); nothing is changed when it refuses.
   - Takes an exclusive lock (O(lock_file)) from reading the current state to the read-back, so two runs against
     one host at once cannot leave the file and the kernel disagreeing.
+  - With O(state=absent) it undoes that work - removes the drop-in (only a file this collection wrote) and sets each
+    key the drop-in held, live, back to what the host would hold after a reboot without it. That is the value of
+    the sysctl.d file that would then win for the key (same boot order as the conflict check), else the kernel's
+    boot default (O(boot_defaults), a constant of the kernel's init code, or C(net.core.rmem_max)/C(wmem_max) from
+    C(rmem_default)/C(wmem_default)), else the key is left as it is and the reason says so.
+    Values named in O(settings) win over all of these.
 author:
   - netstack.tcp_tuning developers (@netstack)
 options:
@@ -39,16 +45,32 @@ options:
         a rollback removes it again.
     type: path
     required: true
+  state:
+    description:
+      - V(present) writes the drop-in and applies its values.
+      - V(absent) removes the drop-in and restores, live, every key it set (see the description); the file
+        must start with this collection's managed-by line, also with O(force=true) - a file this collection
+        did not write is never removed. A missing file is not an error - only keys named in O(settings) are
+        then set.
+      - With V(absent), O(apply=false) removes the file and leaves every live value as it is.
+    type: str
+    choices: [present, absent]
+    default: present
   force:
     description:
       - Replace the drop-in even when it is outside O(search_roots) or an existing file that this collection did
         not write (no managed-by line). Symbolic links, directories and other non-regular files are refused anyway.
+      - With O(state=absent) it only allows a drop-in outside O(search_roots); a file without the managed-by line
+        is still refused.
     type: bool
     default: false
   settings:
     description:
       - Dotted sysctl key to value. Every key must exist under O(proc_sys_root), also with O(apply=false)
         (pass absent keys in O(skip)).
+      - Required with O(state=present). With O(state=absent), the values to restore instead of the computed ones
+        (for example the per-namespace keys of a container, whose values at creation no file records); keys not
+        in the drop-in are set too.
       - Values are strings of plain decimal integers within the kernel's int range (vectors separated by
         blanks); integers are accepted, booleans are refused.
       - C(net.ipv4.tcp_mem), C(net.ipv4.tcp_rmem), C(net.ipv4.tcp_wmem) and C(net.ipv4.udp_mem) need exactly three
@@ -57,7 +79,6 @@ options:
         C(net.sctp.sctp_rmem) and C(net.sctp.sctp_wmem) three, C(kernel.printk) and C(kernel.sem) four;
         every other key exactly one.
     type: dict
-    required: true
   comments:
     description:
       - Key to free text, written as C(# ) lines above that key. Keys not in O(settings) are ignored.
@@ -71,6 +92,13 @@ options:
     description:
       - Key to reason. These keys are neither written to the file nor applied; they are reported with
         action C(skipped) and the reason (for example keys that are global and read-only inside a container).
+    type: dict
+    default: {}
+  boot_defaults:
+    description:
+      - With O(state=absent), key to the value the kernel sets at boot on this host, used for a key no remaining
+        sysctl.d file sets (the C(tcp_memory) role passes C(tcp_mem), C(tcp_rmem) and C(tcp_wmem) from the facts'
+        C(boot_defaults)). Values are checked like O(settings). Ignored with O(state=present).
     type: dict
     default: {}
   conflicts:
@@ -163,10 +191,10 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reports the file diff and, per key, the live value and the value it would set.
+    details: Reports the file diff and, per key, the live value and the value it would set (or restore).
   diff_mode:
     support: full
-    details: The diff is the drop-in file before and after.
+    details: The diff is the drop-in file before and after (empty after O(state=absent)).
   platform:
     support: full
     platforms: posix
@@ -175,7 +203,17 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 notes:
   - Keys that are removed from O(settings) disappear from the file, but their live values are left as
-    they are (the module cannot know what they were before the first run).
+    they are (the module cannot know what they were before the first run); O(state=absent) restores the keys
+    the file holds when it runs.
+  - O(state=absent) cannot know what a non-initial network namespace (a container) had for its per-namespace keys
+    (C(tcp_rmem), C(tcp_wmem)...) - a new namespace copies the host's values when it is created - so the
+    C(tcp_memory) role passes them in O(skip) there unless the user names values.
+  - C(net.core.rmem_max)/C(wmem_max) boot at the same constant as C(rmem_default)/C(wmem_default)
+    (SK_RMEM_MAX/SK_WMEM_MAX in C(net/core/sock.c)); the restore reads those when no sysctl.d file (and not the
+    drop-in) sets them. A C(sysctl -w) of C(rmem_default) since boot would mislead it; name the value in O(settings)
+    then.
+  - O(state=absent) writes the live values first and removes the file last; a write the kernel refuses, or a
+    removal that fails, puts back every live value written and leaves the file.
   - A rollback puts back the previous file byte for byte with its mode, owner and SELinux context (or removes the
     new file, and the directory made for it), removes the backup made by O(backup), and writes back the previous
     live value of every key it wrote.
@@ -205,6 +243,15 @@ EXAMPLES = r"""
       net.ipv4.tcp_wmem: "4096 16384 4194304"
   check_mode: true
   register: dropin_plan
+
+- name: Undo - remove the drop-in and restore each key it set to its value after a reboot without it
+  netstack.tcp_tuning.sysctl_dropin:
+    path: /etc/sysctl.d/99-netstack-tcp-memory.conf
+    state: absent
+    boot_defaults:
+      net.ipv4.tcp_mem: "{{ ansible_facts.tcp_memory.boot_defaults.tcp_mem_pages | join(' ') }}"
+      net.ipv4.tcp_rmem: "{{ ansible_facts.tcp_memory.boot_defaults.tcp_rmem_bytes | join(' ') }}"
+      net.ipv4.tcp_wmem: "{{ ansible_facts.tcp_memory.boot_defaults.tcp_wmem_bytes | join(' ') }}"
 """
 
 RETURN = r"""
@@ -214,12 +261,15 @@ path:
   type: str
   sample: /etc/sysctl.d/99-netstack-tcp-memory.conf
 file_changed:
-  description: Whether the drop-in content differs (or would differ in check mode) from the file on disk.
+  description:
+    - Whether the drop-in content differs (or would differ in check mode) from the file on disk.
+    - With O(state=absent), whether the file is (or would be) removed.
   returned: always
   type: bool
   sample: true
 diff:
-  description: The drop-in before and after (empty before when the file did not exist).
+  description:
+    - The drop-in before and after (empty before when the file did not exist, empty after with O(state=absent)).
   returned: always
   type: dict
   sample: {before: "", after: "# Managed by netstack.tcp_tuning ...\n", before_header: /etc/sysctl.d/x.conf}
@@ -227,6 +277,9 @@ keys:
   description:
     - Per key the normalised live value before the run (null when the key does not exist here), the value
       after, the action (V(unchanged), V(set), V(skipped)) and why.
+    - With O(state=absent) also C(source), where the restored value comes from - V(given) (O(settings)),
+      V(file) (the sysctl.d file that then wins, named in C(reason)), V(boot_default) (O(boot_defaults)),
+      V(kernel_constant), V(same_constant) (the twin C(net.core) default), or V(unknown) (left as it is).
   returned: always
   type: dict
   sample:
@@ -287,6 +340,8 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_paths import (
     SYSCTL_D_ROOTS,
     file_type_problem,
+    in_roots,
+    is_managed,
     ownership_problem,
     path_syntax_problem,
 )
@@ -311,6 +366,15 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     profile_assignments,
     reapply_sysctl,
     tuned_conflicts,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_undo import (
+    SAME_BOOT_CONSTANT,
+    SOURCE_BOOT_DEFAULT,
+    SOURCE_FILE,
+    boot_order_without,
+    dropin_keys,
+    plan_restore,
+    restore_value,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
     key_problem,
@@ -409,10 +473,13 @@ def input_problems(params: Mapping[str, Any]) -> List[str]:
         path_problem = f"path {params['path']!r} is a directory: give the drop-in file inside it"
     if path_problem:
         problems.append(path_problem)
-    for key, value in sorted(params["settings"].items(), key=lambda item: str(item[0])):
-        problem = key_problem(key) or value_problem(key, value)
-        if problem:
-            problems.append(f"settings[{key!r}] = {value!r}: {problem}")
+    if params["state"] == "present" and params["settings"] is None:
+        problems.append("settings is required with state=present: give the sysctl key -> value dict to write")
+    for option in ("settings", "boot_defaults"):
+        for key, value in sorted((params[option] or {}).items(), key=lambda item: str(item[0])):
+            problem = key_problem(key) or value_problem(key, value)
+            if problem:
+                problems.append(f"{option}[{key!r}] = {value!r}: {problem}")
     for key in sorted(params["skip"], key=str):
         problem = key_problem(key)
         if problem:
@@ -744,6 +811,128 @@ def run(module: AnsibleModule) -> None:
     module.exit_json(**result)
 
 
+def removal_problem(params: Mapping[str, Any], old: Optional[FileState]) -> Optional[str]:
+    """Why state=absent must not remove the file at `path`, or None. A file without the managed-by
+    line is never removed, also not with force; force only allows a path outside the search roots."""
+    path = params["path"]
+    if old is not None and not is_managed(old.data.decode("utf-8", "replace")):
+        return (
+            f"path {path} exists and was not written by this collection (no managed-by header): "
+            "state=absent never removes it, also not with force=true"
+        )
+    if not params["force"] and not in_roots(path, params["search_roots"]):
+        return ownership_problem(path, params["search_roots"], None)
+    return None
+
+
+def boot_order_assignments(params: Mapping[str, Any]) -> Tuple[List[Tuple[str, List[Any]]], List[str]]:
+    """(file, assignments) of every file applied at boot once the drop-in is gone, in order, and notes
+    about the files that could not be read."""
+    order = boot_order_without(
+        params["path"], params["search_roots"], list_search_roots(params["search_roots"]), params["sysctl_conf"]
+    )
+    parsed, notes = [], []
+    for path in order:
+        try:
+            text = read_text(path)
+        except (UnreadableFile, OSError) as error:
+            notes.append(f"{to_native(error)}: not read, so not taken into account for the values restored")
+            continue
+        if text is not None:
+            parsed.append((path, parse_sysctl_conf(text)))
+    return parsed, notes
+
+
+def restore_problems(proc_sys_root: str, plan: Mapping[str, Mapping[str, Any]], given: Mapping[str, str]) -> List[str]:
+    """Values that cannot be restored: a given key absent here, a value from a file or the facts the kernel
+    would refuse, a read-only key that must change."""
+    problems = []
+    for key, entry in sorted(plan.items()):
+        if key in given and entry["before"] is None:
+            problems.append(f"settings[{key!r}]: {key} does not exist under {proc_sys_root} here")
+            continue
+        if entry["action"] != "set":
+            continue
+        if entry["source"] in (SOURCE_FILE, SOURCE_BOOT_DEFAULT):
+            problem = value_problem(key, entry["after"])
+            if problem:
+                problems.append(f"{key}: {entry['reason']} gives {entry['after']!r}, which {problem}")
+                continue
+        if not os.access(proc_sys_path(proc_sys_root, key), os.W_OK):
+            problems.append(
+                f"{key} is read-only here (live {entry['before']}, to restore {entry['after']}); pass it in skip"
+            )
+    return problems
+
+
+def run_absent(module: AnsibleModule) -> None:
+    """state=absent under the lock: plan the restore, write live values, read back, then remove the file."""
+    params = module.params
+    path, proc_sys_root, apply_live = params["path"], params["proc_sys_root"], params["apply"]
+    old, path_problem = existing_file(module, path)
+    path_problem = path_problem or removal_problem(params, old)
+    if path_problem:
+        module.fail_json(msg=f"refusing to remove the drop-in, nothing was changed: {path_problem}")
+
+    old_text = None if old is None else old.data.decode("utf-8", "replace")
+    keys, globs = dropin_keys(parse_sysctl_conf(old_text or ""))
+    given = {key: normalise_value(str(value)) for key, value in (params["settings"] or {}).items()}
+    boot_defaults = {key: normalise_value(str(value)) for key, value in params["boot_defaults"].items()}
+    skip = {key: str(reason) for key, reason in params["skip"].items()}
+    restored_keys = sorted(set(keys) | set(given))
+    try:
+        live = read_live(proc_sys_root, sorted(set(restored_keys) | set(SAME_BOOT_CONSTANT.values())))
+    except OSError as error:
+        module.fail_json(msg=f"cannot read the live values, nothing was changed: {to_native(error)}")
+    parsed, notes = boot_order_assignments(params)
+    restores = {key: restore_value(key, given, parsed, boot_defaults, live, keys) for key in restored_keys}
+    plan = plan_restore(restored_keys, restores, skip, live, apply_live)
+    problems = restore_problems(proc_sys_root, plan, given)
+    if problems:
+        module.fail_json(msg="cannot restore here, nothing was changed: " + "; ".join(problems), keys=plan)
+    notes.extend(
+        f"{path} sets the pattern {pattern}: the keys it matched are not restored (name them in settings)"
+        for pattern in globs
+    )
+    for note in notes:
+        module.warn(note)
+
+    result: Dict[str, Any] = dict(
+        path=path,
+        keys=plan,
+        conflicts=[],
+        notes=notes,
+        file_changed=old is not None,
+        diff=dict(before=old_text or "", after="", before_header=path, after_header=f"{path} (removed)"),
+    )
+    targets = {key: entry["after"] for key, entry in plan.items() if entry["action"] in ("set", "unchanged")}
+    live_changed = apply_live and bool(keys_to_write(plan))
+    result["changed"] = result["file_changed"] or live_changed
+    if module.check_mode or not result["changed"]:
+        module.exit_json(**result)
+
+    if result["file_changed"] and params["backup"]:
+        result["backup_file"] = module.backup_local(path)
+    written: List[str] = []
+    if live_changed:
+        written, failure = apply_live_values(proc_sys_root, plan, targets)
+        if failure:
+            live_outcome = restore_live(proc_sys_root, written, plan)
+            result["rollback"] = {"file": "unchanged", "live": live_outcome}
+            roll_back_backup(result)
+            restored = ", ".join(f"{key} {outcome}" for key, outcome in live_outcome.items())
+            module.fail_json(msg=f"{failure}. Rolled back: file unchanged; live values: {restored}", **result)
+    if old is not None:
+        try:
+            os.unlink(path)
+        except OSError as error:
+            live_outcome = restore_live(proc_sys_root, written, plan)
+            result["rollback"] = {"file": "unchanged", "live": live_outcome}
+            roll_back_backup(result)
+            module.fail_json(msg=f"removing {path} failed: {to_native(error)}; live values put back", **result)
+    module.exit_json(**result)
+
+
 def roll_back_backup(result: Dict[str, Any]) -> None:
     """Remove the backup a failed run made, and say so in the rollback report."""
     backup_file = result.pop("backup_file", None)
@@ -755,8 +944,10 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type="path", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
             force=dict(type="bool", default=False),
-            settings=dict(type="dict", required=True),
+            settings=dict(type="dict"),
+            boot_defaults=dict(type="dict", default={}),
             comments=dict(type="dict", default={}),
             header=dict(type="str"),
             skip=dict(type="dict", default={}),
@@ -786,7 +977,10 @@ def main() -> None:
         module.fail_json(msg="invalid input, nothing was changed: " + "; ".join(problems))
     lock_fd = take_lock(module, module.params)
     try:
-        run(module)
+        if module.params["state"] == "absent":
+            run_absent(module)
+        else:
+            run(module)
     finally:
         if lock_fd is not None:
             release(lock_fd)

@@ -1,0 +1,184 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What each managed key goes back to when the drop-in is removed (pure functions, state=absent).
+
+The value to restore is the one the host would hold after a reboot without the drop-in:
+
+1. a value the user names (option ``settings`` with state=absent), else
+2. the value of the sysctl.d file that would then win for the key, in the boot order of
+   sysctl_dropin_precedence (files of all search roots merged and sorted by name, an earlier root
+   masking a same-named file of a later one, /etc/sysctl.conf last). systemd-sysctl lets an
+   explicit key win over a glob that matches it, whatever their order (src/sysctl/sysctl.c,
+   apply_glob_option: "not setting ... explicit setting exists"), else
+3. the kernel's boot default: given by the caller (the facts' ``boot_defaults``), a constant the
+   kernel sets in its init code, or net.core.rmem_max/wmem_max read from rmem_default/wmem_default,
+   which boot at the same constant (net/core/sock.c: sysctl_rmem_max and sysctl_rmem_default are both
+   initialised to SK_RMEM_MAX, the wmem pair to SK_WMEM_MAX), when no sysctl.d file and not the
+   drop-in sets those, else
+4. nothing: the live value is left and the reason says how to name a value.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+    Assignment,
+    effective_files,
+    key_matches,
+)
+
+SOURCE_GIVEN = "given"
+SOURCE_FILE = "file"
+SOURCE_BOOT_DEFAULT = "boot_default"
+SOURCE_KERNEL_CONSTANT = "kernel_constant"
+SOURCE_SAME_CONSTANT = "same_constant"
+SOURCE_UNKNOWN = "unknown"
+
+# Values the kernel's init code sets, whatever the machine (net/ipv4/tcp_ipv4.c, tcp_sk_init():
+# sysctl_tcp_moderate_rcvbuf = 1, sysctl_tcp_adv_win_scale = 1).
+KERNEL_CONSTANT_DEFAULTS = {
+    "net.ipv4.tcp_moderate_rcvbuf": "1",
+    "net.ipv4.tcp_adv_win_scale": "1",
+}
+
+# Keys that boot at the value another key also boots at (net/core/sock.c): key -> that other key.
+SAME_BOOT_CONSTANT = {
+    "net.core.rmem_max": "net.core.rmem_default",
+    "net.core.wmem_max": "net.core.wmem_default",
+}
+
+
+class Restore(NamedTuple):
+    """The value a key goes back to (None: unknown, leave it) and where that value comes from."""
+
+    value: Optional[str]
+    source: str
+    origin: str  # a sentence: the file and line, the fact, or why it stays as it is
+
+
+def boot_order_without(
+    dropin_path: str,
+    search_roots: Sequence[str],
+    listing: Mapping[str, Sequence[str]],
+    sysctl_conf: Optional[str],
+    realpath=os.path.realpath,
+) -> List[str]:
+    """The files systemd-sysctl / sysctl --system apply at boot once the drop-in is gone, in order.
+
+    Without the drop-in a same-named file of a later root (/usr/lib/sysctl.d) is no longer masked
+    and takes its place; /etc/sysctl.conf comes last, once (Debian also links it as 99-sysctl.conf).
+    """
+    roots = [os.path.normpath(root) for root in search_roots]
+    dropin_dir, dropin_name = os.path.split(os.path.normpath(dropin_path))
+    pruned = {
+        os.path.normpath(root): [name for name in names if (os.path.normpath(root), name) != (dropin_dir, dropin_name)]
+        for root, names in listing.items()
+    }
+    files = [path for _name, path in effective_files(roots, pruned)]
+    if sysctl_conf:
+        files = [path for path in files if realpath(path) != realpath(sysctl_conf)]
+        files.append(sysctl_conf)
+    return files
+
+
+def winning_assignment(
+    key: str, parsed: Sequence[Tuple[str, Sequence[Assignment]]]
+) -> Optional[Tuple[str, Assignment]]:
+    """(file, assignment) that sets `key` last at boot: the last explicit one, else the last glob."""
+    explicit: Optional[Tuple[str, Assignment]] = None
+    glob: Optional[Tuple[str, Assignment]] = None
+    for path, assignments in parsed:
+        for assignment in assignments:
+            if assignment.key == key:
+                explicit = (path, assignment)
+            elif key_matches(assignment.key, key):
+                glob = (path, assignment)
+    return explicit or glob
+
+
+def restore_value(
+    key: str,
+    given: Mapping[str, str],
+    parsed: Sequence[Tuple[str, Sequence[Assignment]]],
+    boot_defaults: Mapping[str, str],
+    live: Mapping[str, Optional[str]],
+    managed_keys: Sequence[str] = (),
+) -> Restore:
+    """Where `key` goes back to after the drop-in is removed (see the module docstring for the order)."""
+    if key in given:
+        return Restore(given[key], SOURCE_GIVEN, "the value given in settings")
+    found = winning_assignment(key, parsed)
+    if found:
+        path, assignment = found
+        return Restore(assignment.value, SOURCE_FILE, f"{path} line {assignment.line}, which then wins at boot")
+    if key in boot_defaults:
+        return Restore(boot_defaults[key], SOURCE_BOOT_DEFAULT, "the kernel's boot default (boot_defaults)")
+    if key in KERNEL_CONSTANT_DEFAULTS:
+        return Restore(KERNEL_CONSTANT_DEFAULTS[key], SOURCE_KERNEL_CONSTANT, "the value the kernel sets at boot")
+    twin = SAME_BOOT_CONSTANT.get(key)
+    if twin and live.get(twin) and twin_untouched(twin, given, parsed, managed_keys):
+        return Restore(
+            live[twin],
+            SOURCE_SAME_CONSTANT,
+            f"the kernel's boot default, the constant {twin} also boots at (no sysctl.d file sets {twin})",
+        )
+    return Restore(
+        None,
+        SOURCE_UNKNOWN,
+        "no sysctl.d file sets it and its boot default is not known here: left as it is "
+        "(give the value in settings, role: tcp_memory_undo_values)",
+    )
+
+
+def twin_untouched(
+    twin: str, given: Mapping[str, str], parsed: Sequence[Tuple[str, Sequence[Assignment]]], managed_keys: Sequence[str]
+) -> bool:
+    """Whether `twin` still holds its boot value as far as the files tell: neither the drop-in, a sysctl.d
+    file nor the user sets it."""
+    return twin not in managed_keys and twin not in given and winning_assignment(twin, parsed) is None
+
+
+def dropin_keys(assignments: Sequence[Assignment]) -> Tuple[List[str], List[str]]:
+    """(exact keys the drop-in sets, glob patterns it holds). The module never writes globs; a managed
+    file edited by hand might: their keys cannot be told, so they are reported, not restored."""
+    keys: List[str] = []
+    globs: List[str] = []
+    for assignment in assignments:
+        target = globs if any(char in assignment.key for char in "*?[") else keys
+        if assignment.key not in target:
+            target.append(assignment.key)
+    return sorted(keys), sorted(globs)
+
+
+def plan_restore(
+    keys: Sequence[str],
+    restores: Mapping[str, Restore],
+    skip: Mapping[str, str],
+    live: Mapping[str, Optional[str]],
+    apply_live: bool = True,
+) -> Dict[str, Dict[str, Any]]:
+    """key -> {before, after, action, reason, source} like plan_keys, for state=absent."""
+    plan: Dict[str, Dict[str, Any]] = {}
+    for key in sorted(keys):
+        before = live.get(key)
+        restore = restores[key]
+        entry: Dict[str, Any] = {"before": before, "source": restore.source}
+        if key in skip:
+            entry.update(action="skipped", after=before, reason=str(skip[key]))
+        elif before is None:
+            entry.update(action="skipped", after=None, reason="absent here: nothing to restore")
+        elif restore.value is None:
+            entry.update(action="skipped", after=before, reason=restore.origin)
+        elif restore.value == before:
+            entry.update(action="unchanged", after=before, reason=f"live value already is {restore.origin}")
+        elif apply_live:
+            entry.update(action="set", after=restore.value, reason=f"restored to {restore.origin}")
+        else:
+            entry.update(
+                action="skipped",
+                after=before,
+                reason=f"apply=false: the live value stays until the next boot ({restore.origin} then)",
+            )
+        plan[key] = entry
+    return plan

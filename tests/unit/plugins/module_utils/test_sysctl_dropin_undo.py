@@ -1,0 +1,139 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which value a key goes back to once the drop-in is gone (state=absent), pure functions."""
+
+from __future__ import annotations
+
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+    Assignment,
+    parse_sysctl_conf,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_undo import (
+    SOURCE_BOOT_DEFAULT,
+    SOURCE_FILE,
+    SOURCE_GIVEN,
+    SOURCE_KERNEL_CONSTANT,
+    SOURCE_SAME_CONSTANT,
+    SOURCE_UNKNOWN,
+    Restore,
+    boot_order_without,
+    dropin_keys,
+    plan_restore,
+    restore_value,
+    winning_assignment,
+)
+
+ROOTS = ["/nonexistent/etc/sysctl.d", "/nonexistent/run/sysctl.d", "/nonexistent/usr/lib/sysctl.d"]
+DROPIN = "/nonexistent/etc/sysctl.d/99-netstack-tcp-memory.conf"
+CONF = "/nonexistent/etc/sysctl.conf"
+RMEM = "net.ipv4.tcp_rmem"
+BOOT = {RMEM: "4096 131072 6291456", "net.ipv4.tcp_mem": "22500 30000 45000"}
+
+
+def parsed(*files):
+    return [(path, parse_sysctl_conf(text)) for path, text in files]
+
+
+def test_boot_order_without_the_dropin_unmasks_a_same_named_vendor_file_and_ends_with_sysctl_conf():
+    listing = {
+        ROOTS[0]: ["99-netstack-tcp-memory.conf", "10-local.conf", "99-sysctl.conf"],
+        ROOTS[2]: ["99-netstack-tcp-memory.conf", "50-default.conf", "README"],
+    }
+    # realpath: 99-sysctl.conf is Debian's link to /etc/sysctl.conf, listed once, last.
+    links = {ROOTS[0] + "/99-sysctl.conf": CONF}
+    order = boot_order_without(DROPIN, ROOTS, listing, CONF, realpath=lambda path: links.get(path, path))
+    assert order == [
+        ROOTS[0] + "/10-local.conf",
+        ROOTS[2] + "/50-default.conf",
+        ROOTS[2] + "/99-netstack-tcp-memory.conf",
+        CONF,
+    ]
+
+
+def test_the_last_file_in_boot_order_wins_and_an_explicit_key_beats_a_later_glob():
+    files = parsed(
+        ("/a/10-early.conf", f"{RMEM} = 4096 87380 1000000\n"),
+        ("/a/50-mid.conf", "net.ipv4.tcp_rmem=4096 87380 2000000\n"),
+        ("/a/90-glob.conf", "net.ipv4.tcp_*mem = 1 2 3\n"),
+    )
+    path, assignment = winning_assignment(RMEM, files)
+    assert (path, assignment.value, assignment.line) == ("/a/50-mid.conf", "4096 87380 2000000", 1)
+    # Only a glob sets tcp_wmem: the glob wins.
+    assert winning_assignment("net.ipv4.tcp_wmem", files)[1].value == "1 2 3"
+    assert winning_assignment("net.core.rmem_max", files) is None
+
+
+def test_a_later_sysctl_d_file_wins_over_the_kernel_boot_default():
+    files = parsed(("/etc/sysctl.d/zz-local.conf", "# local\nnet/ipv4/tcp_rmem = 4096\t87380   8388608\n"))
+    restore = restore_value(RMEM, {}, files, BOOT, {RMEM: "4096 131072 16777216"})
+    assert restore == Restore(
+        "4096 87380 8388608", SOURCE_FILE, "/etc/sysctl.d/zz-local.conf line 2, which then wins at boot"
+    )
+
+
+def test_without_a_file_the_boot_default_and_a_given_value_wins_over_both():
+    files = parsed(("/etc/sysctl.d/zz-local.conf", f"{RMEM} = 4096 87380 8388608\n"))
+    assert restore_value(RMEM, {}, [], BOOT, {}).value == BOOT[RMEM]
+    assert restore_value(RMEM, {}, [], BOOT, {}).source == SOURCE_BOOT_DEFAULT
+    given = restore_value(RMEM, {RMEM: "4096 65536 1048576"}, files, BOOT, {})
+    assert (given.value, given.source) == ("4096 65536 1048576", SOURCE_GIVEN)
+
+
+def test_kernel_constants_and_the_net_core_twin_default():
+    live = {"net.core.rmem_default": "212992", "net.core.wmem_default": "212992"}
+    moderate = restore_value("net.ipv4.tcp_moderate_rcvbuf", {}, [], {}, live)
+    assert (moderate.value, moderate.source) == ("1", SOURCE_KERNEL_CONSTANT)
+    rmem_max = restore_value("net.core.rmem_max", {}, [], {}, live)
+    assert (rmem_max.value, rmem_max.source) == ("212992", SOURCE_SAME_CONSTANT)
+    # rmem_default set by a file, by the drop-in, or by the user: no longer the boot constant.
+    files = parsed(("/etc/sysctl.d/10-x.conf", "net.core.rmem_default = 1000000\n"))
+    assert restore_value("net.core.rmem_max", {}, files, {}, live).source == SOURCE_UNKNOWN
+    assert restore_value("net.core.rmem_max", {}, [], {}, live, ["net.core.rmem_default"]).source == SOURCE_UNKNOWN
+    given = {"net.core.rmem_default": "1000000"}
+    assert restore_value("net.core.rmem_max", given, [], {}, live).source == SOURCE_UNKNOWN
+
+
+def test_unknown_boot_value_is_left_and_says_how_to_name_one():
+    restore = restore_value("net.core.optmem_max", {}, [], BOOT, {})
+    assert restore.value is None and restore.source == SOURCE_UNKNOWN
+    assert "tcp_memory_undo_values" in restore.origin
+
+
+def test_dropin_keys_separates_globs():
+    keys, globs = dropin_keys(
+        [Assignment(2, RMEM, "1 2 3"), Assignment(3, "net.ipv4.conf.*.rp_filter", "2"), Assignment(4, RMEM, "1 2 3")]
+    )
+    assert keys == [RMEM] and globs == ["net.ipv4.conf.*.rp_filter"]
+
+
+def test_plan_sets_what_differs_keeps_what_matches_and_skips_what_it_cannot_know():
+    keys = [RMEM, "net.ipv4.tcp_wmem", "net.ipv4.tcp_mem", "net.core.optmem_max", "net.ipv4.udp_mem"]
+    restores = {
+        RMEM: Restore("4096 131072 6291456", SOURCE_BOOT_DEFAULT, "the kernel's boot default (boot_defaults)"),
+        "net.ipv4.tcp_wmem": Restore("4096 16384 4194304", SOURCE_BOOT_DEFAULT, "the kernel's boot default"),
+        "net.ipv4.tcp_mem": Restore("1 2 3", SOURCE_BOOT_DEFAULT, "the kernel's boot default"),
+        "net.core.optmem_max": Restore(None, SOURCE_UNKNOWN, "not known"),
+        "net.ipv4.udp_mem": Restore("1 2 3", SOURCE_BOOT_DEFAULT, "x"),
+    }
+    live = {
+        RMEM: "4096 131072 16777216",
+        "net.ipv4.tcp_wmem": "4096 16384 4194304",
+        "net.ipv4.tcp_mem": None,
+        "net.core.optmem_max": "131072",
+        "net.ipv4.udp_mem": "9 9 9",
+    }
+    plan = plan_restore(keys, restores, {"net.ipv4.udp_mem": "global key, read-only here"}, live)
+    assert plan[RMEM]["action"] == "set" and plan[RMEM]["after"] == "4096 131072 6291456"
+    assert plan[RMEM]["reason"] == "restored to the kernel's boot default (boot_defaults)"
+    assert plan["net.ipv4.tcp_wmem"]["action"] == "unchanged"
+    assert plan["net.ipv4.tcp_mem"]["action"] == "skipped" and "absent here" in plan["net.ipv4.tcp_mem"]["reason"]
+    assert plan["net.core.optmem_max"] == {
+        "before": "131072",
+        "after": "131072",
+        "action": "skipped",
+        "reason": "not known",
+        "source": SOURCE_UNKNOWN,
+    }
+    assert plan["net.ipv4.udp_mem"]["action"] == "skipped"
+    assert plan["net.ipv4.udp_mem"]["reason"] == "global key, read-only here"
+    # apply=false: the file goes, live values stay until the next boot.
+    assert plan_restore([RMEM], restores, {}, live, apply_live=False)[RMEM]["action"] == "skipped"
