@@ -52,6 +52,7 @@ TCP_STATES = (
 TCPDIAG_GETSOCK = 18  # the original request type: inet_diag_rcv_msg_compat() dumps both families
 _COMPAT_REQUEST = struct.Struct("=IHHII" + "BBBB48sII")  # nlmsghdr + struct inet_diag_req
 TCP_ESTABLISHED = 1
+HASHED_SOCKETS_SLACK = 1024
 TCP_CLOSE_WAIT = 8
 TCP_LISTEN = 10
 _REQUEST = struct.Struct("=IHHII" + "BBBBI" + "HH16s16sIII")  # nlmsghdr + inet_diag_req_v2
@@ -367,14 +368,18 @@ def _count_family(sock, family, sequence: int, states_mask: int, by_state: list)
 def established_from_counters(curr_estab: int, close_wait: int, hashed_sockets) -> int:
     """ESTABLISHED = CurrEstab (ESTABLISHED plus CLOSE_WAIT, tcp_set_state()) minus CLOSE_WAIT.
 
-    Raises ValueError when the difference cannot be a socket count: negative, or more than the
+    Raises ValueError when the difference cannot be a socket count: negative, or far above the
     sockets sockstat says are hashed (`hashed_sockets`, TCP inuse + TCP6 inuse; None: unknown).
+    The reads are instants apart, so connections opened meanwhile may exceed sockstat's figure:
+    the ceiling is twice it plus HASHED_SOCKETS_SLACK, which still catches a CurrEstab that
+    wrapped below zero (printed unsigned, ~2^64).
     """
     established = curr_estab - close_wait
-    if established < 0 or (hashed_sockets is not None and established > hashed_sockets):
+    ceiling = None if hashed_sockets is None else 2 * hashed_sockets + HASHED_SOCKETS_SLACK
+    if established < 0 or (ceiling is not None and established > ceiling):
         raise ValueError(
-            f"CurrEstab {curr_estab} minus CLOSE_WAIT {close_wait} is {established}, "
-            f"not between 0 and the {hashed_sockets} hashed sockets of sockstat"
+            f"CurrEstab {curr_estab} minus CLOSE_WAIT {close_wait} is {established}, not between 0 and "
+            f"{ceiling} (twice the {hashed_sockets} hashed sockets of sockstat plus {HASHED_SOCKETS_SLACK})"
         )
     return established
 
@@ -397,12 +402,15 @@ def count_states_fast(read_curr_estab, read_hashed_sockets, attempts: int = 3, t
         if before == after:
             break
     connections = result["connections"]
-    close_wait = connections["by_state"].get("CLOSE_WAIT", 0)
-    established = established_from_counters(after, close_wait, read_hashed_sockets())
+    dumped = dict(connections["by_state"])
+    # The kernel tests a socket's state under the bucket lock and fills its message after: one that
+    # became ESTABLISHED in between (a SYN_SENT or SYN_RECV a moment before) is counted by CurrEstab.
+    dumped.pop("ESTABLISHED", None)
+    established = established_from_counters(after, dumped.get("CLOSE_WAIT", 0), read_hashed_sockets())
     # ESTABLISHED first, as a full dump lists it (states in kernel order)
-    by_state = dict({"ESTABLISHED": established} if established else {}, **connections["by_state"])
+    by_state = dict({"ESTABLISHED": established} if established else {}, **dumped)
     connections.update(
-        by_state=by_state, total=connections["total"] + established, method="counters", curr_estab_drift=after - before
+        by_state=by_state, total=sum(by_state.values()), method="counters", curr_estab_drift=after - before
     )
     return result
 

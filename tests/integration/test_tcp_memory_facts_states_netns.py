@@ -134,3 +134,69 @@ def test_top_sockets_keeps_the_full_dump(states_netns, run_ansible_module):
     assert connections["method"] == "dump"
     assert connections["by_state"] == expected
     assert len(facts["ansible_facts"]["tcp_memory"]["top_sockets"]) == 3
+
+
+CHURN_BASE = 1000  # connections held throughout
+CHURN_BATCH = 25  # connections opened, then closed, over and over
+CHURNER = rf"""
+import socket, sys, threading
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(4096)
+held = []
+for _ in range({CHURN_BASE}):
+    held.append(socket.create_connection(listener.getsockname()))
+    held.append(listener.accept()[0])
+stop = threading.Event()
+cycles = [0]
+
+def churn():
+    while not stop.is_set():
+        batch = []
+        for _ in range({CHURN_BATCH}):
+            batch.append(socket.create_connection(listener.getsockname()))
+            batch.append(listener.accept()[0])
+        for sock in batch:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # RST: no TIME_WAIT pile-up
+            sock.close()
+        cycles[0] += 1
+
+thread = threading.Thread(target=churn, daemon=True)
+thread.start()
+print("churning", flush=True)
+sys.stdin.readline()
+stop.set()
+thread.join()
+print(cycles[0], flush=True)
+"""
+
+
+def test_under_churn_established_stays_within_what_was_true_during_the_run(netns, run_ansible_module):
+    """Connections come and go while the module reads: ESTABLISHED must lie in the range the truth
+    spans meanwhile (2 x base .. 2 x (base + batch)), give or take one batch for the instants between
+    the CurrEstab read and the CLOSE_WAIT dump, and the drift it reports must be within that too."""
+    churner = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", CHURNER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert churner.stdout.readline().strip() == "churning"
+        results = [
+            run_ansible_module(MODULE, {"states": True}, netns_name=netns)["ansible_facts"]["tcp_memory"]
+            for _run in range(3)
+        ]
+        churner.stdin.write("stop\n")
+        churner.stdin.flush()
+        cycles = int(churner.stdout.readline())
+    finally:
+        churner.kill()
+        churner.wait(timeout=10)
+    assert cycles > 0  # connections really came and went during the runs
+    low, high = 2 * (CHURN_BASE - CHURN_BATCH), 2 * (CHURN_BASE + 2 * CHURN_BATCH)
+    for facts in results:
+        connections = facts["connections"]
+        assert connections["method"] == "counters", facts["status"]["notes"]
+        assert low <= connections["by_state"]["ESTABLISHED"] <= high, connections
+        assert abs(connections["curr_estab_drift"]) <= 2 * CHURN_BATCH * 3, connections
