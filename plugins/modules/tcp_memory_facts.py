@@ -223,7 +223,7 @@ ansible_facts:
           returned: always
           sample: 4096
         cpu_count:
-          description: Online CPUs (C(sockstat) mem includes per-CPU reserves).
+          description: Online CPUs (from kernel 6.0 C(sockstat) mem lags the truth by up to 1 MiB per CPU, either way).
           type: int
           returned: always
           sample: 2

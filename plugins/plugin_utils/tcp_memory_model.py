@@ -50,9 +50,14 @@ DEFAULT_PROFILE = "balanced"
 RX_TRUESIZE_FACTOR = Fraction(2)
 TX_TRUESIZE_FACTOR = Fraction(5, 4)
 
-# sockstat `mem` includes per-CPU reserves: SK_MEMORY_PCPU_RESERVE = 1 MiB of pages per CPU
-# (256 pages at 4 KiB, the ~256 pages/CPU of domain.md).
+# From 6.0 (commit 3cd3399dd7a8, "net: implement per-cpu reserves for memory_allocated") each CPU
+# keeps up to SK_MEMORY_PCPU_RESERVE = 1 MiB of pages charged or uncharged locally before folding
+# it into the global counter (include/net/sock.h sk_memory_allocated_add/_sub). That counter is what
+# /proc/net/sockstat `mem` shows and what __sk_mem_raise_allocated compares with tcp_mem: it does
+# not include the per-CPU amounts and lags the truth by up to one batch per CPU in either
+# direction. The model keeps that much headroom from 6.0 on; before, the counter was exact.
 PER_CPU_RESERVE_BYTES = 1 << 20
+PER_CPU_RESERVE_SINCE = (6, 0, 0)
 
 # tcp_mem = U : 4/3 U : 2 U, the kernel's own 3:4:6 (tcp_init_mem) anchored at min = U.
 TCP_MEM_PRESSURE_OVER_MIN = Fraction(4, 3)
@@ -64,7 +69,9 @@ BOOT_ESTIMATE_TOLERANCE = Fraction(1, 100)
 DEFAULT_MEMORY_FRACTION = Fraction(1, 4)  # bpftune caps tcp_mem at 1/4 of free buffer pages
 
 SOCKET_MIN_BYTES = 4096  # SK_MEM_QUANTUM on older kernels; PAGE_SIZE on newer ones
-RMEM_INITIAL_BYTES = 131072  # kernel tcp_rmem[1]
+RMEM_INITIAL_BYTES = 131072  # kernel tcp_rmem[1] from 4.20 (commit a337531b942b)
+RMEM_INITIAL_BEFORE_4_20_BYTES = 87380  # tcp_rmem[1] before 4.20
+RMEM_INITIAL_131072_SINCE = (4, 20, 0)
 WMEM_INITIAL_BYTES = 16384  # kernel tcp_wmem[1]
 # Used only when the facts carry neither boot defaults nor live values: the older kernel caps.
 RMEM_MAX_FALLBACK_BYTES = 6291456
@@ -216,12 +223,22 @@ def pages_charged(payload_bytes: int, truesize_factor: Fraction, page_size_bytes
     return max(1, ceil_fraction(payload_bytes * truesize_factor / page_size_bytes))
 
 
+def per_cpu_lag_pages(host: HostFacts) -> int:
+    """Pages the global counter (sockstat `mem`, compared with tcp_mem) may lag the truth: from 6.0,
+    SK_MEMORY_PCPU_RESERVE (1 MiB) per CPU; 0 before, when every charge reached the counter at once."""
+    if host.kernel_version < PER_CPU_RESERVE_SINCE:
+        return 0
+    return host.cpu_count * math.ceil(PER_CPU_RESERVE_BYTES / host.page_size_bytes)
+
+
 def steady_state_usage(connections: int, workload: Workload, host: HostFacts) -> Usage:
     active = ceil_fraction(connections * workload.active_fraction)
     rx_pages = pages_charged(workload.rx_buffered_bytes, workload.rx_truesize_factor, host.page_size_bytes)
     tx_pages = pages_charged(workload.tx_buffered_bytes, workload.tx_truesize_factor, host.page_size_bytes)
-    slack_pages = host.cpu_count * math.ceil(PER_CPU_RESERVE_BYTES / host.page_size_bytes)
-    return Usage(active, rx_pages, tx_pages, slack_pages, active * (rx_pages + tx_pages) + slack_pages)
+    slack_pages = per_cpu_lag_pages(host)
+    # at least one page: a workload that buffers nothing on a kernel without per-CPU lag would give
+    # U = 0, and tcp_mem 0 would put TCP under pressure from the first page
+    return Usage(active, rx_pages, tx_pages, slack_pages, max(1, active * (rx_pages + tx_pages) + slack_pages))
 
 
 def connections_held(limit_pages: int, usage: Usage, workload: Workload) -> Optional[int]:
@@ -325,13 +342,13 @@ def does_not_fit_message(
         else "no memory_fraction suffices (more than all RAM)"
     )
     connections_hint = (
-        f"the per-CPU reserve alone ({usage.per_cpu_slack_pages} pages) exceeds half the budget"
+        f"the per-CPU counter lag alone ({usage.per_cpu_slack_pages} pages) exceeds half the budget"
         if fitting is None
         else f"at most {fitting} connections at this workload"
     )
     return (
         f"connections={workload.connections} ({workload.profile}: {usage.active_connections} active x "
-        f"{usage.pages_per_active} pages + {usage.per_cpu_slack_pages} per-CPU pages = {usage.steady_pages} pages "
+        f"{usage.pages_per_active} pages + {usage.per_cpu_slack_pages} per-CPU lag pages = {usage.steady_pages} pages "
         f"steady state) needs tcp_mem max = {TCP_MEM_MAX_OVER_MIN} x {usage.steady_pages} = {needed_pages} pages "
         f"({format_bytes(needed_bytes)}), but memory_fraction={format_number(workload.memory_fraction)} of MemTotal "
         f"{format_bytes(host.mem_total_bytes)} allows {budget_pages} pages ({format_bytes(budget_bytes)}): short by "
@@ -353,7 +370,7 @@ def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decisio
         f"{format_number(workload.rx_truesize_factor)} = {usage.rx_pages_per_active} pages + "
         f"tx {workload.tx_buffered_bytes} B x "
         f"{format_number(workload.tx_truesize_factor)} = {usage.tx_pages_per_active} pages) + "
-        f"{usage.per_cpu_slack_pages} per-CPU reserve pages = U {usage.steady_pages} pages; "
+        f"{usage.per_cpu_slack_pages} pages of per-CPU counter lag = U {usage.steady_pages} pages; "
         f"min = U, pressure = ceil(4/3 U), max = 2 U (the kernel's 3:4:6)"
     )
     value: tuple[int, ...] = ideal
@@ -393,11 +410,16 @@ def socket_min_bytes(host: HostFacts) -> int:
     return max(SOCKET_MIN_BYTES, host.page_size_bytes)
 
 
+def rmem_initial_bytes(host: HostFacts) -> int:
+    """The kernel's initial receive buffer tcp_rmem[1]: 131072 from 4.20, 87380 before."""
+    return RMEM_INITIAL_BYTES if host.kernel_version >= RMEM_INITIAL_131072_SINCE else RMEM_INITIAL_BEFORE_4_20_BYTES
+
+
 def decide_socket_triple(host: HostFacts, workload: Workload, key: str) -> Decision:
     """tcp_rmem / tcp_wmem: kernel min and initial size; max from the link's BDP or the boot default."""
     receive = key == TCP_RMEM
     boot = host.boot_tcp_rmem_bytes if receive else host.boot_tcp_wmem_bytes
-    initial = RMEM_INITIAL_BYTES if receive else WMEM_INITIAL_BYTES
+    initial = rmem_initial_bytes(host) if receive else WMEM_INITIAL_BYTES
     minimum = socket_min_bytes(host)
     default = max(initial, minimum)
     warnings: list[str] = []

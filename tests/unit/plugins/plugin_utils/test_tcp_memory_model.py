@@ -166,7 +166,7 @@ def test_best_effort_clamps_to_the_budget_with_a_warning():
 
 def test_per_cpu_reserve_alone_beyond_the_budget_is_explained():
     facts = make_facts(mem_total_bytes=64 * MIB, cpu_count=256)
-    with pytest.raises(TargetDoesNotFitError, match=r"per-CPU reserve alone \(65536 pages\)"):
+    with pytest.raises(TargetDoesNotFitError, match=r"per-CPU counter lag alone \(65536 pages\)"):
         run(facts, connections=10, rx_buffered_bytes=0, tx_buffered_bytes=0)
     with pytest.raises(TargetDoesNotFitError, match="at most 0 connections"):
         run(facts, connections=10)
@@ -423,3 +423,33 @@ def test_live_value_well_under_the_boot_default_is_raised_to_it():
     facts["sysctl"]["net.ipv4.tcp_mem"]["value"] = [value // 2 for value in boot]
     result = run(facts, connections=10)
     assert triple(result, "net.ipv4.tcp_mem") == tuple(boot)
+
+
+# ---------------------------------------------------------------- issue 17 item 6: statements true per kernel
+
+
+def test_receive_default_before_4_20_is_the_kernels_87380_and_says_so():
+    # a337531b942b (4.20) raised tcp_rmem[1] from 87380 to 131072: a 4.19 kernel boots with 87380
+    facts = make_facts(kernel_version=(4, 19, 0))
+    facts["boot_defaults"]["tcp_rmem_bytes"][1] = 87380
+    facts["sysctl"]["net.ipv4.tcp_rmem"]["value"][1] = 87380
+    result = run(facts, connections=1000)
+    assert triple(result, "net.ipv4.tcp_rmem")[1] == 87380
+    assert "the kernel's initial 87380 B" in result["explain"]["net.ipv4.tcp_rmem"]
+    assert "131072" not in result["explain"]["net.ipv4.tcp_rmem"]
+
+
+def test_receive_default_from_4_20_is_131072():
+    result = run(make_facts(kernel_version=(4, 20, 0)), connections=1000)
+    assert triple(result, "net.ipv4.tcp_rmem")[1] == 131072
+    assert "the kernel's initial 131072 B" in result["explain"]["net.ipv4.tcp_rmem"]
+
+
+@pytest.mark.parametrize(("version", "lag_pages"), [((5, 15, 0), 0), ((6, 0, 0), 8 * 256), ((6, 18, 0), 8 * 256)])
+def test_per_cpu_counter_lag_only_from_6_0(version, lag_pages):
+    # 3cd3399dd7a8 (6.0): each CPU folds up to SK_MEMORY_PCPU_RESERVE (1 MiB) into the global counter
+    # late; before, every charge reached it at once, so U carries no per-CPU term there.
+    result = run(make_facts(cpu_count=8, kernel_version=version), connections=200000)
+    assert result["estimate"]["per_cpu_reserve_pages"] == lag_pages
+    assert result["estimate"]["steady_state_pages"] == 20000 * (8 + 5) + lag_pages
+    assert f"{lag_pages} pages of per-CPU counter lag" in result["explain"]["net.ipv4.tcp_mem"]
