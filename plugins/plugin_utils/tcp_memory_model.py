@@ -62,9 +62,16 @@ PER_CPU_RESERVE_SINCE = (6, 0, 0)
 # tcp_mem = U : 4/3 U : 2 U, the kernel's own 3:4:6 (tcp_init_mem) anchored at min = U.
 TCP_MEM_PRESSURE_OVER_MIN = Fraction(4, 3)
 TCP_MEM_MAX_OVER_MIN = 2
-# How far below the estimated boot default an untuned host's live value is seen to sit (this
-# machine: 287901 live vs 288078 estimated pages, 0.06%).
+# How far below the estimated boot default an untuned host's live value is seen to sit. The facts
+# estimate nr_free_buffer_pages from today's zones; tcp_init_mem() (net/ipv4/tcp.c, an fs_initcall)
+# counted them before the kernel freed the initramfs and its init sections ("Freeing initrd memory",
+# "Freeing unused kernel image memory"): measured 19-24 MB on Debian 11-13 guests (molecule
+# boot_defaults), i.e. 1.1% of tcp_mem on a 2048 MB Debian 12 guest (22695 30263 45390 live vs
+# 22950 30600 45900 estimated), 4-6% at 512 MB, 0.06% on a 64 GB host. The tolerance is 1% plus
+# twice the largest measured frees, relative to the free buffer pages behind the estimate.
 BOOT_ESTIMATE_TOLERANCE = Fraction(1, 100)
+FREED_AFTER_TCP_INIT_MAX_BYTES = 48 << 20
+TCP_MEM_INIT_DIVISOR = 16  # tcp_init_mem(): tcp_mem[1] = nr_free_buffer_pages() / 16
 
 DEFAULT_MEMORY_FRACTION = Fraction(1, 4)  # bpftune caps tcp_mem at 1/4 of free buffer pages
 
@@ -289,18 +296,33 @@ def ordered(triple: tuple[int, ...]) -> tuple[int, ...]:
     return (first, second, max(triple[2], second))
 
 
-def boot_floor(boot: Optional[tuple[int, ...]], live: Optional[tuple[int, ...]]) -> Optional[tuple[int, ...]]:
-    """The boot default as a floor, trusting a live value within the estimate's tolerance below it.
+def boot_estimate_error(host: HostFacts) -> Fraction:
+    """How far (relative) the facts' boot defaults may sit above what the kernel really chose at boot.
+
+    The memory freed after tcp_init_mem() is a near-constant number of bytes, so its share of the
+    free buffer pages (16 x tcp_mem[1] of the estimate) is large on small hosts and tiny on big ones.
+    """
+    boot = host.boot_tcp_mem_pages
+    if boot is None or boot[1] < 1:
+        return BOOT_ESTIMATE_TOLERANCE
+    free_buffer_bytes = TCP_MEM_INIT_DIVISOR * boot[1] * host.page_size_bytes
+    return BOOT_ESTIMATE_TOLERANCE + Fraction(FREED_AFTER_TCP_INIT_MAX_BYTES, free_buffer_bytes)
+
+
+def boot_floor(
+    boot: Optional[tuple[int, ...]], live: Optional[tuple[int, ...]], error: Fraction = BOOT_ESTIMATE_TOLERANCE
+) -> Optional[tuple[int, ...]]:
+    """The boot default as a floor, trusting a live value within the estimate's error below it.
 
     The facts estimate nr_free_buffer_pages from today's zones; the kernel sized its defaults from
-    the zones at boot, which differ slightly (memory freed after boot). An untuned host's live value
-    therefore sits a fraction of a percent under the estimate, and raising it would be a change for
-    nothing, reported on every host.
+    the zones at boot, before it freed the initramfs and its init sections. An untuned host's live
+    value therefore sits under the estimate (1.1% on a 2048 MB guest), and raising it would be a
+    change for nothing, reported on every untuned host of a fleet (issue 17 item 8).
     """
     if boot is None or live is None or len(live) != len(boot):
         return boot
     return tuple(
-        live_field if boot_field * (1 - BOOT_ESTIMATE_TOLERANCE) <= live_field < boot_field else boot_field
+        live_field if boot_field * (1 - error) <= live_field < boot_field else boot_field
         for boot_field, live_field in zip(boot, live)
     )
 
@@ -310,7 +332,7 @@ def floors_for(host: HostFacts, key: str, boot: Optional[tuple[int, ...]], workl
         return []
     live = current_value(host, key)
     return [
-        ("kernel boot default, allow_decrease=false", boot_floor(boot, live)),
+        ("kernel boot default, allow_decrease=false", boot_floor(boot, live, boot_estimate_error(host))),
         ("live value, allow_decrease=false", live),
     ]
 

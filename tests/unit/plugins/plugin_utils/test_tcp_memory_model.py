@@ -453,3 +453,43 @@ def test_per_cpu_counter_lag_only_from_6_0(version, lag_pages):
     assert result["estimate"]["per_cpu_reserve_pages"] == lag_pages
     assert result["estimate"]["steady_state_pages"] == 20000 * (8 + 5) + lag_pages
     assert f"{lag_pages} pages of per-CPU counter lag" in result["explain"]["net.ipv4.tcp_mem"]
+
+
+# ---------------------------------------------------------------- issue 17 item 8: no change for nothing
+
+
+def debian12_2048mb_guest() -> dict[str, Any]:
+    """The untuned Debian 12 guest of issue 17: the kernel booted with 22695 30263 45390; the facts
+    estimate 22950 30600 45900 (1.1% above: memory freed after tcp_init_mem)."""
+    facts = make_facts(mem_total_bytes=2048 * MIB, cpu_count=2, kernel_version=(6, 1, 0), used_pages=5)
+    facts["boot_defaults"]["tcp_mem_pages"] = [22950, 30600, 45900]
+    facts["sysctl"]["net.ipv4.tcp_mem"]["value"] = [22695, 30263, 45390]
+    return facts
+
+
+def test_untuned_host_whose_boot_values_hold_the_target_is_not_changed():
+    result = run(debian12_2048mb_guest(), connections=1000)
+    assert triple(result, "net.ipv4.tcp_mem") == (22695, 30263, 45390)
+    assert "min held up from 1812 to 22695 (kernel boot default" in result["explain"]["net.ipv4.tcp_mem"]
+    assert "22950" not in result["explain"]["net.ipv4.tcp_mem"]
+
+
+def test_untuned_small_host_5_percent_under_the_estimate_is_not_changed():
+    # 512 MB guests read 4-6% under the estimate (the initramfs freed after tcp_init_mem weighs more)
+    facts = make_facts(mem_total_bytes=512 * MIB, cpu_count=1, kernel_version=(6, 1, 0), used_pages=5)
+    boot = facts["boot_defaults"]["tcp_mem_pages"]
+    live = [value * 95 // 100 for value in boot]
+    facts["sysctl"]["net.ipv4.tcp_mem"]["value"] = live
+    assert triple(run(facts, connections=10), "net.ipv4.tcp_mem") == tuple(live)
+
+
+def test_untuned_host_is_raised_when_the_target_needs_more():
+    result = run(debian12_2048mb_guest(), connections=20000)
+    assert triple(result, "net.ipv4.tcp_mem")[0] > 22695
+    assert triple(result, "net.ipv4.tcp_mem")[0] == result["estimate"]["steady_state_pages"]
+
+
+def test_live_value_lowered_by_an_operator_is_raised_to_the_boot_default():
+    facts = debian12_2048mb_guest()
+    facts["sysctl"]["net.ipv4.tcp_mem"]["value"] = [20000, 26000, 40000]  # 13% under: not the boot value
+    assert triple(run(facts, connections=1000), "net.ipv4.tcp_mem") == (22950, 30600, 45900)
