@@ -239,8 +239,8 @@ def test_fast_counts_on_this_namespace_agree_with_a_full_dump():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    clients = [socket.create_connection(listener.getsockname()) for _ in range(4)]
-    servers = [listener.accept()[0] for _ in range(4)]
+    clients = [socket.create_connection(listener.getsockname()) for _index in range(4)]
+    servers = [listener.accept()[0] for _index in range(4)]
     clients[0].shutdown(socket.SHUT_WR)  # server end CLOSE_WAIT, client end FIN_WAIT2
     try:
         for _attempt in range(5):  # other processes of this host may open or close connections meanwhile
