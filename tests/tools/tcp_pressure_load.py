@@ -46,9 +46,6 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 SCHEMA_VERSION = 1
 PROC_ROOT = "/proc"
-CGROUP_ROOT = "/sys/fs/cgroup"
-# memory.events of the load's own cgroup v2: limit hits while it ran (mm/memcontrol.c memcg_memory_event).
-MEMCG_EVENTS = ("high", "max", "oom", "oom_kill")
 WAIT_MEMORY_FUNCTION = "sk_stream_wait_memory"
 # The counters that say TCP ran short of memory, whatever the timing of single calls says.
 PRESSURE_COUNTERS = (
@@ -253,54 +250,6 @@ def read_text(path: str) -> str:
 
 def read_tcpext(proc_root: str = PROC_ROOT) -> Dict[str, int]:
     return parse_netstat(read_text(os.path.join(proc_root, "net/netstat"))).get("TcpExt", {})
-
-
-def parse_memcg_path(cgroup_text: str) -> Optional[str]:
-    """The cgroup v2 path of /proc/self/cgroup (the '0::PATH' line), None on a v1-only host."""
-    for line in cgroup_text.splitlines():
-        if line.startswith("0::"):
-            return line[3:]
-    return None
-
-
-def parse_keyed_counts(text: str) -> Dict[str, int]:
-    """memory.stat / memory.events: 'name value' lines."""
-    return {fields[0]: int(fields[1]) for fields in (line.split() for line in text.splitlines()) if len(fields) == 2}
-
-
-def read_memcg(proc_root: str = PROC_ROOT, cgroup_root: str = CGROUP_ROOT) -> Optional[Dict[str, Any]]:
-    """This process's memory cgroup (v2): path, limit, usage, socket bytes and limit events; None without v2."""
-    try:
-        path = parse_memcg_path(read_text(os.path.join(proc_root, "self/cgroup")))
-        if path is None:
-            return None
-        directory = os.path.join(cgroup_root, path.lstrip("/"))
-        limit = read_text(os.path.join(directory, "memory.max")).strip()
-        stat = parse_keyed_counts(read_text(os.path.join(directory, "memory.stat")))
-        events = parse_keyed_counts(read_text(os.path.join(directory, "memory.events")))
-        current = int(read_text(os.path.join(directory, "memory.current")))
-    except (OSError, ValueError):
-        return None
-    return {
-        "path": path,
-        "max_bytes": None if limit == "max" else int(limit),
-        "current_bytes": current,
-        "sock_bytes": stat.get("sock"),
-        "events": {name: events.get(name) for name in MEMCG_EVENTS},
-    }
-
-
-def memcg_summary(before: Optional[Mapping[str, Any]], held: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
-    """The memory cgroup the load ran in, as it was while the data was held, and its events during the run."""
-    if before is None or held is None:
-        return None
-    return {
-        "path": held["path"],
-        "max_bytes": held["max_bytes"],
-        "held_current_bytes": held["current_bytes"],
-        "held_sock_bytes": held["sock_bytes"],
-        "events_delta": counter_deltas(before["events"], held["events"], MEMCG_EVENTS),
-    }
 
 
 def read_sysctl_list(name: str, proc_root: str = PROC_ROOT) -> List[int]:
@@ -695,7 +644,6 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
     kernel_sampler.sample()
     baseline_mem_pages = kernel_sampler.peak_mem_pages
     tcpext_before = read_tcpext()
-    memcg_before = read_memcg()
     context = multiprocessing.get_context("fork")
     released = context.Event()
     channels, processes = [], []
@@ -723,7 +671,6 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
         remove_marker(args.hold_marker)
         kernel_sampler.sample()
         tcpext_held = read_tcpext()
-        memcg_held = read_memcg()
         for channel in channels:
             channel.send("release")
         results = receive_all(channels, "result", deadline)
@@ -793,8 +740,6 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
             "largest_sndbuf_bytes": max(result["largest_sndbuf_bytes"] for result in results),
         },
         "phases": phases,
-        # The load's own memory cgroup (v2), e.g. a systemd scope with MemoryMax=: None elsewhere.
-        "memcg": memcg_summary(memcg_before, memcg_held),
     }
     summary["verdict"] = verdict(summary)
     return summary
