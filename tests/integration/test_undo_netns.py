@@ -1,0 +1,108 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Undo (sysctl_dropin state=absent, the untune playbook) against a real kernel, inside a network
+namespace this test creates. Only per-namespace keys (tcp_rmem, tcp_wmem) are written, only there;
+the drop-in and the sysctl.d directories are private directories under tmp_path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+from conftest import TARGET_PYTHON, VENV_BIN, real_kernel_ready
+from test_playbooks_netns import ns_value, output, recap_changed, run_playbook
+
+pytestmark = pytest.mark.skipif(bool(real_kernel_ready()), reason=real_kernel_ready() or "ready")
+
+RMEM, WMEM = "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"
+TUNED = {RMEM: "4096 131072 7340032", WMEM: "4096 32768 5242880"}
+HOST_KEYS = ("/proc/sys/net/ipv4/tcp_rmem", "/proc/sys/net/ipv4/tcp_wmem")
+
+
+def host_values():
+    return [Path(path).read_text() for path in HOST_KEYS]
+
+
+def module(collections: str, netns: str, args: Dict[str, Any], check: bool = False) -> Dict[str, Any]:
+    """sysctl_dropin through ansible's ad-hoc command in the namespace; its one-line result."""
+    command = ["ip", "netns", "exec", netns, str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,"]
+    command += ["-o", "-e", f"ansible_python_interpreter={TARGET_PYTHON}", "--diff"] + (["--check"] if check else [])
+    command += ["-m", "netstack.tcp_tuning.sysctl_dropin", "-a", json.dumps(args)]
+    env = {"ANSIBLE_COLLECTIONS_PATH": collections, "ANSIBLE_NOCOLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    line = next((line for line in out.stdout.splitlines() if line.startswith("localhost |")), None)
+    assert line, out.stdout + out.stderr
+    status, payload = line.split("=>", 1)
+    result = json.loads(payload)
+    result["failed"] = "FAILED" in status or bool(result.get("failed"))
+    return result
+
+
+def test_module_undo_restores_the_later_file_or_the_boot_value_and_is_idempotent(collections_path, netns, tmp_path):
+    host_before = host_values()
+    etc, usr = tmp_path / "etc", tmp_path / "usr"
+    etc.mkdir()
+    usr.mkdir()
+    dropin = etc / "99-netstack-tcp-memory.conf"
+    common = {"path": str(dropin), "search_roots": [str(etc), str(usr)], "sysctl_conf": str(tmp_path / "sysctl.conf")}
+    start = {key: ns_value(netns, key) for key in TUNED}
+    assert start != TUNED
+    applied = module(collections_path, netns, {**common, "settings": TUNED})
+    assert applied["changed"] and {key: ns_value(netns, key) for key in TUNED} == TUNED, applied
+
+    # A later file sets tcp_wmem: it wins once the drop-in is gone. tcp_rmem goes back to the boot value.
+    (usr / "zz-local.conf").write_text(f"{WMEM} = 4096 16384 3145728\n")
+    undo = {**common, "state": "absent", "boot_defaults": {RMEM: start[RMEM]}}
+    dry = module(collections_path, netns, undo, check=True)
+    assert dry["changed"] and dry["keys"][WMEM]["after"] == "4096 16384 3145728", dry
+    assert dropin.exists() and {key: ns_value(netns, key) for key in TUNED} == TUNED
+
+    done = module(collections_path, netns, undo)
+    assert done["changed"] and not dropin.exists(), done
+    assert ns_value(netns, RMEM) == start[RMEM]
+    assert ns_value(netns, WMEM) == "4096 16384 3145728"
+    assert done["keys"][WMEM]["source"] == "file" and "zz-local.conf line 1" in done["keys"][WMEM]["reason"]
+
+    again = module(collections_path, netns, undo)
+    assert not again["changed"] and again["keys"] == {}, again
+    assert host_values() == host_before
+
+
+def test_untune_playbook_leaves_per_namespace_keys_unless_named_and_a_second_run_changes_nothing(
+    collections_path, netns, tmp_path
+):
+    host_before = host_values()
+    dropin = tmp_path / "99-netstack-tcp-memory.conf"
+    start = {key: ns_value(netns, key) for key in TUNED}
+    common = {"tcp_memory_sysctl_file": str(dropin), "tcp_memory_sysctl_file_force": True}
+    tune = run_playbook(
+        "tune", {**common, "tcp_memory_connections": 1000, "tcp_memory_overrides": TUNED}, collections_path, netns
+    )
+    assert tune.returncode == 0 and {key: ns_value(netns, key) for key in TUNED} == TUNED, output(tune)
+
+    # tcp_rmem named: restored to that value; tcp_wmem not: left, and the output says why.
+    untune_vars = {**common, "tcp_memory_undo_values": {RMEM: start[RMEM]}}
+    dry = run_playbook("untune", untune_vars, collections_path, netns, options=["--check", "--diff"])
+    assert dry.returncode == 0 and dropin.exists(), output(dry)
+    assert f"{RMEM}: {TUNED[RMEM]} -> {start[RMEM]} [set" in output(dry)
+    assert ns_value(netns, RMEM) == TUNED[RMEM]
+
+    undo = run_playbook("untune", untune_vars, collections_path, netns)
+    assert undo.returncode == 0 and not dropin.exists(), output(undo)
+    assert ns_value(netns, RMEM) == start[RMEM] and ns_value(netns, WMEM) == TUNED[WMEM]
+    assert f"{WMEM}: {TUNED[WMEM]} -> {TUNED[WMEM]} [skipped: per-namespace key outside the initial" in output(undo)
+
+    second = run_playbook("untune", untune_vars, collections_path, netns)
+    assert second.returncode == 0 and recap_changed(output(second)) == 0, output(second)
+    assert host_values() == host_before
+
+
+def test_untune_never_removes_a_file_it_did_not_write(collections_path, netns, tmp_path):
+    dropin = tmp_path / "99-netstack-tcp-memory.conf"
+    dropin.write_text(f"{RMEM} = 4096 131072 7340032\n")
+    vars_ = {"tcp_memory_sysctl_file": str(dropin), "tcp_memory_sysctl_file_force": True}
+    run = run_playbook("untune", vars_, collections_path, netns)
+    assert run.returncode != 0 and "was not written by this collection" in output(run), output(run)
+    assert dropin.read_text() == f"{RMEM} = 4096 131072 7340032\n"
