@@ -99,6 +99,8 @@ class Workload:
     allow_decrease: bool
     best_effort: bool
     overrides: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # keep a live value or override whose tcp_mem[2] plus socket slab exceeds MemTotal (a warning, not an error)
+    allow_above_mem_total: bool = False
 
 
 # ---------------------------------------------------------------- scalar arguments

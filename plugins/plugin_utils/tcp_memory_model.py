@@ -106,6 +106,10 @@ class TargetDoesNotFitError(ModelInputError):
     """The memory budget cannot hold the target; the message says by how much and what to change."""
 
 
+class AboveMemTotalError(ModelInputError):
+    """A live value or override lets TCP buffers plus socket slab grow past all RAM (allow_above_mem_total)."""
+
+
 @dataclass(frozen=True)
 class Decision:
     """One sysctl value with the sentence that explains it and any warnings it raised."""
@@ -170,6 +174,7 @@ def resolve_workload(
     overrides: Any = None,
     rx_truesize_factor: Any = None,
     tx_truesize_factor: Any = None,
+    allow_above_mem_total: Any = False,
 ) -> Workload:
     """Validate the operator's arguments; explicit values win over the profile's presets.
 
@@ -220,6 +225,9 @@ def resolve_workload(
         allow_decrease=parse_bool("allow_decrease", False if allow_decrease is None else allow_decrease),
         best_effort=parse_bool("best_effort", False if best_effort is None else best_effort),
         overrides=parse_overrides(overrides),
+        allow_above_mem_total=parse_bool(
+            "allow_above_mem_total", False if allow_above_mem_total is None else allow_above_mem_total
+        ),
     )
 
 
@@ -349,14 +357,58 @@ def tcp_mem_for_usage(steady_pages: int) -> tuple[int, int, int]:
     )
 
 
-def does_not_fit_message(
-    host: HostFacts, workload: Workload, usage: Usage, needed_pages: int, budget_pages: int
-) -> str:
+def slab_bytes_at(connections: int, host: HostFacts) -> int:
+    """Socket slab outside tcp_mem (tcp_sock, inode, dentry, file) for this many connections."""
+    return connections * slab_bytes_per_socket(host)[0]
+
+
+def budget_bytes(host: HostFacts, workload: Workload) -> int:
+    return math.floor(host.mem_total_bytes * workload.memory_fraction)
+
+
+def buffer_budget_pages(host: HostFacts, workload: Workload) -> int:
+    """Pages tcp_mem[2] may reach: the budget minus the target's socket slab (negative when slab alone
+    does not fit), because at tcp_mem[2] both are in RAM at once."""
+    return (budget_bytes(host, workload) - slab_bytes_at(workload.connections, host)) // host.page_size_bytes
+
+
+def bytes_at_tcp_mem_max(connections: int, workload: Workload, host: HostFacts) -> int:
+    """What `connections` of this workload need at the model's tcp_mem[2] = 2 U: buffer pages plus slab."""
+    usage = steady_state_usage(connections, workload, host)
+    return TCP_MEM_MAX_OVER_MIN * usage.steady_pages * host.page_size_bytes + slab_bytes_at(connections, host)
+
+
+def connections_within_budget(host: HostFacts, workload: Workload) -> int:
+    """Most connections (up to the target) whose buffers at tcp_mem[2] plus slab fit the budget; exact."""
+    low, high = 0, workload.connections
+    budget = budget_bytes(host, workload)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if bytes_at_tcp_mem_max(middle, workload, host) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def binding_term(buffer_bytes: int, slab_bytes: int, budget: int) -> str:
+    """Which term of buffers-at-tcp_mem[2] + socket slab decides that the target does not fit."""
+    if slab_bytes >= budget:
+        return "the socket slab alone exceeds the budget, so smaller buffers cannot help"
+    if buffer_bytes >= slab_bytes:
+        return "the binding term is the buffer pages at tcp_mem[2]"
+    return "the binding term is the socket slab (fewer connections or more memory help, smaller buffers little)"
+
+
+def does_not_fit_message(host: HostFacts, workload: Workload, usage: Usage, needed_pages: int) -> str:
     page = host.page_size_bytes
-    needed_bytes = needed_pages * page
-    budget_bytes = budget_pages * page
-    short_bytes = needed_bytes - budget_bytes
-    fitting = connections_held(budget_pages // TCP_MEM_MAX_OVER_MIN, usage, workload)
+    slab_per_socket, slab_source = slab_bytes_per_socket(host)
+    slab_bytes = slab_bytes_at(workload.connections, host)
+    buffer_bytes = needed_pages * page
+    needed_bytes = buffer_bytes + slab_bytes
+    budget = budget_bytes(host, workload)
+    short_bytes = needed_bytes - budget
+    fitting = connections_within_budget(host, workload)
     needed_fraction = Fraction(needed_bytes, host.mem_total_bytes)
     fraction_hint = (
         f"memory_fraction >= {math.ceil(float(needed_fraction) * 1000) / 1000:g}"
@@ -365,17 +417,20 @@ def does_not_fit_message(
     )
     connections_hint = (
         f"the per-CPU counter lag alone ({usage.per_cpu_slack_pages} pages) exceeds half the budget"
-        if fitting is None
+        if bytes_at_tcp_mem_max(0, workload, host) > budget
         else f"at most {fitting} connections at this workload"
     )
     return (
         f"connections={workload.connections} ({workload.profile}: {usage.active_connections} active x "
         f"{usage.pages_per_active} pages + {usage.per_cpu_slack_pages} per-CPU lag pages = {usage.steady_pages} pages "
         f"steady state) needs tcp_mem max = {TCP_MEM_MAX_OVER_MIN} x {usage.steady_pages} = {needed_pages} pages "
-        f"({format_bytes(needed_bytes)}), but memory_fraction={format_number(workload.memory_fraction)} of MemTotal "
-        f"{format_bytes(host.mem_total_bytes)} allows {budget_pages} pages ({format_bytes(budget_bytes)}): short by "
-        f"{needed_pages - budget_pages} pages ({format_bytes(short_bytes)}, "
-        f"{100 * short_bytes / budget_bytes if budget_bytes else math.inf:.0f}% over the budget). "
+        f"({format_bytes(buffer_bytes)}) plus socket slab {workload.connections} x {slab_per_socket} B = "
+        f"{format_bytes(slab_bytes)} ({slab_source}) = {format_bytes(needed_bytes)}, but "
+        f"memory_fraction={format_number(workload.memory_fraction)} of MemTotal "
+        f"{format_bytes(host.mem_total_bytes)} allows {format_bytes(budget)}: short by "
+        f"{ceil_fraction(Fraction(short_bytes, page))} pages ({format_bytes(short_bytes)}, "
+        f"{100 * short_bytes / budget if budget else math.inf:.0f}% over the budget); "
+        f"{binding_term(buffer_bytes, slab_bytes, budget)}. "
         f"To fit: {connections_hint}, or smaller rx_buffered_bytes/tx_buffered_bytes "
         f"or active_fraction, or {fraction_hint}, or at least "
         f"{format_bytes(math.ceil(needed_bytes / workload.memory_fraction))} of RAM"
@@ -383,7 +438,7 @@ def does_not_fit_message(
 
 
 def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decision:
-    budget_pages = memory_budget_pages(host, workload)
+    budget_pages = buffer_budget_pages(host, workload)
     ideal = tcp_mem_for_usage(usage.steady_pages)
     warnings: list[str] = []
     arithmetic = (
@@ -397,27 +452,35 @@ def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decisio
     )
     value: tuple[int, ...] = ideal
     if ideal[2] > budget_pages:
-        message = does_not_fit_message(host, workload, usage, ideal[2], budget_pages)
+        message = does_not_fit_message(host, workload, usage, ideal[2])
         if budget_pages < 1:  # not even one page: there is nothing to clamp to
-            raise TargetDoesNotFitError(message + "; the budget is less than one page, so best_effort can't help.")
+            raise TargetDoesNotFitError(
+                message + "; the budget left for buffers is less than one page, so best_effort can't help."
+            )
         if not workload.best_effort:
             raise TargetDoesNotFitError(message + "; or pass best_effort=true for clamped values with a warning.")
         value = ordered((max(1, budget_pages // 2), max(1, budget_pages * 2 // 3), max(1, budget_pages)))
         warnings.append(f"best_effort: tcp_mem clamped to the budget. {message}")
-        arithmetic += f"; clamped to the budget of {budget_pages} pages (best_effort) in the same 3:4:6 spacing"
+        arithmetic += (
+            f"; clamped to the budget left for buffers after the socket slab, {budget_pages} pages "
+            f"(best_effort), in the same 3:4:6 spacing"
+        )
     value, notes = raise_to_floors(
         value, floors_for(host, TCP_MEM, host.boot_tcp_mem_pages, workload), ("min", "pressure", "max")
     )
     value = ordered(value)
     if value[2] > budget_pages and notes:
         warnings.append(
-            f"{TCP_MEM} max {value[2]} pages ({format_bytes(value[2] * host.page_size_bytes)}) is above the budget of "
-            f"{budget_pages} pages because allow_decrease=false keeps the boot default or live value; "
+            f"{TCP_MEM} max {value[2]} pages ({format_bytes(value[2] * host.page_size_bytes)}) is above the budget "
+            f"({budget_pages} pages left for buffers after the socket slab) because "
+            f"allow_decrease=false keeps the boot default or live value; "
             f"pass allow_decrease=true to bring it within memory_fraction={format_number(workload.memory_fraction)}"
         )
-    share = Fraction(value[2] * host.page_size_bytes, host.mem_total_bytes)
+    slab_bytes = slab_bytes_at(workload.connections, host)
+    share = Fraction(value[2] * host.page_size_bytes + slab_bytes, host.mem_total_bytes)
     explain = (
-        f"{arithmetic}; max = {format_bytes(value[2] * host.page_size_bytes)} = {100 * float(share):.1f}% of MemTotal "
+        f"{arithmetic}; max {format_bytes(value[2] * host.page_size_bytes)} + socket slab "
+        f"{format_bytes(slab_bytes)} = {100 * float(share):.1f}% of MemTotal "
         f"(budget {100 * float(workload.memory_fraction):.0f}%)."
     )
     if notes:
@@ -645,11 +708,11 @@ def buffer_cap_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]
 def override_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> list[str]:
     warnings = []
     if TCP_MEM in workload.overrides:
-        budget_pages = memory_budget_pages(host, workload)
+        budget_pages = buffer_budget_pages(host, workload)
         if tcp_mem[2] > budget_pages:
             warnings.append(
-                f"override {TCP_MEM} max {tcp_mem[2]} pages is above the budget of {budget_pages} pages "
-                f"(memory_fraction={format_number(workload.memory_fraction)})"
+                f"override {TCP_MEM} max {tcp_mem[2]} pages is above the budget ({budget_pages} pages left for "
+                f"buffers after the socket slab, memory_fraction={format_number(workload.memory_fraction)})"
             )
         if tcp_mem[1] < usage.steady_pages:
             warnings.append(
@@ -702,6 +765,39 @@ def socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]
         for key in (TCP_RMEM, TCP_WMEM)
         if recommended[key][2] > pressure_bytes
     ]
+
+
+def kept_tcp_mem(host: HostFacts, workload: Workload) -> Optional[tuple[int, ...]]:
+    """The tcp_mem the operator imposes: an override, or the live value that allow_decrease=false keeps."""
+    if TCP_MEM in workload.overrides:
+        return workload.overrides[TCP_MEM]
+    return None if workload.allow_decrease else current_value(host, TCP_MEM)
+
+
+def above_mem_total_warning(host: HostFacts, workload: Workload) -> Optional[str]:
+    """A live value or override whose tcp_mem[2] plus the target's socket slab exceeds MemTotal (the model's
+    own values stay within memory_fraction). An error unless allow_above_mem_total=true; then the first
+    warning."""
+    tcp_mem = kept_tcp_mem(host, workload)
+    if tcp_mem is None:
+        return None
+    buffer_bytes = tcp_mem[2] * host.page_size_bytes
+    slab_bytes = slab_bytes_at(workload.connections, host)
+    if buffer_bytes + slab_bytes <= host.mem_total_bytes or slab_bytes >= host.mem_total_bytes:
+        return None  # fits; or the target's slab alone passes MemTotal (host_warnings says so), not tcp_mem
+    source = "the override" if TCP_MEM in workload.overrides else "the live value, kept by allow_decrease=false,"
+    message = (
+        f"{TCP_MEM} max {tcp_mem[2]} pages ({format_bytes(buffer_bytes)}) from {source} plus the target's socket "
+        f"slab {format_bytes(slab_bytes)} is {format_bytes(buffer_bytes + slab_bytes)}, more than MemTotal "
+        f"{format_bytes(host.mem_total_bytes)}: TCP would not push back on senders before the host runs out of "
+        f"memory (the OOM killer, not tcp_mem, would stop it)"
+    )
+    if not workload.allow_above_mem_total:
+        fix = "drop or lower the override" if TCP_MEM in workload.overrides else "pass allow_decrease=true"
+        raise AboveMemTotalError(
+            f"{message}; {fix} to size it from the target, or allow_above_mem_total=true to keep it"
+        )
+    return message + " (kept: allow_above_mem_total=true)"
 
 
 # ---------------------------------------------------------------- memory cgroups
@@ -859,6 +955,7 @@ def resolved_inputs(host: HostFacts, workload: Workload) -> dict[str, Any]:
         "memory_budget_pages": memory_budget_pages(host, workload),
         "allow_decrease": workload.allow_decrease,
         "best_effort": workload.best_effort,
+        "allow_above_mem_total": workload.allow_above_mem_total,
         "overrides": {key: sysctl_text(value) for key, value in workload.overrides.items()},
         "page_size_bytes": host.page_size_bytes,
         "cpu_count": host.cpu_count,
@@ -892,6 +989,9 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
     decisions, warnings = without_obsolete(host, decide_all(host, workload, usage))
     values = {key: decision.value for key, decision in decisions.items()}
     tcp_mem = values[TCP_MEM]
+    above_ram = above_mem_total_warning(host, workload)
+    if above_ram:
+        warnings.insert(0, above_ram)
     for decision in decisions.values():
         warnings.extend(decision.warnings)
     scope = {key: scope_of(host, key) for key in values}

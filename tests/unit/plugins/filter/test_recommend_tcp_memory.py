@@ -220,6 +220,7 @@ def test_bad_buffered_bytes(argument, value):
         ("rtt_ms", "fast"),
         ("rx_truesize_factor", 0.5),
         ("tx_truesize_factor", "x"),
+        ("allow_above_mem_total", "yes"),
     ],
 )
 def test_bad_named_arguments(argument, value):
@@ -244,6 +245,15 @@ def test_missing_connections_and_unknown_argument():
 def test_target_that_does_not_fit_is_an_ansible_filter_error():
     with pytest.raises(AnsibleFilterError, match=r"short by .* at most"):
         recommend_tcp_memory(make_facts(mem_total_bytes=16 * GIB), connections=5_000_000)
+
+
+def test_live_tcp_mem_above_mem_total_is_an_ansible_filter_error_unless_allowed():
+    facts = make_facts(mem_total_bytes=16 * GIB, live={"net.ipv4.tcp_mem": [3_000_000, 4_000_000, 5_000_000]})
+    with pytest.raises(AnsibleFilterError, match=r"more than MemTotal .* allow_above_mem_total=true"):
+        recommend_tcp_memory(facts, connections=1000)
+    result = recommend_tcp_memory(facts, connections=1000, allow_above_mem_total=True)
+    assert result["sysctl"]["net.ipv4.tcp_mem"] == "3000000 4000000 5000000"
+    assert "more than MemTotal" in result["warnings"][0]
 
 
 # ---------------------------------------------------------------- bad facts

@@ -100,6 +100,10 @@ def what_if() -> str:
     cases = [
         ("profile='many_idle'", {"profile": "many_idle"}),
         ("connections=1000000, profile='many_idle'", {"connections": 1_000_000, "profile": "many_idle"}),
+        (
+            "connections=1000000, profile='many_idle', memory_fraction=0.5",
+            {"connections": 1_000_000, "profile": "many_idle", "memory_fraction": 0.5},
+        ),
         ("bandwidth_bps=10000000000, rtt_ms=100", dict(LINK)),
         ("profile='bulk_throughput'", {"profile": "bulk_throughput"}),
         ("profile='bulk_throughput', best_effort=true", {"profile": "bulk_throughput", "best_effort": True}),

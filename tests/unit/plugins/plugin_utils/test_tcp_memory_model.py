@@ -11,6 +11,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inp
     parse_facts,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import (
+    AboveMemTotalError,
     TargetDoesNotFitError,
     recommend,
     resolve_workload,
@@ -144,22 +145,36 @@ def test_link_sizes_are_capped_at_int_max_with_a_warning():
 def test_target_beyond_the_budget_says_by_how_much_and_how_many_fit():
     facts = make_facts(mem_total_bytes=16 * GIB, cpu_count=2)
     with pytest.raises(TargetDoesNotFitError) as caught:
-        run(facts, connections=2_000_000)
+        run(facts, connections=400_000)
     message = str(caught.value)
-    assert "short by 4152448 pages" in message
-    assert "at most 402900 connections" in message
+    # at tcp_mem[2] = 2 U: 2 x (40000 x 13 + 512) pages x 4096 B + 400000 x 4700 B of slab, against 4 GiB
+    needed_bytes = 2 * (40000 * 13 + 512) * 4096 + 400000 * 4700
+    assert f"short by {-(-(needed_bytes - 4 * GIB) // 4096)} pages" in message
+    assert "binding term is the buffer pages at tcp_mem[2]" in message
+    assert "at most 279530 connections" in message
     assert "memory_fraction" in message and "of RAM" in message and "best_effort" in message
     # the advice is exact: the suggested count fits, one more does not
-    run(facts, connections=402900)
+    run(facts, connections=279530)
     with pytest.raises(TargetDoesNotFitError):
-        run(facts, connections=402901)
+        run(facts, connections=279531)
+
+
+def test_socket_slab_counts_against_the_budget_and_a_refusal_names_it():
+    # issue 17 item 4: buffers at tcp_mem[2] alone fit (2.69 GiB of 4 GiB) but with 4.38 GiB of slab they don't
+    facts = make_facts(mem_total_bytes=16 * GIB, cpu_count=8)
+    with pytest.raises(TargetDoesNotFitError, match="socket slab alone exceeds the budget"):
+        run(facts, connections=1_000_000, profile="many_idle")
+    with pytest.raises(TargetDoesNotFitError, match=r"binding term is the socket slab \(fewer connections"):
+        run(facts, connections=800_000, profile="many_idle", active_fraction=0.001, memory_fraction=0.22)
+    result = run(facts, connections=1_000_000, profile="many_idle", memory_fraction=0.5)
+    assert "+ socket slab 4.38 GiB" in result["explain"]["net.ipv4.tcp_mem"]
 
 
 def test_best_effort_clamps_to_the_budget_with_a_warning():
     facts = make_facts(mem_total_bytes=16 * GIB, cpu_count=2)
-    result = run(facts, connections=2_000_000, best_effort=True)
+    result = run(facts, connections=500_000, best_effort=True)
     tcp_mem = triple(result, "net.ipv4.tcp_mem")
-    assert tcp_mem[2] == 16 * GIB // 4 // 4096
+    assert tcp_mem[2] == (16 * GIB // 4 - 500_000 * 4700) // 4096  # the budget less the socket slab
     assert tcp_mem[0] <= tcp_mem[1] <= tcp_mem[2]
     assert any(warning.startswith("best_effort") and "short by" in warning for warning in result["warnings"])
 
@@ -168,7 +183,7 @@ def test_per_cpu_reserve_alone_beyond_the_budget_is_explained():
     facts = make_facts(mem_total_bytes=64 * MIB, cpu_count=256)
     with pytest.raises(TargetDoesNotFitError, match=r"per-CPU counter lag alone \(65536 pages\)"):
         run(facts, connections=10, rx_buffered_bytes=0, tx_buffered_bytes=0)
-    with pytest.raises(TargetDoesNotFitError, match="at most 0 connections"):
+    with pytest.raises(TargetDoesNotFitError, match=r"per-CPU counter lag alone \(65536 pages\)"):
         run(facts, connections=10)
 
 
@@ -179,8 +194,8 @@ def test_best_effort_cannot_clamp_to_a_budget_below_one_page():
 
 def test_larger_memory_fraction_makes_room():
     facts = make_facts(mem_total_bytes=16 * GIB, cpu_count=2)
-    result = run(facts, connections=600_000, memory_fraction=0.5)
-    assert triple(result, "net.ipv4.tcp_mem")[2] * 4096 <= 8 * GIB
+    result = run(facts, connections=550_000, memory_fraction=0.5)
+    assert triple(result, "net.ipv4.tcp_mem")[2] * 4096 + 550_000 * 4700 <= 8 * GIB
 
 
 # ---------------------------------------------------------------- containers, kernels, page sizes
@@ -304,10 +319,11 @@ def test_none_means_not_given():
 
 def test_profiles_and_explicit_arguments():
     facts = make_facts()
-    many_idle = run(facts, connections=1_000_000, profile="many_idle", allow_decrease=True)
+    many_idle = run(facts, connections=1_000_000, profile="many_idle", allow_decrease=True, memory_fraction=0.5)
     assert many_idle["inputs"]["active_fraction"] == 0.05
     assert many_idle["estimate"]["rx_pages_per_active_connection"] == 2
-    explicit = run(facts, connections=1_000_000, profile="many_idle", active_fraction=0.01, allow_decrease=True)
+    arguments = {"connections": 1_000_000, "profile": "many_idle", "allow_decrease": True, "memory_fraction": 0.5}
+    explicit = run(facts, active_fraction=0.01, **arguments)
     assert explicit["inputs"]["active_fraction"] == 0.01
     assert triple(explicit, "net.ipv4.tcp_mem")[0] < triple(many_idle, "net.ipv4.tcp_mem")[0]
     bulk = run(facts, connections=1000, profile="bulk_throughput")
@@ -493,3 +509,30 @@ def test_live_value_lowered_by_an_operator_is_raised_to_the_boot_default():
     facts = debian12_2048mb_guest()
     facts["sysctl"]["net.ipv4.tcp_mem"]["value"] = [20000, 26000, 40000]  # 13% under: not the boot value
     assert triple(run(facts, connections=1000), "net.ipv4.tcp_mem") == (22950, 30600, 45900)
+
+
+@pytest.mark.parametrize("source", ["live", "override"])
+def test_tcp_mem_above_mem_total_is_an_error_unless_allowed(source):
+    # issue 17 item 4: 16 GiB host, tcp_mem[2] of 5,000,000 pages = 19 GiB: more than all RAM
+    big = [3_000_000, 4_000_000, 5_000_000]
+    live = {"net.ipv4.tcp_mem": big} if source == "live" else None
+    overrides = {"net.ipv4.tcp_mem": " ".join(map(str, big))} if source == "override" else None
+    facts = make_facts(mem_total_bytes=16 * GIB, live=live)
+    with pytest.raises(AboveMemTotalError, match=r"max 5000000 pages \(19.07 GiB\).*more than MemTotal 16.00 GiB"):
+        run(facts, connections=1000, overrides=overrides)
+    result = run(facts, connections=1000, overrides=overrides, allow_above_mem_total=True)
+    assert triple(result, "net.ipv4.tcp_mem") == tuple(big)
+    assert "more than MemTotal" in result["warnings"][0]
+    assert result["inputs"]["allow_above_mem_total"] is True
+
+
+def test_live_tcp_mem_above_mem_total_is_replaced_with_allow_decrease():
+    facts = make_facts(mem_total_bytes=16 * GIB, live={"net.ipv4.tcp_mem": [3_000_000, 4_000_000, 5_000_000]})
+    result = run(facts, connections=1000, allow_decrease=True)
+    assert triple(result, "net.ipv4.tcp_mem")[2] < 5_000_000
+    assert not any("MemTotal" in warning for warning in result["warnings"])
+
+
+def test_allow_above_mem_total_must_be_a_boolean():
+    with pytest.raises(ModelInputError, match="allow_above_mem_total must be a boolean"):
+        run(make_facts(), connections=10, allow_above_mem_total="yes")
