@@ -55,6 +55,9 @@ SYSCTL_KEYS = {
     "net.core.rmem_default": ("bytes", 1, "global"),
     "net.core.wmem_default": ("bytes", 1, "global"),
     "net.core.optmem_max": ("bytes", 1, ("netns", KERNEL_OPTMEM_MAX_PER_NETNS)),
+    # Sockets closed with data still queued that the kernel keeps (their buffers stay in tcp_mem);
+    # net/ipv4/tcp.c tcp_init() sets it to half the established-hash size; in ipv4_table (global).
+    "net.ipv4.tcp_max_orphans": ("count", 1, "global"),
 }
 
 STATUS_LEVELS = ("ok", "above_min", "pressure", "at_max", "unknown")

@@ -82,6 +82,8 @@ class HostFacts:
     # From facts.cgroups (tcp_memory_facts cgroups=true): the cgroup owning the most TCP sockets, when a
     # finite limit applies to its sockets; None when not gathered or unlimited.
     cgroup_owner: Optional[CgroupOwner] = None
+    # net.ipv4.tcp_max_orphans, optional in the facts (gathered from this collection's issue 17 on)
+    tcp_max_orphans: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -353,7 +355,17 @@ def parse_facts(facts: Any) -> HostFacts:
         ),
         status_level=None if level is None else str(level),
         cgroup_owner=parse_cgroup_owner(facts.get("cgroups")),
+        tcp_max_orphans=_optional_sysctl_int(facts, "net.ipv4.tcp_max_orphans"),
     )
+
+
+def _optional_sysctl_int(facts: Mapping, key: str) -> Optional[int]:
+    """A scalar sysctl that older facts may lack: None when absent there or on this host."""
+    sysctl = facts.get("sysctl")
+    entry = sysctl.get(key) if isinstance(sysctl, Mapping) else None
+    if not isinstance(entry, Mapping) or entry.get("value") is None:
+        return None
+    return parse_int(f"facts.sysctl[{key!r}].value", entry["value"], maximum=INT_MAX)
 
 
 # ---------------------------------------------------------------- memory cgroups (optional facts)

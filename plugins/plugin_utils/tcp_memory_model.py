@@ -90,10 +90,15 @@ SLAB_BYTES_PER_SOCKET_MEASURED = 4700
 SLAB_BYTES_PER_SOCKET_OLD = 3300
 SLAB_LARGER_SINCE = (5, 0, 0)
 
+# udp_init() (net/ipv4/udp.c) sizes udp_mem from nr_free_buffer_pages() / 8, tcp_init_mem() tcp_mem from
+# / 16: UDP boots with twice TCP's limits, on its own counter (udp_memory_allocated), beside tcp_mem.
+UDP_MEM_BOOT_OVER_TCP_MEM = 2
+
 ADV_WIN_SCALE_OBSOLETE_SINCE = (6, 6, 0)
 ADV_WIN_SCALE_DEFAULT = 1
 
 TCP_MEM = "net.ipv4.tcp_mem"
+UDP_MEM = "net.ipv4.udp_mem"
 TCP_RMEM = "net.ipv4.tcp_rmem"
 TCP_WMEM = "net.ipv4.tcp_wmem"
 RMEM_MAX = "net.core.rmem_max"
@@ -485,7 +490,29 @@ def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decisio
     )
     if notes:
         explain += " " + "; ".join(notes) + "."
+    explain += " " + udp_and_orphans_sentence(host)
     return Decision(value, explain, tuple(warnings))
+
+
+def udp_and_orphans_sentence(host: HostFacts) -> str:
+    """What tcp_mem does not cover (udp_mem, its own counter) and what it also holds (orphans)."""
+    udp_mem = current_value(host, UDP_MEM)
+    udp = (
+        f"{UDP_MEM} {sysctl_text(udp_mem)} pages (max {format_bytes(udp_mem[2] * host.page_size_bytes)}) is UDP's "
+        f"own limit on its own counter, left as it is: UDP memory comes on top of this budget"
+        if udp_mem
+        else f"{UDP_MEM} (not visible here) is UDP's own limit on its own counter, on top of this budget"
+    )
+    orphans = (
+        f"tcp_max_orphans={host.tcp_max_orphans}"
+        if host.tcp_max_orphans is not None
+        else "tcp_max_orphans (half the established-hash size by default)"
+    )
+    return (
+        f"Not counted: {udp}. Counted: up to {orphans} sockets closed with data still queued (orphans) keep "
+        f"their buffers in tcp_mem until sent or reset; beyond that number, or earlier under memory pressure "
+        f"(tcp_check_oom), the kernel resets them."
+    )
 
 
 # ---------------------------------------------------------------- per-socket triples
@@ -640,6 +667,11 @@ def current_settings_hold_target(
     return True if held is None else held >= workload.connections
 
 
+def udp_mem_max_bytes(host: HostFacts) -> Optional[int]:
+    udp_mem = current_value(host, UDP_MEM)
+    return None if not udp_mem else udp_mem[2] * host.page_size_bytes
+
+
 def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> dict[str, Any]:
     page = host.page_size_bytes
     slab_per_socket, slab_source = slab_bytes_per_socket(host)
@@ -673,6 +705,8 @@ def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: t
         if live_tcp_mem
         else None,
         "current_settings_hold_target": current_settings_hold_target(host, workload, usage, live_tcp_mem),
+        "udp_mem_max_bytes": udp_mem_max_bytes(host),
+        "tcp_max_orphans": host.tcp_max_orphans,
         "current_used_pages": host.used_pages,
         "current_level": host.status_level,
         "current_used_fraction_of_recommended_pressure": round(host.used_pages / tcp_mem[1], 6)
@@ -755,6 +789,23 @@ def host_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tu
             f"{format_bytes(host.mem_available_bytes)}"
         )
     return warnings
+
+
+def udp_mem_warnings(host: HostFacts, workload: Workload, tcp_mem: tuple[int, ...]) -> list[str]:
+    """udp_mem is a separate limit: both maxima plus the socket slab above MemTotal can exhaust RAM."""
+    udp_bytes = udp_mem_max_bytes(host)
+    if udp_bytes is None:
+        return []
+    tcp_bytes = tcp_mem[2] * host.page_size_bytes
+    slab_bytes = slab_bytes_at(workload.connections, host)
+    if tcp_bytes + slab_bytes > host.mem_total_bytes or tcp_bytes + udp_bytes + slab_bytes <= host.mem_total_bytes:
+        return []  # the first case is the above-MemTotal check's
+    return [
+        f"{UDP_MEM} max {format_bytes(udp_bytes)} is UDP's own limit beside {TCP_MEM} max {format_bytes(tcp_bytes)}: "
+        f"with the socket slab {format_bytes(slab_bytes)} both can take "
+        f"{format_bytes(tcp_bytes + udp_bytes + slab_bytes)}, more than MemTotal "
+        f"{format_bytes(host.mem_total_bytes)}; lower {UDP_MEM} (overrides) if this host carries much UDP"
+    ]
 
 
 def socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
@@ -1006,6 +1057,7 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
     warnings.extend(override_warnings(host, workload, usage, tcp_mem))
     warnings.extend(buffer_cap_warnings(host, values))
     warnings.extend(socket_max_warnings(host, values))
+    warnings.extend(udp_mem_warnings(host, workload, tcp_mem))
     warnings.extend(host_warnings(host, workload, usage, tcp_mem))
     cgroup = cgroup_check(host, workload)
     if cgroup is not None and cgroup["warning"]:

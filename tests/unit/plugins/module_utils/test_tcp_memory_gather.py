@@ -270,3 +270,11 @@ def test_no_socket_source_is_a_note_not_an_error(tmp_path):
     facts = gather(proc_root=proc_root, sys_root=sys_root, states=True)
     assert facts["connections"] is None
     assert any("no socket source" in note for note in facts["status"]["notes"])
+
+
+def test_tcp_max_orphans_is_read_on_the_host_and_absent_in_a_container(tmp_path):
+    # issue 17 item 7: a global key (ipv4_table), not shown in a non-initial network namespace
+    host = facts_of(tmp_path, "normal_host")["sysctl"]["net.ipv4.tcp_max_orphans"]
+    assert (host["present"], host["value"], host["unit"], host["scope"]) == (True, 65536, "count", "global")
+    container = facts_of(tmp_path, "container_netns")["sysctl"]["net.ipv4.tcp_max_orphans"]
+    assert (container["present"], container["value"]) == (False, None)

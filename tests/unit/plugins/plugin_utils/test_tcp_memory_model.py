@@ -536,3 +536,47 @@ def test_live_tcp_mem_above_mem_total_is_replaced_with_allow_decrease():
 def test_allow_above_mem_total_must_be_a_boolean():
     with pytest.raises(ModelInputError, match="allow_above_mem_total must be a boolean"):
         run(make_facts(), connections=10, allow_above_mem_total="yes")
+
+
+# ---------------------------------------------------------------- issue 17 item 7: udp_mem and orphans
+
+
+def test_explanation_names_udp_mem_and_orphans_from_the_facts():
+    result = run(make_facts(mem_total_bytes=16 * GIB), connections=1000)
+    explain = result["explain"]["net.ipv4.tcp_mem"]
+    udp_mem = make_facts(mem_total_bytes=16 * GIB)["sysctl"]["net.ipv4.udp_mem"]["value"]
+    assert f"net.ipv4.udp_mem {' '.join(map(str, udp_mem))} pages" in explain
+    assert "own counter" in explain and "on top of this budget" in explain
+    assert "up to tcp_max_orphans=65536 sockets closed with data still queued" in explain
+    assert result["estimate"]["udp_mem_max_bytes"] == udp_mem[2] * 4096
+    assert result["estimate"]["tcp_max_orphans"] == 65536
+
+
+def test_facts_without_tcp_max_orphans_still_work_and_say_the_default():
+    facts = make_facts()
+    del facts["sysctl"]["net.ipv4.tcp_max_orphans"]  # facts gathered before the key was added
+    result = run(facts, connections=1000)
+    assert "tcp_max_orphans (half the established-hash size by default)" in result["explain"]["net.ipv4.tcp_mem"]
+    assert result["estimate"]["tcp_max_orphans"] is None
+
+
+def test_container_without_udp_mem_says_it_is_not_visible():
+    result = run(make_facts(initial_netns=False), connections=1000)
+    assert "net.ipv4.udp_mem (not visible here)" in result["explain"]["net.ipv4.tcp_mem"]
+    assert result["estimate"]["udp_mem_max_bytes"] is None
+
+
+def test_udp_mem_beside_tcp_mem_beyond_mem_total_is_warned():
+    # 4 GiB host: tcp_mem max 2 GiB (override) + udp_mem max 3 GiB (live) + slab: more than all RAM
+    facts = make_facts(mem_total_bytes=4 * GIB, live={"net.ipv4.udp_mem": [393216, 524288, 786432]})
+    result = run(facts, connections=1000, overrides={"net.ipv4.tcp_mem": "262144 393216 524288"})
+    assert any(w.startswith("net.ipv4.udp_mem max 3.00 GiB is UDP's own limit") for w in result["warnings"])
+    quiet = run(make_facts(mem_total_bytes=4 * GIB), connections=1000)
+    assert not any("UDP's own limit" in warning for warning in quiet["warnings"])
+
+
+def test_tcp_max_orphans_fact_is_validated():
+    facts = make_facts()
+    facts["sysctl"]["net.ipv4.tcp_max_orphans"]["value"] = "many"
+    with pytest.raises(ModelInputError, match=r"facts.sysctl\['net.ipv4.tcp_max_orphans'\].value must be an integer"):
+        run(facts, connections=10)
