@@ -90,6 +90,23 @@ SLAB_BYTES_PER_SOCKET_MEASURED = 4700
 SLAB_BYTES_PER_SOCKET_OLD = 3300
 SLAB_LARGER_SINCE = (5, 0, 0)
 
+# tcp_sndbuf_expand() (net/ipv4/tcp_input.c) grows an autotuned send buffer to
+#   sndbuf_expand x max(TCP_INIT_CWND, cwnd) x per_mss,
+#   per_mss = roundup_pow_of_two(mss_clamp + MAX_TCP_HEADER + SKB_DATA_ALIGN(sizeof(skb_shared_info)))
+#             + SKB_DATA_ALIGN(sizeof(sk_buff)),
+# capped at tcp_wmem[2]. sndbuf_expand is 2 ("Cubic needs 1.7 factor, rounded to 2") unless the congestion
+# control has its own: bbr_sndbuf_expand() returns 3 (net/ipv4/tcp_bbr.c). Sizes of x86_64 distribution
+# kernels (6.1): MAX_TCP_HEADER = L1_CACHE_ALIGN(128 + MAX_HEADER 176) = 320, skb_shared_info 320,
+# sk_buff 232 -> 256; Ethernet MTU 1500: mss_clamp 1460, mss_cache 1448 (timestamps).
+SNDBUF_EXPAND_DEFAULT = 2
+SNDBUF_EXPAND_BY_CONGESTION_CONTROL = {"bbr": 3}
+TCP_INIT_CWND = 10
+MSS_CLAMP_BYTES = 1460
+MSS_CACHE_BYTES = 1448
+MAX_TCP_HEADER_BYTES = 320
+SKB_SHARED_INFO_BYTES = 320
+SK_BUFF_BYTES = 256
+
 # udp_init() (net/ipv4/udp.c) sizes udp_mem from nr_free_buffer_pages() / 8, tcp_init_mem() tcp_mem from
 # / 16: UDP boots with twice TCP's limits, on its own counter (udp_memory_allocated), beside tcp_mem.
 UDP_MEM_BOOT_OVER_TCP_MEM = 2
@@ -527,6 +544,43 @@ def rmem_initial_bytes(host: HostFacts) -> int:
     return RMEM_INITIAL_BYTES if host.kernel_version >= RMEM_INITIAL_131072_SINCE else RMEM_INITIAL_BEFORE_4_20_BYTES
 
 
+def roundup_pow_of_two(number: int) -> int:
+    return 1 << (number - 1).bit_length()
+
+
+def per_mss_truesize_bytes() -> int:
+    """tcp_sndbuf_expand's worst case per segment: one non-GSO skb with a kmalloc'ed power-of-two head."""
+    return roundup_pow_of_two(MSS_CLAMP_BYTES + MAX_TCP_HEADER_BYTES + SKB_SHARED_INFO_BYTES) + SK_BUFF_BYTES
+
+
+def sndbuf_expand_factor(host: HostFacts) -> int:
+    return SNDBUF_EXPAND_BY_CONGESTION_CONTROL.get(host.tcp_congestion_control or "", SNDBUF_EXPAND_DEFAULT)
+
+
+def cwnd_segments(link_bdp_bytes: int) -> int:
+    """Segments in flight to fill the link: BDP / MSS, at least the initial window."""
+    return max(TCP_INIT_CWND, -(-link_bdp_bytes // MSS_CACHE_BYTES))
+
+
+def sndbuf_expand_bytes(host: HostFacts, link_bdp_bytes: int) -> int:
+    """What tcp_sndbuf_expand asks for a socket that fills the link."""
+    return sndbuf_expand_factor(host) * cwnd_segments(link_bdp_bytes) * per_mss_truesize_bytes()
+
+
+def send_max_source(host: HostFacts, link_bdp_bytes: int) -> tuple[int, str]:
+    """tcp_wmem[2] for a link (unrounded) and the sentence that derives it."""
+    factor = sndbuf_expand_factor(host)
+    cc = host.tcp_congestion_control
+    cc_text = f"{cc}" if cc else "congestion control unknown, cubic's"
+    needed = sndbuf_expand_bytes(host, link_bdp_bytes)
+    return needed, (
+        f"max = what tcp_sndbuf_expand asks to fill the link: {factor} ({cc_text}) x cwnd "
+        f"{cwnd_segments(link_bdp_bytes)} segments (BDP {link_bdp_bytes} B / MSS {MSS_CACHE_BYTES}, at least "
+        f"{TCP_INIT_CWND}) x {per_mss_truesize_bytes()} B per segment (roundup_pow_of_two({MSS_CLAMP_BYTES} + "
+        f"{MAX_TCP_HEADER_BYTES} + {SKB_SHARED_INFO_BYTES}) + {SK_BUFF_BYTES}) = {needed} B"
+    )
+
+
 def decide_socket_triple(host: HostFacts, workload: Workload, key: str) -> Decision:
     """tcp_rmem / tcp_wmem: kernel min and initial size; max from the link's BDP or the boot default."""
     receive = key == TCP_RMEM
@@ -537,19 +591,19 @@ def decide_socket_triple(host: HostFacts, workload: Workload, key: str) -> Decis
     warnings: list[str] = []
     link_bdp = bdp_bytes(workload)
     if link_bdp is not None:
-        factor = workload.rx_truesize_factor if receive else Fraction(1)
-        needed = ceil_fraction(link_bdp * factor)
+        link = f"BDP {link_bdp} B ({workload.bandwidth_bps} bit/s / 8 x {format_number(workload.rtt_ms or 0)} ms)"
+        if receive:
+            needed = ceil_fraction(link_bdp * workload.rx_truesize_factor)
+            derivation = f"max = {link} x receive truesize {format_number(workload.rx_truesize_factor)}"
+        else:
+            needed, derivation = send_max_source(host, link_bdp)
         page = host.page_size_bytes
         maximum = min(-(-needed // page) * page, INT_MAX)
         if needed > INT_MAX:
             warnings.append(
                 f"{key}: the link needs {needed} bytes per socket but sysctl values are C ints; capped at {INT_MAX}"
             )
-        source = (
-            f"max = BDP {link_bdp} B ({workload.bandwidth_bps} bit/s / 8 x {format_number(workload.rtt_ms or 0)} ms)"
-            + (f" x receive truesize {format_number(factor)}" if receive else "")
-            + f", rounded up to a page = {maximum}"
-        )
+        source = f"{derivation}, rounded up to a page = {maximum}"
     else:
         fallback = RMEM_MAX_FALLBACK_BYTES if receive else WMEM_MAX_FALLBACK_BYTES
         live = current_value(host, key)
@@ -942,7 +996,7 @@ def cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any]
         result["warning"] = (
             f"memory cgroup {owner.path} owns {owner.tcp_sockets} of the {owner.tcp_sockets_attributed} TCP sockets "
             f"attributed to a cgroup; the kernel charges their memory to it and, near its limit, puts them under "
-            f"memory pressure whatever tcp_mem says (writers wait in sk_stream_wait_memory, receivers drop). "
+            f"memory pressure whatever tcp_mem says (writers wait in sk_stream_wait_memory, buffers stop growing). "
             f"{owner.limit_file} of {owner.limit_cgroup} is {format_bytes(owner.limit_bytes)}: {other}, but "
             f"{workload.connections} connections need {format_bytes(needed_bytes)} ({what}). Raising tcp_mem does "
             f"not help: raise {cgroup_fix(owner, needed_limit_bytes)}, or hold at most {within} connections per "
