@@ -345,9 +345,9 @@ ansible_facts:
                 socket_limit: {cgroup: /system.slice/run-load.scope, file: memory.max, limit_bytes: 67108864,
                                other_bytes: 11000000, headroom_bytes: 56108864}
                 socket_headroom_bytes: 56108864
-            scan: {processes_listed: 90, processes_other_netns: 0, processes_read: 60, processes_unreadable: 0, fds_read: 2300,
-                   tcp_sockets_seen: 1003, tcp_sockets_attributed: 1003, max_processes: 4096, max_fds: 100000,
-                   truncated: false}
+            scan: {processes_listed: 90, processes_other_netns: 0, processes_read: 60, processes_unreadable: 0,
+                   fds_read: 2300, tcp_sockets_seen: 1003, tcp_sockets_attributed: 1003, max_processes: 4096,
+                   max_fds: 100000, truncated: false}
             notes: [sockets are attributed to the cgroup of the process holding them]
 """
 
