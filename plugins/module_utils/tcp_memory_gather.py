@@ -285,6 +285,25 @@ def connection_facts(
     return result
 
 
+def congestion_control(proc_root: str):
+    """The default congestion control of this network namespace, None when not readable."""
+    relative = "sys/net/ipv4/tcp_congestion_control"
+    raw = read_text(proc_root, relative)
+    return None if raw is None else proc.parse_congestion_control(raw, os.path.join(proc_root, relative))
+
+
+def max_orphans(proc_root: str):
+    """net.ipv4.tcp_max_orphans, None where not visible (outside the initial network namespace)."""
+    raw = read_text(proc_root, proc.TCP_MAX_ORPHANS_PATH)
+    if raw is None:
+        return None
+    path = os.path.join(proc_root, proc.TCP_MAX_ORPHANS_PATH)
+    value = proc.parse_sysctl_value(raw, 1, path)
+    if not 0 <= value <= proc.INT_MAX:  # a C int the kernel keeps non-negative (proc_dointvec)
+        raise proc.ProcParseError(path, f"net.ipv4.tcp_max_orphans value {value} is outside 0..{proc.INT_MAX}")
+    return value
+
+
 def gather(
     proc_root: str = "/proc",
     sys_root: str = "/sys",
@@ -323,6 +342,8 @@ def gather(
         "sockstat": sockstat,
         "snmp": snmp_facts(proc_root),
         "pressure": pressure,
+        "tcp_congestion_control": congestion_control(proc_root),
+        "tcp_max_orphans": max_orphans(proc_root),
         "connections": None,
         "top_sockets": None,
         "blocked_writers": None,

@@ -55,10 +55,24 @@ SYSCTL_KEYS = {
     "net.core.rmem_default": ("bytes", 1, "global"),
     "net.core.wmem_default": ("bytes", 1, "global"),
     "net.core.optmem_max": ("bytes", 1, ("netns", KERNEL_OPTMEM_MAX_PER_NETNS)),
-    # Sockets closed with data still queued that the kernel keeps (their buffers stay in tcp_mem);
-    # net/ipv4/tcp.c tcp_init() sets it to half the established-hash size; in ipv4_table (global).
-    "net.ipv4.tcp_max_orphans": ("count", 1, "global"),
 }
+
+# Read beside the managed keys, never written (facts tcp_max_orphans): sockets closed with data still
+# queued that the kernel keeps, their buffers in tcp_mem. net/ipv4/tcp.c tcp_init() sets it to half
+# the established-hash size; it sits in ipv4_table (global: absent outside the initial netns).
+TCP_MAX_ORPHANS_PATH = "sys/net/ipv4/tcp_max_orphans"
+
+# net.ipv4.tcp_congestion_control: a name (TCP_CA_NAME_MAX = 16 bytes with its NUL), per netns from 4.15.
+CONGESTION_CONTROL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def parse_congestion_control(text: str, name: str) -> str:
+    """The algorithm name in /proc/sys/net/ipv4/tcp_congestion_control ('cubic', 'bbr', ...)."""
+    value = text.strip()
+    if not CONGESTION_CONTROL_NAME.match(value):
+        raise ProcParseError(name, f"not a congestion control name: {value[:40]!r}")
+    return value
+
 
 STATUS_LEVELS = ("ok", "above_min", "pressure", "at_max", "unknown")
 

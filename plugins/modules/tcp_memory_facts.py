@@ -15,7 +15,7 @@ description:
     (see C(docs/data-model.md), section 1).
   - Reports memory (C(MemTotal), C(MemAvailable), page size, an estimate of the kernel's C(nr_free_buffer_pages)
     and the boot defaults this kernel computes from it), the kernel release, whether the module runs in the
-    initial network namespace and how it decided, the twelve relevant sysctls with presence, writability and
+    initial network namespace and how it decided, the eleven relevant sysctls with presence, writability and
     scope, socket counts and buffer pages from C(/proc/net/sockstat), C(CurrEstab) from C(/proc/net/snmp),
     memory-pressure counters from C(/proc/net/netstat), and a derived status against C(tcp_mem).
   - The default call reads a fixed set of small files; its cost does not grow with the number of connections.
@@ -210,6 +210,22 @@ ansible_facts:
           type: dict
           returned: always
           sample: {release: 6.1.0-31-cloud-amd64, version: [6, 1, 0]}
+        tcp_max_orphans:
+          description:
+            - C(net.ipv4.tcp_max_orphans), how many sockets closed with data still queued the kernel keeps (their
+              buffers stay in C(tcp_mem)); half the established-hash size by default. A global key, null outside
+              the initial network namespace.
+          type: int
+          returned: always
+          sample: 131072
+        tcp_congestion_control:
+          description:
+            - C(net.ipv4.tcp_congestion_control) of this network namespace (per namespace from kernel 4.15), null
+              when not readable. The filter sizes C(tcp_wmem[2]) for a link as C(tcp_sndbuf_expand) does, 3x the
+              per-MSS truesize per segment under C(bbr), 2x otherwise.
+          type: str
+          returned: always
+          sample: cubic
         root:
           description:
             - Whether the module ran as root (effective UID 0). Without root every key reads as not
@@ -248,7 +264,7 @@ ansible_facts:
           sample: {initial: true, method: compared /proc/self/ns/net with /proc/1/ns/net}
         sysctl:
           description:
-            - One entry per key, always all twelve keys, with C(present), C(writable), C(scope)
+            - One entry per key, always all eleven keys, with C(present), C(writable), C(scope)
               (V(global) or V(netns)), C(unit), C(value) (list for triples, int for scalars) and C(raw).
           type: dict
           returned: always

@@ -82,8 +82,10 @@ class HostFacts:
     # From facts.cgroups (tcp_memory_facts cgroups=true): the cgroup owning the most TCP sockets, when a
     # finite limit applies to its sockets; None when not gathered or unlimited.
     cgroup_owner: Optional[CgroupOwner] = None
-    # net.ipv4.tcp_max_orphans, optional in the facts (gathered from this collection's issue 17 on)
+    # facts.tcp_max_orphans (net.ipv4.tcp_max_orphans), optional: facts gathered before issue 17 lack it
     tcp_max_orphans: Optional[int] = None
+    # net.ipv4.tcp_congestion_control of the namespace, optional in the facts (issue 17 on)
+    tcp_congestion_control: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -355,17 +357,17 @@ def parse_facts(facts: Any) -> HostFacts:
         ),
         status_level=None if level is None else str(level),
         cgroup_owner=parse_cgroup_owner(facts.get("cgroups")),
-        tcp_max_orphans=_optional_sysctl_int(facts, "net.ipv4.tcp_max_orphans"),
+        tcp_max_orphans=_optional_int("facts.tcp_max_orphans", facts.get("tcp_max_orphans"), maximum=INT_MAX),
+        tcp_congestion_control=_congestion_control(facts.get("tcp_congestion_control")),
     )
 
 
-def _optional_sysctl_int(facts: Mapping, key: str) -> Optional[int]:
-    """A scalar sysctl that older facts may lack: None when absent there or on this host."""
-    sysctl = facts.get("sysctl")
-    entry = sysctl.get(key) if isinstance(sysctl, Mapping) else None
-    if not isinstance(entry, Mapping) or entry.get("value") is None:
+def _congestion_control(value: Any) -> Optional[str]:
+    if value is None:
         return None
-    return parse_int(f"facts.sysctl[{key!r}].value", entry["value"], maximum=INT_MAX)
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value):
+        raise ModelInputError(f"facts.tcp_congestion_control must be an algorithm name or null, got {_describe(value)}")
+    return str(value)
 
 
 # ---------------------------------------------------------------- memory cgroups (optional facts)

@@ -862,6 +862,25 @@ def udp_mem_warnings(host: HostFacts, workload: Workload, tcp_mem: tuple[int, ..
     ]
 
 
+PER_SOCKET_MAXIMA = ((TCP_RMEM, 2), (TCP_WMEM, 2), (RMEM_MAX, 0), (WMEM_MAX, 0))
+
+
+def lowered_maximum_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
+    """allow_decrease=true may lower a per-socket maximum the host runs with: say which and what it costs."""
+    warnings = []
+    for key, index in PER_SOCKET_MAXIMA:
+        live = current_value(host, key)
+        if key not in recommended or live is None or recommended[key][index] >= live[index]:
+            continue
+        field = f"{key}[{index}]" if index else key
+        warnings.append(
+            f"{field} goes down from the live {live[index]} to {recommended[key][index]} bytes (allow_decrease=true): "
+            f"sockets already grown past it keep what they hold, but none grows beyond it any more; connections "
+            f"whose bandwidth-delay product needs more lose throughput"
+        )
+    return warnings
+
+
 def socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
     pressure_bytes = recommended[TCP_MEM][1] * host.page_size_bytes
     return [
@@ -1112,6 +1131,7 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
     warnings.extend(buffer_cap_warnings(host, values))
     warnings.extend(socket_max_warnings(host, values))
     warnings.extend(udp_mem_warnings(host, workload, tcp_mem))
+    warnings.extend(lowered_maximum_warnings(host, values))
     warnings.extend(host_warnings(host, workload, usage, tcp_mem))
     cgroup = cgroup_check(host, workload)
     if cgroup is not None and cgroup["warning"]:

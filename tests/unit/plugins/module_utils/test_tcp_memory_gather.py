@@ -29,6 +29,8 @@ TOP_LEVEL = {
     "connections",
     "top_sockets",
     "blocked_writers",
+    "tcp_congestion_control",
+    "tcp_max_orphans",
 }
 
 
@@ -274,7 +276,13 @@ def test_no_socket_source_is_a_note_not_an_error(tmp_path):
 
 def test_tcp_max_orphans_is_read_on_the_host_and_absent_in_a_container(tmp_path):
     # issue 17 item 7: a global key (ipv4_table), not shown in a non-initial network namespace
-    host = facts_of(tmp_path, "normal_host")["sysctl"]["net.ipv4.tcp_max_orphans"]
-    assert (host["present"], host["value"], host["unit"], host["scope"]) == (True, 65536, "count", "global")
-    container = facts_of(tmp_path, "container_netns")["sysctl"]["net.ipv4.tcp_max_orphans"]
-    assert (container["present"], container["value"]) == (False, None)
+    assert facts_of(tmp_path, "normal_host")["tcp_max_orphans"] == 65536
+    assert facts_of(tmp_path, "container_netns")["tcp_max_orphans"] is None
+
+
+def test_congestion_control_is_read_and_checked(tmp_path):
+    # issue 17 item 5: tcp_sndbuf_expand asks for 3x the per-MSS truesize under BBR, 2x otherwise
+    assert facts_of(tmp_path, "normal_host")["tcp_congestion_control"] == "cubic"
+    assert proc.parse_congestion_control("bbr\n", "x") == "bbr"
+    with pytest.raises(ProcParseError, match="not a congestion control name"):
+        proc.parse_congestion_control("cubic reno\n", "x")

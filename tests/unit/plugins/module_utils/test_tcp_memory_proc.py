@@ -233,7 +233,7 @@ def test_sysctl_scope(key, version, scope):
 
 
 def test_every_key_has_a_unit_and_arity():
-    assert len(proc.SYSCTL_KEYS) == 12
+    assert len(proc.SYSCTL_KEYS) == 11
     for unit, count, _scope_rule in proc.SYSCTL_KEYS.values():
         assert unit in ("pages", "bytes", "boolean", "count")
         assert count in (1, 3)

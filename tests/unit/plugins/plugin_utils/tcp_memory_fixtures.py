@@ -29,7 +29,6 @@ ALL_KEYS = (
     "net.core.rmem_default",
     "net.core.wmem_default",
     "net.core.optmem_max",
-    "net.ipv4.tcp_max_orphans",
 )
 
 
@@ -54,7 +53,7 @@ def boot_defaults(
 
 def sysctl_entry(key: str, value: Any, present: bool = True, writable: bool = True) -> dict[str, Any]:
     unit = "pages" if key.endswith("_mem") else "boolean" if key.endswith("moderate_rcvbuf") else "bytes"
-    if key.endswith(("adv_win_scale", "max_orphans")):
+    if key.endswith("adv_win_scale"):
         unit = "count"
     if not present:
         value = None
@@ -92,14 +91,13 @@ def make_facts(
         "net.core.rmem_default": 212992,
         "net.core.wmem_default": 212992,
         "net.core.optmem_max": 20480,
-        "net.ipv4.tcp_max_orphans": 65536,
     }
     values.update(live or {})
     sysctl = {}
     for key in ALL_KEYS:
         if initial_netns:
             sysctl[key] = sysctl_entry(key, values[key])
-        elif key in ("net.ipv4.tcp_mem", "net.ipv4.udp_mem", "net.ipv4.tcp_max_orphans"):
+        elif key in ("net.ipv4.tcp_mem", "net.ipv4.udp_mem"):
             sysctl[key] = sysctl_entry(key, values[key], present=False)
         elif key.startswith("net.core."):
             sysctl[key] = sysctl_entry(key, values[key], writable=False)
@@ -164,6 +162,8 @@ def make_facts(
             "buffer_bytes_per_connection": None,
             "notes": [] if initial_netns else ["sockstat mem is host-wide inside a network namespace"],
         },
+        "tcp_congestion_control": "cubic",
+        "tcp_max_orphans": 65536 if initial_netns else None,
         "connections": None,
         "top_sockets": None,
         "blocked_writers": None,

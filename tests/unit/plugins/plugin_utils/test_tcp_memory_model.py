@@ -13,8 +13,10 @@ from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inp
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import (
     AboveMemTotalError,
     TargetDoesNotFitError,
+    per_mss_truesize_bytes,
     recommend,
     resolve_workload,
+    roundup_pow_of_two,
     steady_state_usage,
 )
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import (
@@ -554,7 +556,7 @@ def test_explanation_names_udp_mem_and_orphans_from_the_facts():
 
 def test_facts_without_tcp_max_orphans_still_work_and_say_the_default():
     facts = make_facts()
-    del facts["sysctl"]["net.ipv4.tcp_max_orphans"]  # facts gathered before the key was added
+    del facts["tcp_max_orphans"]  # facts gathered before the field was added
     result = run(facts, connections=1000)
     assert "tcp_max_orphans (half the established-hash size by default)" in result["explain"]["net.ipv4.tcp_mem"]
     assert result["estimate"]["tcp_max_orphans"] is None
@@ -577,6 +579,53 @@ def test_udp_mem_beside_tcp_mem_beyond_mem_total_is_warned():
 
 def test_tcp_max_orphans_fact_is_validated():
     facts = make_facts()
-    facts["sysctl"]["net.ipv4.tcp_max_orphans"]["value"] = "many"
-    with pytest.raises(ModelInputError, match=r"facts.sysctl\['net.ipv4.tcp_max_orphans'\].value must be an integer"):
+    facts["tcp_max_orphans"] = "many"
+    with pytest.raises(ModelInputError, match=r"facts.tcp_max_orphans must be an integer"):
+        run(facts, connections=10)
+
+
+# ---------------------------------------------------------------- issue 17 item 5: send maximum as the kernel sizes it
+
+
+def test_per_mss_truesize_is_the_kernels_worst_case_skb():
+    # tcp_sndbuf_expand: roundup_pow_of_two(1460 + MAX_TCP_HEADER 320 + skb_shared_info 320) + sk_buff 256
+    assert per_mss_truesize_bytes() == 4096 + 256
+    assert roundup_pow_of_two(2100) == 4096 and roundup_pow_of_two(4096) == 4096
+
+
+@pytest.mark.parametrize(("congestion_control", "factor"), [("cubic", 2), ("reno", 2), ("bbr", 3), (None, 2)])
+def test_send_max_covers_what_tcp_sndbuf_expand_asks(congestion_control, factor):
+    facts = make_facts(mem_total_bytes=64 * GIB)
+    facts["tcp_congestion_control"] = congestion_control
+    # 1 Gbit/s x 10 ms: BDP 1,250,000 B = ceil(1250000 / 1448) = 864 segments
+    result = run(facts, connections=100, bandwidth_bps=1_000_000_000, rtt_ms=10)
+    asked = factor * 864 * 4352
+    assert triple(result, "net.ipv4.tcp_wmem")[2] == -(-asked // 4096) * 4096
+    explain = result["explain"]["net.ipv4.tcp_wmem"]
+    named = congestion_control or "congestion control unknown, cubic's"
+    assert f"{factor} ({named}) x cwnd 864" in explain
+    assert int(result["sysctl"]["net.core.wmem_max"]) == triple(result, "net.ipv4.tcp_wmem")[2]
+
+
+def test_short_link_asks_for_at_least_the_initial_window():
+    facts = make_facts()
+    result = run(facts, connections=100, bandwidth_bps=10_000_000, rtt_ms=1)  # BDP 1250 B: one segment
+    assert "x cwnd 10 segments" in result["explain"]["net.ipv4.tcp_wmem"]
+    assert triple(result, "net.ipv4.tcp_wmem")[2] >= 2 * 10 * 4352
+
+
+def test_decrease_of_a_live_per_socket_maximum_is_warned():
+    live = {"net.ipv4.tcp_wmem": [4096, 16384, 67108864], "net.core.rmem_max": 134217728}
+    result = run(make_facts(live=live), connections=1000, allow_decrease=True)
+    warnings = [w for w in result["warnings"] if "(allow_decrease=true)" in w]
+    assert any(w.startswith("net.ipv4.tcp_wmem[2] goes down from the live 67108864 to 4194304") for w in warnings)
+    assert any(w.startswith("net.core.rmem_max goes down from the live 134217728 to 6291456") for w in warnings)
+    kept = run(make_facts(live=live), connections=1000)
+    assert not any("goes down" in warning for warning in kept["warnings"])
+
+
+def test_congestion_control_fact_is_validated():
+    facts = make_facts()
+    facts["tcp_congestion_control"] = "cubic; reboot"
+    with pytest.raises(ModelInputError, match=r"facts\.tcp_congestion_control must be an algorithm name"):
         run(facts, connections=10)
