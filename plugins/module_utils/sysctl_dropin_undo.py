@@ -9,12 +9,15 @@ The value to restore is the one the host would hold after a reboot without the d
    masking a same-named file of a later one, /etc/sysctl.conf last). systemd-sysctl lets an
    explicit key win over a glob that matches it, whatever their order (src/sysctl/sysctl.c,
    apply_glob_option: "not setting ... explicit setting exists"), else
-3. the kernel's boot default: given by the caller (the facts' ``boot_defaults``), a constant the
+3. the live value the key had before this collection first set it, recorded in the drop-in
+   (exact where nothing changed it at runtime before; the facts' boot_defaults over-estimate a
+   host's boot values by the memory the kernel frees after tcp_init()), else
+4. the kernel's boot default: given by the caller (the facts' ``boot_defaults``), a constant the
    kernel sets in its init code, or net.core.rmem_max/wmem_max read from rmem_default/wmem_default,
    which boot at the same constant (net/core/sock.c: sysctl_rmem_max and sysctl_rmem_default are both
    initialised to SK_RMEM_MAX, the wmem pair to SK_WMEM_MAX), when no sysctl.d file and not the
    drop-in sets those, else
-4. nothing: the live value is left and the reason says how to name a value.
+5. nothing: the live value is left and the reason says how to name a value.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     Assignment,
     effective_files,
     key_matches,
+    normalise_conf_key,
 )
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import RECORD_PREFIX
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import normalise_value
 
 SOURCE_GIVEN = "given"
 SOURCE_FILE = "file"
+SOURCE_RECORDED = "recorded"
 SOURCE_BOOT_DEFAULT = "boot_default"
 SOURCE_KERNEL_CONSTANT = "kernel_constant"
 SOURCE_SAME_CONSTANT = "same_constant"
@@ -104,6 +111,7 @@ def restore_value(
     boot_defaults: Mapping[str, str],
     live: Mapping[str, Optional[str]],
     managed_keys: Sequence[str] = (),
+    recorded: Optional[Mapping[str, str]] = None,
 ) -> Restore:
     """Where `key` goes back to after the drop-in is removed (see the module docstring for the order)."""
     if key in given:
@@ -112,6 +120,10 @@ def restore_value(
     if found:
         path, assignment = found
         return Restore(assignment.value, SOURCE_FILE, f"{path} line {assignment.line}, which then wins at boot")
+    if recorded and key in recorded:
+        return Restore(
+            recorded[key], SOURCE_RECORDED, "the value before this collection first set it (recorded in the drop-in)"
+        )
     if key in boot_defaults:
         return Restore(boot_defaults[key], SOURCE_BOOT_DEFAULT, "the kernel's boot default (boot_defaults)")
     if key in KERNEL_CONSTANT_DEFAULTS:
@@ -137,6 +149,35 @@ def twin_untouched(
     """Whether `twin` still holds its boot value as far as the files tell: neither the drop-in, a sysctl.d
     file nor the user sets it."""
     return twin not in managed_keys and twin not in given and winning_assignment(twin, parsed) is None
+
+
+def parse_records(text: Optional[str]) -> Dict[str, str]:
+    """key -> value of the '# before netstack.tcp_tuning: key = value' lines of a drop-in."""
+    records: Dict[str, str] = {}
+    for line in (text or "").splitlines():
+        if line.startswith(RECORD_PREFIX) and "=" in line:
+            key, value = line[len(RECORD_PREFIX) :].split("=", 1)
+            records[normalise_conf_key(key.strip())] = normalise_value(value)
+    return records
+
+
+def records_to_keep(
+    managed: Mapping[str, str],
+    old_text: Optional[str],
+    old_keys: Sequence[str],
+    live: Mapping[str, Optional[str]],
+) -> Dict[str, str]:
+    """The previous values to record in the new drop-in: what the old drop-in recorded, and for a key it
+    did not set yet, the live value now (this collection has not changed it). A key the old file set
+    without a record (an older release wrote it) gets none: its live value may be this collection's."""
+    old_records = parse_records(old_text)
+    records = {}
+    for key in sorted(managed):
+        if key in old_records:
+            records[key] = old_records[key]
+        elif key not in old_keys and live.get(key) is not None:
+            records[key] = live[key]
+    return records
 
 
 def dropin_keys(assignments: Sequence[Assignment]) -> Tuple[List[str], List[str]]:

@@ -25,10 +25,13 @@ description:
     one host at once cannot leave the file and the kernel disagreeing.
   - With O(state=absent) it undoes that work - removes the drop-in (only a file this collection wrote) and sets each
     key the drop-in held, live, back to what the host would hold after a reboot without it. That is the value of
-    the sysctl.d file that would then win for the key (same boot order as the conflict check), else the kernel's
-    boot default (O(boot_defaults), a constant of the kernel's init code, or C(net.core.rmem_max)/C(wmem_max) from
+    the sysctl.d file that would then win for the key (same boot order as the conflict check), else the value the
+    key had before this collection first set it (recorded in the drop-in), else the kernel's boot default
+    (O(boot_defaults), a constant of the kernel's init code, or C(net.core.rmem_max)/C(wmem_max) from
     C(rmem_default)/C(wmem_default)), else the key is left as it is and the reason says so.
     Values named in O(settings) win over all of these.
+  - With O(state=present) the drop-in records, under its header, the live value each key had before this
+    collection first set it (C(# before netstack.tcp_tuning) lines, kept from run to run).
 author:
   - netstack.tcp_tuning developers (@netstack)
 options:
@@ -208,6 +211,9 @@ notes:
   - O(state=absent) cannot know what a non-initial network namespace (a container) had for its per-namespace keys
     (C(tcp_rmem), C(tcp_wmem)...) - a new namespace copies the host's values when it is created - so the
     C(tcp_memory) role passes them in O(skip) there unless the user names values.
+  - The recorded previous value is the boot value where nothing changed the key at runtime before the first run; it is
+    preferred to O(boot_defaults) because the facts' estimate runs a few percent high (the kernel frees memory after
+    it sized C(tcp_mem), C(tcp_rmem) and C(tcp_wmem) at boot). A drop-in written by an older release has no record.
   - C(net.core.rmem_max)/C(wmem_max) boot at the same constant as C(rmem_default)/C(wmem_default)
     (SK_RMEM_MAX/SK_WMEM_MAX in C(net/core/sock.c)); the restore reads those when no sysctl.d file (and not the
     drop-in) sets them. A C(sysctl -w) of C(rmem_default) since boot would mislead it; name the value in O(settings)
@@ -278,7 +284,8 @@ keys:
     - Per key the normalised live value before the run (null when the key does not exist here), the value
       after, the action (V(unchanged), V(set), V(skipped)) and why.
     - With O(state=absent) also C(source), where the restored value comes from - V(given) (O(settings)),
-      V(file) (the sysctl.d file that then wins, named in C(reason)), V(boot_default) (O(boot_defaults)),
+      V(file) (the sysctl.d file that then wins, named in C(reason)), V(recorded) (the value before this
+      collection first set the key, recorded in the drop-in), V(boot_default) (O(boot_defaults)),
       V(kernel_constant), V(same_constant) (the twin C(net.core) default), or V(unknown) (left as it is).
   returned: always
   type: dict
@@ -373,7 +380,9 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     SOURCE_FILE,
     boot_order_without,
     dropin_keys,
+    parse_records,
     plan_restore,
+    records_to_keep,
     restore_value,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
@@ -758,8 +767,10 @@ def run(module: AnsibleModule) -> None:
         module.fail_json(msg="cannot apply here, nothing was changed: " + "; ".join(problems), keys=plan)
 
     comments = {key: str(text) for key, text in params["comments"].items() if key in managed}
-    new_text = render_dropin(managed, comments, params["header"])
     old_text = None if old is None else old.data.decode("utf-8", "replace")
+    old_keys = [assignment.key for assignment in parse_sysctl_conf(old_text or "")]
+    records = records_to_keep(managed, old_text if is_managed(old_text) else None, old_keys, live)
+    new_text = render_dropin(managed, comments, params["header"], records)
     conflicts, notes = scan_conflicts(params, managed)
     result: Dict[str, Any] = dict(
         path=path,
@@ -885,7 +896,8 @@ def run_absent(module: AnsibleModule) -> None:
     except OSError as error:
         module.fail_json(msg=f"cannot read the live values, nothing was changed: {to_native(error)}")
     parsed, notes = boot_order_assignments(params)
-    restores = {key: restore_value(key, given, parsed, boot_defaults, live, keys) for key in restored_keys}
+    recorded = parse_records(old_text)
+    restores = {key: restore_value(key, given, parsed, boot_defaults, live, keys, recorded) for key in restored_keys}
     plan = plan_restore(restored_keys, restores, skip, live, apply_live)
     problems = restore_problems(proc_sys_root, plan, given)
     if problems:

@@ -7,17 +7,24 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     Assignment,
     parse_sysctl_conf,
 )
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import (
+    MANAGED_LINE,
+    render_dropin,
+)
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_undo import (
     SOURCE_BOOT_DEFAULT,
     SOURCE_FILE,
     SOURCE_GIVEN,
     SOURCE_KERNEL_CONSTANT,
+    SOURCE_RECORDED,
     SOURCE_SAME_CONSTANT,
     SOURCE_UNKNOWN,
     Restore,
     boot_order_without,
     dropin_keys,
+    parse_records,
     plan_restore,
+    records_to_keep,
     restore_value,
     winning_assignment,
 )
@@ -137,3 +144,26 @@ def test_plan_sets_what_differs_keeps_what_matches_and_skips_what_it_cannot_know
     assert plan["net.ipv4.udp_mem"]["reason"] == "global key, read-only here"
     # apply=false: the file goes, live values stay until the next boot.
     assert plan_restore([RMEM], restores, {}, live, apply_live=False)[RMEM]["action"] == "skipped"
+
+
+def test_records_round_trip_through_the_rendered_dropin_and_systemd_ignores_them():
+    text = render_dropin({RMEM: "1 2 3"}, header="h", records={RMEM: "4096\t131072   6291456"})
+    assert parse_records(text) == {RMEM: "4096 131072 6291456"}
+    assert [assignment.key for assignment in parse_sysctl_conf(text)] == [RMEM]
+    assert text.startswith(MANAGED_LINE + "\n")
+
+
+def test_records_keep_old_ones_add_new_keys_and_never_record_a_value_this_collection_set():
+    old_text = render_dropin({RMEM: "1 2 3", "net.core.rmem_max": "5"}, records={RMEM: "4 5 6"})
+    managed = {RMEM: "7 8 9", "net.core.rmem_max": "5", "net.ipv4.tcp_wmem": "1 2 3"}
+    live = {RMEM: "1 2 3", "net.core.rmem_max": "5", "net.ipv4.tcp_wmem": "4096 16384 4194304"}
+    kept = records_to_keep(managed, old_text, [RMEM, "net.core.rmem_max"], live)
+    assert kept == {RMEM: "4 5 6", "net.ipv4.tcp_wmem": "4096 16384 4194304"}
+
+
+def test_a_later_file_beats_the_record_which_beats_the_boot_default():
+    files = parsed(("/etc/sysctl.d/zz-local.conf", f"{RMEM} = 4096 87380 8388608\n"))
+    recorded = {RMEM: "4096 131072 5000000"}
+    assert restore_value(RMEM, {}, files, BOOT, {}, (), recorded).source == SOURCE_FILE
+    restore = restore_value(RMEM, {}, [], BOOT, {}, (), recorded)
+    assert (restore.value, restore.source) == ("4096 131072 5000000", SOURCE_RECORDED)

@@ -8,7 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import (
+    MANAGED_LINE,
+    RECORD_PREFIX,
+)
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.test_sysctl_dropin import (
     LIVE,
     entries,
@@ -44,7 +47,7 @@ def undo(root: Path, capsys, check_mode: bool = False, **args):
     return run(root, capsys, check_mode=check_mode, state="absent", **args)
 
 
-def test_undo_removes_the_dropin_restores_boot_defaults_and_a_second_run_changes_nothing(root, capsys):
+def test_undo_removes_the_dropin_restores_the_recorded_values_and_a_second_run_changes_nothing(root, capsys):
     dropin = tune(root, capsys)
     result = undo(root, capsys)
     assert result["changed"] and result["file_changed"] and not result.get("failed"), result
@@ -55,8 +58,8 @@ def test_undo_removes_the_dropin_restores_boot_defaults_and_a_second_run_changes
         "before": "4096 131072 16777216",
         "after": "4096 131072 6291456",
         "action": "set",
-        "reason": "restored to the kernel's boot default (boot_defaults)",
-        "source": "boot_default",
+        "reason": "restored to the value before this collection first set it (recorded in the drop-in)",
+        "source": "recorded",
     }
     assert result["diff"]["after"] == "" and result["diff"]["before"].startswith(MANAGED_LINE)
     second = undo(root, capsys)
@@ -158,3 +161,30 @@ def test_apply_false_removes_only_the_file(root, capsys):
     result = undo(root, capsys, apply=False)
     assert result["changed"] and not dropin.exists()
     assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 16777216\n"
+
+
+def test_the_dropin_records_the_values_before_the_first_run_and_keeps_them(root, capsys):
+    dropin = tune(root, capsys)
+    first = dropin.read_text()
+    assert f"{RECORD_PREFIX}net.ipv4.tcp_rmem = 4096 131072 6291456\n" in first
+    # A second tune with other values: the live values are now this collection's, the record stays.
+    run(root, capsys, settings={**TUNED, "net.ipv4.tcp_rmem": "4096 131072 8388608"})
+    assert f"{RECORD_PREFIX}net.ipv4.tcp_rmem = 4096 131072 6291456\n" in dropin.read_text()
+    assert not run(root, capsys, settings={**TUNED, "net.ipv4.tcp_rmem": "4096 131072 8388608"})["changed"]
+    # The boot estimate (BOOT) differs from the recorded value: the record wins.
+    result = undo(root, capsys, boot_defaults={"net.ipv4.tcp_rmem": "4096 131072 7000000"})
+    assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 6291456\n"
+    assert result["keys"]["net.ipv4.tcp_rmem"]["source"] == "recorded"
+
+
+def test_a_dropin_without_records_restores_the_boot_defaults(root, capsys):
+    dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
+    # Written by an older release: no record. Tuning it again must not record its own live values.
+    dropin.write_text(f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 4096 131072 16777216\n")
+    (root / "proc/sys/net/ipv4/tcp_rmem").write_text("4096\t131072\t16777216\n")
+    run(root, capsys, settings=TUNED)
+    assert f"{RECORD_PREFIX}net.ipv4.tcp_rmem" not in dropin.read_text()
+    assert f"{RECORD_PREFIX}net.ipv4.tcp_wmem = 4096 16384 4194304" in dropin.read_text()
+    result = undo(root, capsys, boot_defaults={"net.ipv4.tcp_rmem": "4096 131072 7000000"})
+    assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 7000000\n"
+    assert result["keys"]["net.ipv4.tcp_rmem"]["source"] == "boot_default"
