@@ -105,6 +105,8 @@ class Workload:
     overrides: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # keep a live value or override whose tcp_mem[2] plus socket slab exceeds MemTotal (a warning, not an error)
     allow_above_mem_total: bool = False
+    # typical bytes per write (issue 17 item 3): every skb in a queue pays its head
+    message_bytes: int = 65536
 
 
 # ---------------------------------------------------------------- scalar arguments

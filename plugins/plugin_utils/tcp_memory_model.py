@@ -32,15 +32,31 @@ from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inp
 
 RECOMMENDATION_SCHEMA_VERSION = 1
 
-# Workload presets: (active_fraction, rx_buffered_bytes, tx_buffered_bytes) per ACTIVE connection.
+# Workload presets per ACTIVE connection: active_fraction, rx/tx_buffered_bytes, and message_bytes, the
+# typical bytes per write (every skb in a queue pays its head).
 PROFILES: dict[str, dict[str, Any]] = {
     # C1M push/chat: one in twenty connections has a small request unread (one page) and a
-    # push burst the size of the kernel's initial send buffer (tcp_wmem[1] = 16 KiB) queued.
-    "many_idle": {"active_fraction": Fraction(1, 20), "rx_buffered_bytes": 4096, "tx_buffered_bytes": 16384},
+    # push burst the size of the kernel's initial send buffer (tcp_wmem[1] = 16 KiB) queued, in 4 KiB messages.
+    "many_idle": {
+        "active_fraction": Fraction(1, 20),
+        "rx_buffered_bytes": 4096,
+        "tx_buffered_bytes": 16384,
+        "message_bytes": 4096,
+    },
     # Web/API keep-alive: one in ten connections moves a 16 KiB message each way at once.
-    "balanced": {"active_fraction": Fraction(1, 10), "rx_buffered_bytes": 16384, "tx_buffered_bytes": 16384},
-    # Transfers: every connection streams and keeps a 256 KiB window buffered each way.
-    "bulk_throughput": {"active_fraction": Fraction(1), "rx_buffered_bytes": 262144, "tx_buffered_bytes": 262144},
+    "balanced": {
+        "active_fraction": Fraction(1, 10),
+        "rx_buffered_bytes": 16384,
+        "tx_buffered_bytes": 16384,
+        "message_bytes": 16384,
+    },
+    # Transfers: every connection streams and keeps a 256 KiB window buffered each way (64 KiB GSO skbs).
+    "bulk_throughput": {
+        "active_fraction": Fraction(1),
+        "rx_buffered_bytes": 262144,
+        "tx_buffered_bytes": 262144,
+        "message_bytes": 65536,
+    },
 }
 DEFAULT_PROFILE = "balanced"
 
@@ -74,6 +90,14 @@ FREED_AFTER_TCP_INIT_MAX_BYTES = 48 << 20
 TCP_MEM_INIT_DIVISOR = 16  # tcp_init_mem(): tcp_mem[1] = nr_free_buffer_pages() / 16
 
 DEFAULT_MEMORY_FRACTION = Fraction(1, 4)  # bpftune caps tcp_mem at 1/4 of free buffer pages
+
+# What one skb costs besides its data (tcp_stream_alloc_skb: alloc_skb_fclone(MAX_TCP_HEADER) and the data
+# in page fragments): SKB_DATA_ALIGN(sizeof(struct sk_buff)) 256 + the kmalloc'ed head,
+# kmalloc_size_roundup(SKB_DATA_ALIGN(MAX_TCP_HEADER 320) + SKB_DATA_ALIGN(sizeof(skb_shared_info) 320)) = 1024
+# (x86_64, 6.1). A 1 KiB write pushed alone costs 2.25x its payload, 200 B 7.4x (measured ~2.2x and ~7x).
+SKB_HEAD_TRUESIZE_BYTES = 256 + 1024
+# One skb carries at most this much (GSO_LEGACY_MAX_SIZE / sk_gso_max_size): larger writes split.
+SKB_MAX_PAYLOAD_BYTES = 65536
 
 SOCKET_MIN_BYTES = 4096  # SK_MEM_QUANTUM on older kernels; PAGE_SIZE on newer ones
 RMEM_INITIAL_BYTES = 131072  # kernel tcp_rmem[1] from 4.20 (commit a337531b942b)
@@ -197,6 +221,7 @@ def resolve_workload(
     rx_truesize_factor: Any = None,
     tx_truesize_factor: Any = None,
     allow_above_mem_total: Any = False,
+    message_bytes: Any = None,
 ) -> Workload:
     """Validate the operator's arguments; explicit values win over the profile's presets.
 
@@ -247,17 +272,40 @@ def resolve_workload(
         allow_decrease=parse_bool("allow_decrease", False if allow_decrease is None else allow_decrease),
         best_effort=parse_bool("best_effort", False if best_effort is None else best_effort),
         overrides=parse_overrides(overrides),
+        message_bytes=parse_int(
+            "message_bytes",
+            preset["message_bytes"] if message_bytes is None else message_bytes,
+            minimum=1,
+            maximum=INT_MAX,
+        ),
         allow_above_mem_total=parse_bool(
             "allow_above_mem_total", False if allow_above_mem_total is None else allow_above_mem_total
         ),
     )
 
 
-def pages_charged(payload_bytes: int, truesize_factor: Fraction, page_size_bytes: int) -> int:
-    """Pages one socket holds for payload_bytes queued in one direction (at least one page once anything is)."""
+def skbs_queued(payload_bytes: int, message_bytes: int) -> int:
+    """skbs holding payload_bytes written message_bytes at a time (at most 64 KiB per skb)."""
+    return -(-payload_bytes // min(message_bytes, SKB_MAX_PAYLOAD_BYTES)) if payload_bytes else 0
+
+
+def bytes_charged(
+    payload_bytes: int, message_bytes: int, truesize_factor: Fraction, head_bytes: int = SKB_HEAD_TRUESIZE_BYTES
+) -> Fraction:
+    """Kernel memory one socket is charged for payload_bytes queued in one direction: the truesize factor of
+    the payload, but never less than the payload plus one skb head per message."""
+    with_heads = payload_bytes + skbs_queued(payload_bytes, message_bytes) * head_bytes
+    return max(payload_bytes * truesize_factor, Fraction(with_heads))
+
+
+def pages_charged(
+    payload_bytes: int, truesize_factor: Fraction, page_size_bytes: int, message_bytes: int = SKB_MAX_PAYLOAD_BYTES
+) -> int:
+    """Whole pages one socket holds for payload_bytes queued in one direction (sk_mem_pages: at least one
+    page once anything is, rounded per socket, not per average)."""
     if payload_bytes == 0:
         return 0
-    return max(1, ceil_fraction(payload_bytes * truesize_factor / page_size_bytes))
+    return max(1, ceil_fraction(bytes_charged(payload_bytes, message_bytes, truesize_factor) / page_size_bytes))
 
 
 def per_cpu_lag_pages(host: HostFacts) -> int:
@@ -270,8 +318,9 @@ def per_cpu_lag_pages(host: HostFacts) -> int:
 
 def steady_state_usage(connections: int, workload: Workload, host: HostFacts) -> Usage:
     active = ceil_fraction(connections * workload.active_fraction)
-    rx_pages = pages_charged(workload.rx_buffered_bytes, workload.rx_truesize_factor, host.page_size_bytes)
-    tx_pages = pages_charged(workload.tx_buffered_bytes, workload.tx_truesize_factor, host.page_size_bytes)
+    page = host.page_size_bytes
+    rx_pages = pages_charged(workload.rx_buffered_bytes, workload.rx_truesize_factor, page, workload.message_bytes)
+    tx_pages = pages_charged(workload.tx_buffered_bytes, workload.tx_truesize_factor, page, workload.message_bytes)
     slack_pages = per_cpu_lag_pages(host)
     # at least one page: a workload that buffers nothing on a kernel without per-CPU lag would give
     # U = 0, and tcp_mem 0 would put TCP under pressure from the first page
@@ -459,16 +508,24 @@ def does_not_fit_message(host: HostFacts, workload: Workload, usage: Usage, need
     )
 
 
+def direction_text(payload_bytes: int, factor: Fraction, workload: Workload) -> str:
+    """'16384 B x 2' or, where the skb heads weigh more, '16384 B + 16 skb heads x 1280 B'."""
+    skbs = skbs_queued(payload_bytes, workload.message_bytes)
+    if payload_bytes * factor >= payload_bytes + skbs * SKB_HEAD_TRUESIZE_BYTES:
+        return f"{payload_bytes} B x {format_number(factor)}"
+    return f"{payload_bytes} B + {skbs} skb heads x {SKB_HEAD_TRUESIZE_BYTES} B ({workload.message_bytes} B messages)"
+
+
 def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decision:
     budget_pages = buffer_budget_pages(host, workload)
     ideal = tcp_mem_for_usage(usage.steady_pages)
     warnings: list[str] = []
+    rx_text = direction_text(workload.rx_buffered_bytes, workload.rx_truesize_factor, workload)
+    tx_text = direction_text(workload.tx_buffered_bytes, workload.tx_truesize_factor, workload)
     arithmetic = (
         f"{workload.connections} connections x {format_number(workload.active_fraction)} active = "
-        f"{usage.active_connections} x (rx {workload.rx_buffered_bytes} B x "
-        f"{format_number(workload.rx_truesize_factor)} = {usage.rx_pages_per_active} pages + "
-        f"tx {workload.tx_buffered_bytes} B x "
-        f"{format_number(workload.tx_truesize_factor)} = {usage.tx_pages_per_active} pages) + "
+        f"{usage.active_connections} x (rx {rx_text} = {usage.rx_pages_per_active} pages + "
+        f"tx {tx_text} = {usage.tx_pages_per_active} pages) + "
         f"{usage.per_cpu_slack_pages} pages of per-CPU counter lag = U {usage.steady_pages} pages; "
         f"min = U, pressure = ceil(4/3 U), max = 2 U (the kernel's 3:4:6)"
     )
@@ -1070,6 +1127,7 @@ def resolved_inputs(host: HostFacts, workload: Workload) -> dict[str, Any]:
         "active_fraction": float(workload.active_fraction),
         "rx_buffered_bytes": workload.rx_buffered_bytes,
         "tx_buffered_bytes": workload.tx_buffered_bytes,
+        "message_bytes": workload.message_bytes,
         "rx_truesize_factor": float(workload.rx_truesize_factor),
         "tx_truesize_factor": float(workload.tx_truesize_factor),
         "bandwidth_bps": workload.bandwidth_bps,

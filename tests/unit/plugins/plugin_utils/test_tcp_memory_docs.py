@@ -101,6 +101,10 @@ def what_if() -> str:
         ("profile='many_idle'", {"profile": "many_idle"}),
         ("connections=1000000, profile='many_idle'", {"connections": 1_000_000, "profile": "many_idle"}),
         (
+            "active_fraction=1, rx_buffered_bytes=0, tx_buffered_bytes=1024, message_bytes=1024",
+            {"active_fraction": 1, "rx_buffered_bytes": 0, "tx_buffered_bytes": 1024, "message_bytes": 1024},
+        ),
+        (
             "connections=1000000, profile='many_idle', memory_fraction=0.5",
             {"connections": 1_000_000, "profile": "many_idle", "memory_fraction": 0.5},
         ),

@@ -10,6 +10,8 @@ from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inp
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import (
     AboveMemTotalError,
     TargetDoesNotFitError,
+    bytes_charged,
+    pages_charged,
     recommend,
     resolve_workload,
     slab_bytes_per_socket,
@@ -182,3 +184,54 @@ def test_estimate_capacity_is_consistent_with_the_recommendation(facts, argument
         assert held >= arguments["connections"]
     assert estimate["total_bytes_at_target"] == estimate["buffer_bytes_at_target"] + estimate["slab_bytes_at_target"]
     assert estimate["ram_share_at_target"] >= 0
+
+
+# ---------------------------------------------------------------- issue 17 item 3: never falls when the load grows
+
+payloads = st.integers(min_value=0, max_value=64 * MIB)
+message_sizes = st.integers(min_value=1, max_value=1 << 20)
+factors = st.fractions(min_value=1, max_value=8, max_denominator=1000)
+heads = st.integers(min_value=0, max_value=8192)
+
+
+@settings(max_examples=MAX_EXAMPLES, deadline=None)
+@given(payload=payloads, more=payloads, message=message_sizes, factor=factors, more_factor=factors, head=heads)
+def test_charged_memory_never_falls_when_bytes_overhead_or_factor_grow(
+    payload, more, message, factor, more_factor, head
+):
+    base = bytes_charged(payload, message, factor, head)
+    assert bytes_charged(payload + more, message, factor, head) >= base
+    assert bytes_charged(payload, message, factor + more_factor, head) >= base
+    assert bytes_charged(payload, message, factor, head + 1) >= base
+    assert base >= payload  # never below the payload itself
+    for page in (4096, 65536):
+        pages = pages_charged(payload, factor, page, message)
+        assert pages_charged(payload + more, factor, page, message) >= pages
+        assert pages >= (1 if payload else 0)  # a socket holding any data holds at least a page
+
+
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    facts=hosts(),
+    arguments=workloads(),
+    more_bytes=st.integers(min_value=0, max_value=4 * MIB),
+    more_factor=st.sampled_from([0, 0.25, 1, 3]),
+    message=st.sampled_from([None, 100, 1024, 16384, 65536]),
+)
+def test_recommendation_never_falls_when_bytes_or_factor_grow(facts, arguments, more_bytes, more_factor, message):
+    arguments = {**arguments, "best_effort": False, "message_bytes": message}
+    base = attempt(facts, arguments)
+    assume(base is not None)
+    assert base is not None
+    grown_rx = {**arguments, "rx_buffered_bytes": _bytes(base, "rx") + more_bytes}
+    grown_factor = {**arguments, "tx_truesize_factor": 1.25 + more_factor, "rx_truesize_factor": 2 + more_factor}
+    grown_tx = {**arguments, "tx_buffered_bytes": _bytes(base, "tx") + more_bytes}
+    for grown in (grown_rx, grown_tx, grown_factor):
+        larger = attempt(facts, grown)
+        if larger is not None:
+            for small, big in zip(triple(base, "net.ipv4.tcp_mem"), triple(larger, "net.ipv4.tcp_mem")):
+                assert small <= big
+
+
+def _bytes(result: dict[str, Any], direction: str) -> int:
+    return int(result["inputs"][f"{direction}_buffered_bytes"])
