@@ -304,6 +304,15 @@ def max_orphans(proc_root: str):
     return value
 
 
+def calibration_facts(max_sockets: int, notes: list):
+    """Measured kernel memory per queued payload byte (tcp_memory_diag.sample_skmeminfo); None without netlink."""
+    try:
+        return diag.sample_skmeminfo(max_sockets)
+    except diag.DiagUnavailable as exc:
+        notes.append(f"calibrate: {exc}; no calibration")
+        return None
+
+
 def gather(
     proc_root: str = "/proc",
     sys_root: str = "/sys",
@@ -314,6 +323,8 @@ def gather(
     blocked_writers: bool = False,
     blocked_writers_samples: int = 5,
     blocked_writers_interval_ms: int = 100,
+    calibrate: bool = False,
+    calibrate_sample: int = 10000,
 ) -> dict:
     """Return the ansible_facts.tcp_memory dict (docs/data-model.md section 1).
 
@@ -354,6 +365,7 @@ def gather(
         facts["blocked_writers"] = writers.sample_blocked_writers(
             proc_root, blocked_writers_samples, blocked_writers_interval_ms
         )
+    facts["calibration"] = calibration_facts(calibrate_sample, notes) if calibrate else None
     # Last: the notes list collects what every step above had to say.
     facts["status"] = status_facts(sysctl, sockstat, pressure, namespace, notes)
     return facts

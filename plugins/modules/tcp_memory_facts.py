@@ -98,6 +98,23 @@ options:
       - Milliseconds between samples, between 10 and 2000. The whole window is at most 10 seconds.
     type: int
     default: 100
+  calibrate:
+    description:
+      - Measure this host's truesize factors - the kernel memory charged per queued payload byte - over TCP
+        sockets holding queued data (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1), receive as C(rmem_alloc) / unread bytes
+        (C(idiag_rqueue)), send as C(wmem_queued) / unsent plus unacknowledged bytes (C(idiag_wqueue)), from one
+        C(inet_diag) dump per family with C(INET_DIAG_MEMINFO) (what C(ss -tm) shows). The filter uses a factor
+        measured on enough sockets instead of its default.
+      - "Bounded cost: reading stops after O(calibrate_sample) sockets (the netlink socket is closed, which
+        ends the kernel's walk), so the cost does not grow past that whatever the connection count;
+        C(calibration.stopped_early) says when it stopped there. Measure under the load to size for."
+    type: bool
+    default: false
+  calibrate_sample:
+    description:
+      - With O(calibrate), the most sockets read, between 100 and 1000000.
+    type: int
+    default: 10000
   cgroups:
     description:
       - Find the memory cgroups that own this network namespace's TCP sockets and report, for the ten owning
@@ -330,6 +347,17 @@ ansible_facts:
           returned: when requested
           sample: {samples: 5, window_ms: 402, threads: [{pid: 1234, tid: 1234, comm: load, seen_in_samples: 5}],
                    note: a full per-socket send buffer also waits in sk_stream_wait_memory}
+        calibration:
+          description:
+            - "With O(calibrate) only (else V(null), also when netlink is not usable, with a note). C(rx) and C(tx)
+              each have C(factor) (charged / payload bytes, V(null) without a socket holding data that way),
+              C(sockets) holding data that way, C(payload_bytes) and C(charged_bytes); C(sampled_sockets) read,
+              C(max_sockets), C(stopped_early) and C(method)."
+          type: dict
+          returned: always
+          sample: {rx: {factor: 1.0623, sockets: 200, payload_bytes: 13107200, charged_bytes: 13924352},
+                   tx: {factor: null, sockets: 0, payload_bytes: 0, charged_bytes: 0}, sampled_sockets: 400,
+                   max_sockets: 10000, stopped_early: false, method: "inet_diag INET_DIAG_MEMINFO"}
         cgroups:
           description:
             - "With O(cgroups) only (else V(null)). C(memory_controller) (V(v2), V(v1) or V(null)), C(scan)
@@ -390,6 +418,8 @@ def argument_spec() -> dict:
         "blocked_writers": {"type": "bool", "default": False},
         "blocked_writers_samples": {"type": "int", "default": 5},
         "blocked_writers_interval_ms": {"type": "int", "default": 100},
+        "calibrate": {"type": "bool", "default": False},
+        "calibrate_sample": {"type": "int", "default": 10000},
         "cgroups": {"type": "bool", "default": False},
         "cgroups_max_processes": {"type": "int", "default": 4096},
         "cgroups_max_fds": {"type": "int", "default": 100000},
@@ -404,6 +434,8 @@ def check_bounds(params: dict):
         return f"blocked_writers_samples must be between 1 and 50, got {params['blocked_writers_samples']}"
     if not 10 <= params["blocked_writers_interval_ms"] <= 2000:
         return f"blocked_writers_interval_ms must be between 10 and 2000, got {params['blocked_writers_interval_ms']}"
+    if not 100 <= params["calibrate_sample"] <= 1000000:
+        return f"calibrate_sample must be between 100 and 1000000, got {params['calibrate_sample']}"
     if not 1 <= params["cgroups_max_processes"] <= 65536:
         return f"cgroups_max_processes must be between 1 and 65536, got {params['cgroups_max_processes']}"
     if not 1 <= params["cgroups_max_fds"] <= 1000000:

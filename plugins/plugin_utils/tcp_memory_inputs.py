@@ -86,6 +86,17 @@ class HostFacts:
     tcp_max_orphans: Optional[int] = None
     # net.ipv4.tcp_congestion_control of the namespace, optional in the facts (issue 17 on)
     tcp_congestion_control: Optional[str] = None
+    # facts.calibration (tcp_memory_facts calibrate=true): direction -> measured factor
+    calibration: Optional[dict[str, MeasuredFactor]] = None
+
+
+@dataclass(frozen=True)
+class MeasuredFactor:
+    """Kernel bytes charged per queued payload byte in one direction, over `sockets` sockets holding data."""
+
+    factor: Optional[Fraction]
+    sockets: int
+    payload_bytes: int
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,9 @@ class Workload:
     allow_above_mem_total: bool = False
     # typical bytes per write (issue 17 item 3): every skb in a queue pays its head
     message_bytes: int = 65536
+    # whether the truesize factors were given (they then win over a measured calibration)
+    rx_factor_given: bool = False
+    tx_factor_given: bool = False
 
 
 # ---------------------------------------------------------------- scalar arguments
@@ -361,7 +375,29 @@ def parse_facts(facts: Any) -> HostFacts:
         cgroup_owner=parse_cgroup_owner(facts.get("cgroups")),
         tcp_max_orphans=_optional_int("facts.tcp_max_orphans", facts.get("tcp_max_orphans"), maximum=INT_MAX),
         tcp_congestion_control=_congestion_control(facts.get("tcp_congestion_control")),
+        calibration=parse_calibration(facts.get("calibration")),
     )
+
+
+def parse_calibration(value: Any) -> Optional[dict[str, MeasuredFactor]]:
+    """facts.calibration -> {'rx': MeasuredFactor, 'tx': MeasuredFactor}, None when not gathered."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ModelInputError(f"facts.calibration must be a dict or null, got {_describe(value)}")
+    result = {}
+    for direction in ("rx", "tx"):
+        entry = value.get(direction)
+        name = f"facts.calibration.{direction}"
+        if not isinstance(entry, Mapping):
+            raise ModelInputError(f"{name} must be a dict, got {_describe(entry)}")
+        factor = entry.get("factor")
+        result[direction] = MeasuredFactor(
+            factor=None if factor is None else parse_number(f"{name}.factor", factor),
+            sockets=parse_int(f"{name}.sockets", entry.get("sockets")),
+            payload_bytes=parse_int(f"{name}.payload_bytes", entry.get("payload_bytes")),
+        )
+    return result
 
 
 def _congestion_control(value: Any) -> Optional[str]:

@@ -10,6 +10,7 @@ justified with its source in docs/recommendation-model.md: kernel source files a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -113,6 +114,13 @@ WMEM_MAX_FALLBACK_BYTES = 4194304
 SLAB_BYTES_PER_SOCKET_MEASURED = 4700
 SLAB_BYTES_PER_SOCKET_OLD = 3300
 SLAB_LARGER_SINCE = (5, 0, 0)
+
+# A factor measured by tcp_memory_facts calibrate=true replaces the default when it comes from at least
+# this many sockets holding data that way and this much payload (fewer are one application's accident),
+# clamped to the range an argument may take.
+CALIBRATION_MIN_SOCKETS = 100
+CALIBRATION_MIN_PAYLOAD_BYTES = 1 << 20
+FACTOR_RANGE = (Fraction(1), Fraction(8))
 
 # tcp_sndbuf_expand() (net/ipv4/tcp_input.c) grows an autotuned send buffer to
 #   sndbuf_expand x max(TCP_INIT_CWND, cwnd) x per_mss,
@@ -272,6 +280,8 @@ def resolve_workload(
         allow_decrease=parse_bool("allow_decrease", False if allow_decrease is None else allow_decrease),
         best_effort=parse_bool("best_effort", False if best_effort is None else best_effort),
         overrides=parse_overrides(overrides),
+        rx_factor_given=rx_truesize_factor is not None,
+        tx_factor_given=tx_truesize_factor is not None,
         message_bytes=parse_int(
             "message_bytes",
             preset["message_bytes"] if message_bytes is None else message_bytes,
@@ -296,6 +306,38 @@ def bytes_charged(
     the payload, but never less than the payload plus one skb head per message."""
     with_heads = payload_bytes + skbs_queued(payload_bytes, message_bytes) * head_bytes
     return max(payload_bytes * truesize_factor, Fraction(with_heads))
+
+
+def measured_factor(host: HostFacts, direction: str) -> tuple[Optional[Fraction], str]:
+    """The calibrated factor of one direction when its sample is large enough, and why (or why not)."""
+    calibration = host.calibration
+    if calibration is None:
+        return None, "default (no calibration in the facts)"
+    measured = calibration[direction]
+    if measured.factor is None or measured.sockets < CALIBRATION_MIN_SOCKETS:
+        return None, (
+            f"default (calibration: {measured.sockets} sockets with data, fewer than {CALIBRATION_MIN_SOCKETS})"
+        )
+    if measured.payload_bytes < CALIBRATION_MIN_PAYLOAD_BYTES:
+        return None, (
+            f"default (calibration: {measured.payload_bytes} B queued, less than {CALIBRATION_MIN_PAYLOAD_BYTES})"
+        )
+    factor = min(max(measured.factor, FACTOR_RANGE[0]), FACTOR_RANGE[1])
+    return factor, f"measured on {measured.sockets} sockets ({measured.payload_bytes} B queued, calibrate)"
+
+
+def calibrated(host: HostFacts, workload: Workload) -> tuple[Workload, dict[str, str]]:
+    """The workload with measured factors where not given explicitly, and each factor's source."""
+    sources = {}
+    changes: dict[str, Fraction] = {}
+    for direction, given in (("rx", workload.rx_factor_given), ("tx", workload.tx_factor_given)):
+        if given:
+            sources[direction] = "given"
+            continue
+        factor, sources[direction] = measured_factor(host, direction)
+        if factor is not None:
+            changes[f"{direction}_truesize_factor"] = factor
+    return dataclasses.replace(workload, **changes), sources
 
 
 def pages_charged(
@@ -566,6 +608,15 @@ def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decisio
         explain += " " + "; ".join(notes) + "."
     explain += " " + udp_and_orphans_sentence(host)
     return Decision(value, explain, tuple(warnings))
+
+
+def with_factor_sources(decision: Decision, workload: Workload, sources: dict[str, str]) -> Decision:
+    """Say which truesize factor each direction used and from how many sockets."""
+    sentence = (
+        f" Factors: rx x{format_number(workload.rx_truesize_factor)} {sources['rx']}; "
+        f"tx x{format_number(workload.tx_truesize_factor)} {sources['tx']}."
+    )
+    return dataclasses.replace(decision, explain=decision.explain + sentence)
 
 
 def udp_and_orphans_sentence(host: HostFacts) -> str:
@@ -1167,8 +1218,10 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
 
     root is the facts' root flag: False turns "read-only here" into "not judged" and says so once.
     """
+    workload, factor_sources = calibrated(host, workload)
     usage = steady_state_usage(workload.connections, workload, host)
     decisions, warnings = without_obsolete(host, decide_all(host, workload, usage))
+    decisions[TCP_MEM] = with_factor_sources(decisions[TCP_MEM], workload, factor_sources)
     values = {key: decision.value for key, decision in decisions.items()}
     tcp_mem = values[TCP_MEM]
     above_ram = above_mem_total_warning(host, workload)

@@ -31,6 +31,7 @@ TOP_LEVEL = {
     "blocked_writers",
     "tcp_congestion_control",
     "tcp_max_orphans",
+    "calibration",
 }
 
 

@@ -98,6 +98,8 @@ def test_auto_falls_back_to_proc_when_netlink_is_refused(monkeypatch):
     ("args", "message"),
     [
         ({"top_sockets": -1}, "top_sockets must be between 0 and 1000, got -1"),
+        ({"calibrate": True, "calibrate_sample": 99}, "calibrate_sample must be between 100 and 1000000, got 99"),
+        ({"calibrate_sample": 1000001}, "calibrate_sample must be between 100 and 1000000, got 1000001"),
         ({"blocked_writers_samples": 0}, "blocked_writers_samples must be between 1 and 50, got 0"),
         ({"blocked_writers_interval_ms": 5}, "blocked_writers_interval_ms must be between 10 and 2000, got 5"),
         ({"blocked_writers_samples": 50, "blocked_writers_interval_ms": 2000}, "window"),

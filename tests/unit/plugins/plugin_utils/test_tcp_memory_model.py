@@ -683,3 +683,67 @@ def test_every_profile_sets_a_message_size(profile):
 def test_bad_message_bytes_is_named(value):
     with pytest.raises(ModelInputError, match="message_bytes must be"):
         run(make_facts(), connections=10, message_bytes=value)
+
+
+# ---------------------------------------------------------------- issue 17 item 2: factors measured on the host
+
+
+def calibration(rx_factor, rx_sockets, rx_payload, tx_factor=None, tx_sockets=0, tx_payload=0) -> dict[str, Any]:
+    return {
+        "rx": {"factor": rx_factor, "sockets": rx_sockets, "payload_bytes": rx_payload, "charged_bytes": 0},
+        "tx": {"factor": tx_factor, "sockets": tx_sockets, "payload_bytes": tx_payload, "charged_bytes": 0},
+        "sampled_sockets": rx_sockets + tx_sockets,
+        "max_sockets": 10000,
+        "stopped_early": False,
+        "method": "inet_diag INET_DIAG_MEMINFO",
+    }
+
+
+def test_a_factor_measured_on_enough_sockets_replaces_the_default():
+    facts = make_facts(mem_total_bytes=16 * GIB, cpu_count=8)
+    facts["calibration"] = calibration(2.8, 500, 50 * MIB, tx_factor=1.02, tx_sockets=400, tx_payload=40 * MIB)
+    result = run(facts, connections=200000)
+    # rx 16384 B x 2.8 = 45875.2 B = 12 pages (default x2: 8); tx 16384 x 1.25 = 5 pages stays (max with heads)
+    assert result["estimate"]["rx_pages_per_active_connection"] == 12
+    assert result["inputs"]["rx_truesize_factor"] == 2.8
+    explain = result["explain"]["net.ipv4.tcp_mem"]
+    assert f"rx x2.8 measured on 500 sockets ({50 * MIB} B queued, calibrate)" in explain
+    assert f"tx x1.02 measured on 400 sockets ({40 * MIB} B queued, calibrate)" in explain
+
+
+@pytest.mark.parametrize(
+    ("sockets", "payload", "reason"),
+    [(99, 50 * MIB, "99 sockets with data, fewer than 100"), (500, MIB - 1, f"{MIB - 1} B queued, less than")],
+)
+def test_a_small_sample_keeps_the_default_and_says_why(sockets, payload, reason):
+    facts = make_facts()
+    facts["calibration"] = calibration(2.8, sockets, payload)
+    result = run(facts, connections=1000)
+    assert result["inputs"]["rx_truesize_factor"] == 2
+    assert f"rx x2 default (calibration: {reason}" in result["explain"]["net.ipv4.tcp_mem"]
+
+
+def test_an_explicit_factor_wins_over_the_measured_one():
+    facts = make_facts()
+    facts["calibration"] = calibration(2.8, 500, 50 * MIB)
+    result = run(facts, connections=1000, rx_truesize_factor=1.5)
+    assert result["inputs"]["rx_truesize_factor"] == 1.5
+    assert "rx x1.5 given" in result["explain"]["net.ipv4.tcp_mem"]
+
+
+def test_a_measured_factor_is_clamped_to_the_argument_range():
+    facts = make_facts()
+    facts["calibration"] = calibration(0.7, 500, 50 * MIB)  # loopback coalescing can report below 1
+    assert run(facts, connections=1000)["inputs"]["rx_truesize_factor"] == 1
+
+
+def test_without_calibration_the_explanation_says_default():
+    result = run(make_facts(), connections=1000)
+    assert "rx x2 default (no calibration in the facts)" in result["explain"]["net.ipv4.tcp_mem"]
+
+
+def test_malformed_calibration_is_named():
+    facts = make_facts()
+    facts["calibration"] = {"rx": {"factor": "x", "sockets": 1, "payload_bytes": 1}, "tx": {}}
+    with pytest.raises(ModelInputError, match=r"facts\.calibration\.rx\.factor must be a number"):
+        run(facts, connections=10)
