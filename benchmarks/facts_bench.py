@@ -12,6 +12,7 @@ noise hits all cases alike), and report medians:
   module states=true        idem, with states: true
   module top_sockets=20     idem, with top_sockets: 20
   module connection_bytes=true  idem, states with byte sums (the full dump states used before issue 14)
+  module calibrate=true     idem, with calibrate: true (reads at most calibrate_sample = 10000 sockets)
   module process default    the module file run as a process with no options: start-up and imports
   module process states     the module file run by the target Python as Ansible would run it
                             (python tcp_memory_facts.py ARGS.json): start-up included
@@ -55,12 +56,15 @@ TARGET_DEFAULT_MS = 20
 TARGET_PEAK_MB = 60
 TARGET_STATES_PROCESS_OVER_SS = 0.25  # issue 14: states=true as a process vs the ss pipeline
 TARGET_STATES_FLAT = 1.25  # issue 14: states=true as a process, largest size over smallest
+# issue 17: calibrate=true reads at most calibrate_sample (10000) sockets: past that its cost stays flat
+TARGET_CALIBRATE_FLAT = 1.25
 
 MODULE_CASES = {
     "module default": {},
     "module states=true": {"states": True},
     "module top_sockets=20": {"top_sockets": 20},
     "module connection_bytes=true": {"states": True, "connection_bytes": True},
+    "module calibrate=true": {"calibrate": True},
 }
 PROCESS_CASES = {
     "ss -s": ["ss", "-s"],
@@ -71,6 +75,7 @@ CASE_ORDER = [
     "module states=true",
     "module top_sockets=20",
     "module connection_bytes=true",
+    "module calibrate=true",
     "module process default",
     "module process states=true",
     "ss -s",
@@ -346,6 +351,7 @@ def verdicts(results: dict) -> list:
     largest = results[sizes[-1]]["cases"]
     defaults = [results[s]["cases"]["module default"]["median_ms"] for s in sizes]
     processes = [results[s]["cases"]["module process states=true"]["median_ms"] for s in sizes]
+    calibrations = [results[s]["cases"]["module calibrate=true"]["median_ms"] for s in sizes]
     pipeline_ms = largest["ss -tan state all | wc -l"]["median_ms"]
     process_peak = largest["module process states=true"]["peak_rss_mb"]
     in_process_peak = max(largest[name]["peak_rss_mb"] for name in MODULE_CASES)
@@ -375,6 +381,16 @@ def verdicts(results: dict) -> list:
             f"states=true as a process flat in N (largest / smallest median <= {TARGET_STATES_FLAT})",
             processes[-1] <= TARGET_STATES_FLAT * processes[0],
             " / ".join(f"{p} ms" for p in processes),
+        ),
+        (
+            "calibrate=true costs no more than states=true at the largest size",
+            largest["module calibrate=true"]["median_ms"] <= largest["module states=true"]["median_ms"],
+            f"{largest['module calibrate=true']['median_ms']} ms vs {largest['module states=true']['median_ms']} ms",
+        ),
+        (
+            f"calibrate=true flat past calibrate_sample (largest / smallest median <= {TARGET_CALIBRATE_FLAT})",
+            calibrations[-1] <= TARGET_CALIBRATE_FLAT * calibrations[0],
+            " / ".join(f"{c} ms" for c in calibrations),
         ),
         (
             f"peak memory of the module process under {TARGET_PEAK_MB} MB",
