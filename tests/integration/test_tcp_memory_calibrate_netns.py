@@ -53,7 +53,7 @@ def ss_receive_sums(netns: str) -> tuple:
     ).stdout
     rows = [(int(recv_q), int(rmem)) for recv_q, _send_q, rmem in SKMEM.findall(text)]
     with_data = [(recv_q, rmem) for recv_q, rmem in rows if recv_q > 0]
-    return len(with_data), sum(q for q, _ in with_data), sum(r for _, r in with_data)
+    return len(with_data), sum(row[0] for row in with_data), sum(row[1] for row in with_data)
 
 
 @pytest.fixture
