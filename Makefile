@@ -78,7 +78,9 @@ molecule: venv devlink hostdeps
 compat: devlink hostdeps
 	PYTHON=$(PYTHON) tests/run-compat.sh $(COMPAT_CORES)
 
-test: lint sanity unit integration compat docs molecule
+# Every stage in order, each timed; the times are printed at the end, also when a stage failed.
+test: venv devlink hostdeps
+	tests/run-stages.sh lint sanity unit integration compat docs molecule
 	@echo "make test: all stages passed"
 
 run: build
