@@ -1,8 +1,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """ansible_facts.tcp_memory dicts built from docs/data-model.md section 1, for the model and filter tests.
 
-Boot defaults follow the kernel's formulas (net/ipv4/tcp.c tcp_init_mem / tcp_init) as quoted in
-/work/shared/domain.md, so a test host looks like a real one of that size.
+Boot defaults follow the kernel's formulas (net/ipv4/tcp.c tcp_init_mem / tcp_init), so a test host
+looks like a real one of that size.
 """
 
 from __future__ import annotations

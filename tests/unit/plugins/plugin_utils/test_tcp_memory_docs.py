@@ -31,7 +31,7 @@ DOC = Path(__file__).resolve().parents[4] / "docs" / "recommendation-model.md"
 TARGET_CONNECTIONS = 200000
 LINK = {"bandwidth_bps": 10_000_000_000, "rtt_ms": 100}
 
-# Published settings compared against (sources in /work/shared/domain.md); None = not set, boot default stays.
+# Published settings compared against (sources in docs/recommendation-model.md); None = not set, boot default stays.
 TUNED_NETWORK_THROUGHPUT: dict[str, Optional[str]] = {
     "net.ipv4.tcp_rmem": "4096 131072 16777216",
     "net.ipv4.tcp_wmem": "4096 16384 16777216",
