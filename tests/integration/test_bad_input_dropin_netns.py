@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import pytest
 
@@ -51,16 +51,6 @@ for directory, _subdirs, names in os.walk("/proc/sys/net"):
             pass
 print(json.dumps(values))
 """
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    name = f"netstack-badin-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 @pytest.fixture
