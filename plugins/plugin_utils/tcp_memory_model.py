@@ -1197,6 +1197,11 @@ def resolved_inputs(host: HostFacts, workload: Workload) -> dict[str, Any]:
     }
 
 
+def unsettable_keys(scope: dict[str, Any]) -> dict[str, str]:
+    """Recommended keys that cannot be set here (settable false, not merely unjudged), with the reason."""
+    return {key: entry["reason"] for key, entry in sorted(scope.items()) if entry["settable"] is False}
+
+
 def report_rows(
     host: HostFacts, values: dict[str, tuple[int, ...]], decisions: dict[str, Decision], scope: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -1252,6 +1257,7 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
         "sysctl": {key: sysctl_text(value) for key, value in values.items()},
         "explain": {key: decision.explain for key, decision in decisions.items()},
         "scope": scope,
+        "unsettable": unsettable_keys(scope),
         "rows": report_rows(host, values, decisions, scope),
         "estimate": build_estimate(host, workload, usage, tcp_mem),
         "warnings": warnings,

@@ -96,3 +96,31 @@ def test_facts_without_the_root_flag_read_as_before():
     assert result["scope"]["net.core.rmem_max"]["settable"] is False
     assert any("net.core.rmem_max can't be set here (read-only here)" in warning for warning in result["warnings"])
     assert not any("not running as root" in warning for warning in result["warnings"])
+
+
+def test_unsettable_lists_each_key_that_cannot_be_set_with_its_reason():
+    facts = make_facts(initial_netns=False)
+    facts["sysctl"]["net.core.rmem_max"]["writable"] = False
+    result = recommend_tcp_memory(facts, connections=1000)
+    unsettable = result["unsettable"]
+    # in a container the global tcp_mem is absent; rmem_max was made read-only above; the per-netns
+    # tcp_rmem stays writable
+    assert unsettable["net.ipv4.tcp_mem"].startswith("absent here: a global key")
+    assert unsettable["net.core.rmem_max"].startswith("read-only here")
+    assert "net.ipv4.tcp_rmem" not in unsettable
+    assert list(unsettable) == sorted(unsettable)
+    assert set(unsettable) <= set(result["sysctl"])
+    for key, reason in unsettable.items():
+        assert f"{key} can't be set here ({reason})" in " ".join(result["warnings"])
+
+
+def test_unsettable_is_empty_when_every_key_can_be_set():
+    assert recommend_tcp_memory(make_facts(), connections=1000)["unsettable"] == {}
+
+
+def test_unsettable_leaves_out_keys_not_judged_without_root():
+    facts = as_gathered_without_root(make_facts(initial_netns=False))
+    unsettable = recommend_tcp_memory(facts, connections=1000)["unsettable"]
+    # absent keys are still known unsettable; present ones are unjudged (settable null), not unsettable
+    assert "net.ipv4.tcp_mem" in unsettable
+    assert "net.ipv4.tcp_rmem" not in unsettable and "net.core.rmem_max" not in unsettable
