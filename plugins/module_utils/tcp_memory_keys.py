@@ -32,8 +32,10 @@ TCP_MEM_INIT_DIVISOR = 16  # net/ipv4/tcp.c tcp_init_mem(): tcp_mem[1] = nr_free
 TCP_RMEM_DEFAULT_BYTES = 131072  # tcp_rmem[1] from 4.20 (net/ipv4/tcp.c tcp_init())
 TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES = 87380  # tcp_rmem[1] before 4.20
 TCP_WMEM_DEFAULT_BYTES = 16384  # tcp_wmem[1] (net/ipv4/tcp.c tcp_init())
+TCP_RMEM_MAX_BYTES = 33554432  # tcp_rmem[2] cap from 6.16 (net/ipv4/tcp.c tcp_init(): max_rshare)
 TCP_RMEM_MAX_BEFORE_6_16_BYTES = 6291456  # tcp_rmem[2] cap before 6.16
 TCP_WMEM_MAX_BYTES = 4194304  # tcp_wmem[2] cap
+TCP_WMEM_MAX_FLOOR_BYTES = 65536  # tcp_wmem[2] is at least 64 KiB (tcp_init(): max(64*1024, max_wshare))
 TCP_MODERATE_RCVBUF_DEFAULT = 1  # net/ipv4/tcp_ipv4.c tcp_sk_init()
 TCP_ADV_WIN_SCALE_DEFAULT = 1  # net/ipv4/tcp_ipv4.c tcp_sk_init()
 
