@@ -77,6 +77,23 @@ PAGES_KEYS = tuple(key.name for key in MANAGED_KEYS if key.unit == "pages")
 BOOLEAN_KEYS = tuple(key.name for key in MANAGED_KEYS if key.unit == "boolean")
 
 
+def _named(last_part: str) -> str:
+    """The managed key whose name ends in .LAST_PART, so code names a key without spelling it again."""
+    (name,) = (name for name in KEY_NAMES if name.rsplit(".", 1)[1] == last_part)
+    return name
+
+
+# the keys code refers to by name (the recommendation model), taken from the table above
+TCP_MEM = _named("tcp_mem")
+UDP_MEM = _named("udp_mem")
+TCP_RMEM = _named("tcp_rmem")
+TCP_WMEM = _named("tcp_wmem")
+TCP_MODERATE_RCVBUF = _named("tcp_moderate_rcvbuf")
+TCP_ADV_WIN_SCALE = _named("tcp_adv_win_scale")
+RMEM_MAX = _named("rmem_max")
+WMEM_MAX = _named("wmem_max")
+
+
 def at_least(version, minimum) -> bool:
     """Whether a kernel version (a sequence of ints) is at least MINIMUM (a shorter tuple compares by prefix)."""
     return tuple(version[: len(minimum)]) >= tuple(minimum)
