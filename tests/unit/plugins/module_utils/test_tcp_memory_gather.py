@@ -35,6 +35,93 @@ TOP_LEVEL = {
 }
 
 
+# What each fixture tree's /proc/sys holds, written from its files (tests/unit/fixtures/proc_trees/<tree>/proc/sys),
+# and the scope the kernel gives each key: tcp_{r,w}mem, tcp_moderate_rcvbuf and tcp_adv_win_scale per network
+# namespace from 4.15 (net/ipv4/sysctl_net_ipv4.c ipv4_net_table), optmem_max from 6.8 (net/core/sysctl_net_core.c
+# netns_core_table), the rest global (tcp_mem and udp_mem in ipv4_table: absent outside the initial namespace;
+# net.core.{r,w}mem_{max,default} in net_core_table: read-only there). Row: present, writable, scope, unit, value.
+PAGES, BYTES = "pages", "bytes"
+ABSENT = (False, False, "global", PAGES, None)
+
+
+def rw(scope, unit, value):
+    return (True, True, scope, unit, value)
+
+
+def read_only(scope, unit, value):
+    return (True, False, scope, unit, value)
+
+
+EXPECTED_SYSCTL = {
+    "normal_host": {  # 6.1, initial namespace
+        "net.ipv4.tcp_mem": rw("global", PAGES, [23520, 31362, 47040]),
+        "net.ipv4.tcp_rmem": rw("netns", BYTES, [4096, 131072, 6291456]),
+        "net.ipv4.tcp_wmem": rw("netns", BYTES, [4096, 16384, 4194304]),
+        "net.ipv4.udp_mem": rw("global", PAGES, [47043, 62725, 94086]),
+        "net.ipv4.tcp_moderate_rcvbuf": rw("netns", "boolean", 1),
+        "net.ipv4.tcp_adv_win_scale": rw("netns", "count", 1),
+        "net.core.rmem_max": rw("global", BYTES, 212992),
+        "net.core.wmem_max": rw("global", BYTES, 212992),
+        "net.core.rmem_default": rw("global", BYTES, 212992),
+        "net.core.wmem_default": rw("global", BYTES, 212992),
+        "net.core.optmem_max": rw("global", BYTES, 131072),
+    },
+    "pressure_host": {  # 6.12, initial namespace
+        "net.ipv4.tcp_mem": rw("global", PAGES, [1000, 1500, 2000]),
+        "net.ipv4.tcp_rmem": rw("netns", BYTES, [4096, 131072, 6291456]),
+        "net.ipv4.tcp_wmem": rw("netns", BYTES, [4096, 16384, 4194304]),
+        "net.ipv4.udp_mem": rw("global", PAGES, [94000, 125000, 188000]),
+        "net.ipv4.tcp_moderate_rcvbuf": rw("netns", "boolean", 1),
+        "net.ipv4.tcp_adv_win_scale": rw("netns", "count", 1),
+        "net.core.rmem_max": rw("global", BYTES, 212992),
+        "net.core.wmem_max": rw("global", BYTES, 212992),
+        "net.core.rmem_default": rw("global", BYTES, 212992),
+        "net.core.wmem_default": rw("global", BYTES, 212992),
+        "net.core.optmem_max": rw("netns", BYTES, 20480),
+    },
+    "container_netns": {  # 6.18 inside `ip netns exec`
+        "net.ipv4.tcp_mem": ABSENT,
+        "net.ipv4.tcp_rmem": rw("netns", BYTES, [4096, 131072, 33554432]),
+        "net.ipv4.tcp_wmem": rw("netns", BYTES, [4096, 16384, 4194304]),
+        "net.ipv4.udp_mem": ABSENT,
+        "net.ipv4.tcp_moderate_rcvbuf": rw("netns", "boolean", 1),
+        "net.ipv4.tcp_adv_win_scale": rw("netns", "count", 1),
+        "net.core.rmem_max": read_only("global", BYTES, 4194304),
+        "net.core.wmem_max": read_only("global", BYTES, 4194304),
+        "net.core.rmem_default": read_only("global", BYTES, 212992),
+        "net.core.wmem_default": read_only("global", BYTES, 212992),
+        "net.core.optmem_max": rw("netns", BYTES, 131072),
+    },
+    "old_kernel": {  # 4.9: before any of these keys was per namespace
+        "net.ipv4.tcp_mem": rw("global", PAGES, [11604, 15472, 23208]),
+        "net.ipv4.tcp_rmem": rw("global", BYTES, [4096, 87380, 6291456]),
+        "net.ipv4.tcp_wmem": rw("global", BYTES, [4096, 16384, 4194304]),
+        "net.ipv4.udp_mem": rw("global", PAGES, [23208, 30945, 46416]),
+        "net.ipv4.tcp_moderate_rcvbuf": rw("global", "boolean", 1),
+        "net.ipv4.tcp_adv_win_scale": rw("global", "count", 1),
+        "net.core.rmem_max": rw("global", BYTES, 212992),
+        "net.core.wmem_max": rw("global", BYTES, 212992),
+        "net.core.rmem_default": rw("global", BYTES, 212992),
+        "net.core.wmem_default": rw("global", BYTES, 212992),
+        "net.core.optmem_max": rw("global", BYTES, 20480),
+    },
+}
+# The TcpExt counters of memory pressure (include/uapi/linux/snmp.h LINUX_MIB_TCPMEMORYPRESSURES ...,
+# shown in /proc/net/netstat by net/ipv4/proc.c snmp4_net_list).
+PRESSURE_COUNTERS = {
+    "TCPMemoryPressures",
+    "TCPMemoryPressuresChrono",
+    "TCPAbortOnMemory",
+    "PruneCalled",
+    "RcvPruned",
+    "OfoPruned",
+    "TCPRcvCollapsed",
+    "TCPRcvQDrop",
+}
+# sockstat's TCP mem against tcp_mem of each tree (see its tree.json).
+EXPECTED_LEVEL = {"normal_host": "ok", "pressure_host": "pressure", "container_netns": "unknown", "old_kernel": "ok"}
+
+
 def facts_of(tmp_path, name, **options):
     proc_root, sys_root = materialize(name, str(tmp_path))
     return gather(proc_root=proc_root, sys_root=sys_root, **options)
@@ -45,11 +132,15 @@ def test_every_tree_gives_the_whole_contract(tmp_path, name):
     facts = facts_of(tmp_path, name)
     assert set(facts) == TOP_LEVEL
     assert facts["schema_version"] == 1
-    assert set(facts["sysctl"]) == set(proc.SYSCTL_KEYS)
     for entry in facts["sysctl"].values():
         assert set(entry) == {"present", "writable", "scope", "unit", "value", "raw"}
-    assert set(facts["pressure"]["counters"]) == set(proc.TCPEXT_PRESSURE_COUNTERS)
-    assert facts["status"]["level"] in proc.STATUS_LEVELS
+    rows = {
+        key: (entry["present"], entry["writable"], entry["scope"], entry["unit"], entry["value"])
+        for key, entry in facts["sysctl"].items()
+    }
+    assert rows == EXPECTED_SYSCTL[name]
+    assert set(facts["pressure"]["counters"]) == PRESSURE_COUNTERS
+    assert facts["status"]["level"] == EXPECTED_LEVEL[name]
     assert facts["connections"] is None and facts["top_sockets"] is None and facts["blocked_writers"] is None
 
 
