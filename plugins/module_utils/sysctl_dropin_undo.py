@@ -33,6 +33,10 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import RECORD_PREFIX
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import normalise_value
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
+    TCP_ADV_WIN_SCALE_DEFAULT,
+    TCP_MODERATE_RCVBUF_DEFAULT,
+)
 
 SOURCE_GIVEN = "given"
 SOURCE_FILE = "file"
@@ -45,8 +49,8 @@ SOURCE_UNKNOWN = "unknown"
 # Values the kernel's init code sets, whatever the machine (net/ipv4/tcp_ipv4.c, tcp_sk_init():
 # sysctl_tcp_moderate_rcvbuf = 1, sysctl_tcp_adv_win_scale = 1).
 KERNEL_CONSTANT_DEFAULTS = {
-    "net.ipv4.tcp_moderate_rcvbuf": "1",
-    "net.ipv4.tcp_adv_win_scale": "1",
+    "net.ipv4.tcp_moderate_rcvbuf": str(TCP_MODERATE_RCVBUF_DEFAULT),
+    "net.ipv4.tcp_adv_win_scale": str(TCP_ADV_WIN_SCALE_DEFAULT),
 }
 
 # Keys that boot at the value another key also boots at (net/core/sock.c): key -> that other key.

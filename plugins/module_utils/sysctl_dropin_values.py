@@ -7,19 +7,21 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import SYSCTL_KEYS
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
+    INT_MAX,
+    INT_MIN,
+    MANAGED_KEYS,
+    TRIPLE_KEYS,
+)
 
-# The kernel stores these knobs as C ints: anything outside cannot be what the operator meant.
-INT_MIN = -2147483648
-INT_MAX = 2147483647
+# The kernel stores these knobs as C ints (INT_MIN..INT_MAX): anything outside cannot be what the
+# operator meant. The memory vectors (TRIPLE_KEYS: min/default/max of tcp_rmem, tcp_wmem or
+# min/pressure/max in pages of tcp_mem, udp_mem) need each number at least 1 and never above the
+# next. The kernel checks only part of this (net/ipv4/sysctl_net_ipv4.c: tcp_rmem/tcp_wmem entries
+# >= 1, tcp_mem not at all) and stores a reversed triple, which then makes every socket allocation
+# decision nonsense.
 
-# Memory vectors, min/default/max (tcp_rmem, tcp_wmem) or min/pressure/max in pages (tcp_mem,
-# udp_mem): each number at least 1 and never above the next. The kernel checks only part of this
-# (net/ipv4/sysctl_net_ipv4.c: tcp_rmem/tcp_wmem entries >= 1, tcp_mem not at all) and stores a
-# reversed triple, which then makes every socket allocation decision nonsense.
-TRIPLE_KEYS = frozenset(key for key, (_unit, count, _scope) in SYSCTL_KEYS.items() if count == 3)
-
-# How many integers each key takes. The managed keys come from the facts module's table; a few
+# How many integers each key takes. The managed keys come from the key table; a few
 # other well-known vector sysctls are listed so the module stays usable for them. Every other key
 # takes exactly one integer.
 OTHER_VECTOR_COUNTS = {
@@ -32,7 +34,7 @@ OTHER_VECTOR_COUNTS = {
     "kernel.sem": 4,
 }
 VALUE_COUNTS: Dict[str, int] = {
-    **{key: count for key, (_unit, count, _scope) in SYSCTL_KEYS.items()},
+    **{key.name: key.arity for key in MANAGED_KEYS},
     **OTHER_VECTOR_COUNTS,
 }
 

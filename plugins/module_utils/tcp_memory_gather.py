@@ -13,6 +13,7 @@ import os
 import socket
 
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_keys as keys
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_writers as writers
@@ -110,7 +111,8 @@ def sysctl_facts(proc_root: str, version, page_size: int, notes: list) -> dict:
     mountinfo = read_text(proc_root, "self/mountinfo", max_bytes=reader.LARGE_FILE_MAX_BYTES)
     mounts = proc.parse_mountinfo(mountinfo, os.path.join(proc_root, "self/mountinfo")) if mountinfo else []
     facts = {}
-    for key, (unit, count, _scope_rule) in proc.SYSCTL_KEYS.items():
+    for managed in keys.MANAGED_KEYS:
+        key, unit, count = managed.name, managed.unit, managed.arity
         relative = proc.sysctl_path(key)
         path = os.path.join(proc_root, relative)
         raw = read_text(proc_root, relative)
@@ -299,8 +301,8 @@ def max_orphans(proc_root: str):
         return None
     path = os.path.join(proc_root, proc.TCP_MAX_ORPHANS_PATH)
     value = proc.parse_sysctl_value(raw, 1, path)
-    if not 0 <= value <= proc.INT_MAX:  # a C int the kernel keeps non-negative (proc_dointvec)
-        raise proc.ProcParseError(path, f"net.ipv4.tcp_max_orphans value {value} is outside 0..{proc.INT_MAX}")
+    if not 0 <= value <= keys.INT_MAX:  # a C int the kernel keeps non-negative (proc_dointvec)
+        raise proc.ProcParseError(path, f"net.ipv4.tcp_max_orphans value {value} is outside 0..{keys.INT_MAX}")
     return value
 
 
@@ -339,8 +341,12 @@ def gather(
     namespace = namespace_facts(proc_root, kernel["version"], sysctl["net.ipv4.tcp_mem"]["present"])
     sockstat = sockstat_facts(proc_root, page_size, namespace["initial"])
     pressure = pressure_facts(proc_root)
-    if proc.at_least(kernel["version"], proc.KERNEL_ADV_WIN_SCALE_OBSOLETE):
-        notes.append("net.ipv4.tcp_adv_win_scale has no effect on kernels >= 6.6 (per-socket scaling_ratio)")
+    if keys.at_least(kernel["version"], keys.KERNEL_ADV_WIN_SCALE_OBSOLETE):
+        notes.append(
+            "net.ipv4.tcp_adv_win_scale has no effect on kernels >= {}.{} (per-socket scaling_ratio)".format(
+                *keys.KERNEL_ADV_WIN_SCALE_OBSOLETE
+            )
+        )
     facts = {
         "schema_version": SCHEMA_VERSION,
         "kernel": kernel,

@@ -11,20 +11,37 @@ from __future__ import annotations
 
 import re
 
-# Kernel versions where a boot default or a sysctl's scope changed.
-KERNEL_TCP_RMEM_DEFAULT_131072 = (4, 20)  # a337531b942b: tcp_rmem[1] 87380 -> 131072
-KERNEL_TCP_RMEM_MAX_32MIB = (6, 16)  # tcp_rmem[2] cap 6 MiB -> 32 MiB (ip-sysctl.rst of 6.16)
-KERNEL_TCP_SYSCTLS_PER_NETNS = (4, 15)  # net.ipv4.tcp_{r,w}mem & co. per network namespace
-KERNEL_OPTMEM_MAX_PER_NETNS = (6, 8)  # f5769faeec36 "net: Namespace-ify sysctl_optmem_max"
-KERNEL_ADV_WIN_SCALE_OBSOLETE = (6, 6)  # per-socket scaling_ratio replaced tcp_adv_win_scale
-KERNEL_INIT_NETNS_FIXED_INODE = (6, 18)  # initial netns is always net:[4026531833] (checked here)
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
+    ADV_WIN_SCALE_RANGE,
+    CPU_COUNT_MAX,
+    INT_MAX,
+    KERNEL_INIT_NETNS_FIXED_INODE,
+    KERNEL_TCP_RMEM_DEFAULT_131072,
+    KERNEL_TCP_RMEM_MAX_32MIB,
+    KEYS,
+    LONG_MAX,
+    MANAGED_KEYS,
+    MEM_TOTAL_MAX_BYTES,
+    MEM_TOTAL_MIN_BYTES,
+    PAGE_SIZE_MAX_BYTES,
+    PAGE_SIZE_MIN_BYTES,
+    TCP_MEM_INIT_DIVISOR,
+    TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES,
+    TCP_RMEM_DEFAULT_BYTES,
+    TCP_RMEM_MAX_BEFORE_6_16_BYTES,
+    TCP_RMEM_MAX_BYTES,
+    TCP_WMEM_DEFAULT_BYTES,
+    TCP_WMEM_MAX_BYTES,
+    TCP_WMEM_MAX_FLOOR_BYTES,
+    at_least,
+    per_netns,
+)
 
 # The inode of the initial network namespace on kernels that number it statically
 # (PROC_NET_INIT_INO). Dynamically allocated namespace inodes start at 0xF0000000, so this
 # value can only ever name the initial namespace.
 INIT_NET_NS_INODE = 0xEFFFFFF9
 
-TCP_MEM_INIT_DIVISOR = 16  # tcp_init_mem(): limit = nr_free_buffer_pages() / 16
 ZONES_COUNTED = ("DMA", "DMA32", "Normal")  # nr_free_buffer_pages(): zones <= ZONE_NORMAL
 # When the zones' managed pages fall this far below MemTotal the zoneinfo view is not the
 # memory the kernel booted with (seen on VMs whose balloon/hotplug drivers shrink zones).
@@ -41,20 +58,11 @@ TCPEXT_PRESSURE_COUNTERS = (
     "TCPRcvQDrop",
 )
 
-# key -> (unit, number of values, scope rule). Scope rules: "global", "netns" or
-# ("netns", since_version): per network namespace from that kernel on, global before.
+# Kept for the tests that still unpack (unit, count, scope rule) per key; derived from the key table, not a
+# copy of it. New code reads tcp_memory_keys.KEYS.
 SYSCTL_KEYS = {
-    "net.ipv4.tcp_mem": ("pages", 3, "global"),
-    "net.ipv4.tcp_rmem": ("bytes", 3, ("netns", KERNEL_TCP_SYSCTLS_PER_NETNS)),
-    "net.ipv4.tcp_wmem": ("bytes", 3, ("netns", KERNEL_TCP_SYSCTLS_PER_NETNS)),
-    "net.ipv4.udp_mem": ("pages", 3, "global"),
-    "net.ipv4.tcp_moderate_rcvbuf": ("boolean", 1, ("netns", KERNEL_TCP_SYSCTLS_PER_NETNS)),
-    "net.ipv4.tcp_adv_win_scale": ("count", 1, ("netns", KERNEL_TCP_SYSCTLS_PER_NETNS)),
-    "net.core.rmem_max": ("bytes", 1, "global"),
-    "net.core.wmem_max": ("bytes", 1, "global"),
-    "net.core.rmem_default": ("bytes", 1, "global"),
-    "net.core.wmem_default": ("bytes", 1, "global"),
-    "net.core.optmem_max": ("bytes", 1, ("netns", KERNEL_OPTMEM_MAX_PER_NETNS)),
+    key.name: (key.unit, key.arity, "global" if key.per_netns_since is None else ("netns", key.per_netns_since))
+    for key in MANAGED_KEYS
 }
 
 # Read beside the managed keys, never written (facts tcp_max_orphans): sockets closed with data still
@@ -76,21 +84,9 @@ def parse_congestion_control(text: str, name: str) -> str:
 
 STATUS_LEVELS = ("ok", "above_min", "pressure", "at_max", "unknown")
 
-# Plausibility bounds of the facts the recommendation model relies on (docs/data-model.md).
-# A value outside them is not a machine the model can size for: the module refuses it naming
-# the file, the filter (plugin_utils/tcp_memory_inputs, same numbers) naming the fact.
-# MemTotal: a kernel with networking does not boot in less than 4 MiB; 52-bit physical
-# addresses (x86-64 5-level paging, arm64 LPA) reach 4 PiB.
-MEM_TOTAL_MIN_BYTES = 4 << 20
-MEM_TOTAL_MAX_BYTES = 1 << 52
-# Page sizes Linux uses: 4 KiB (x86), 8 KiB (sparc64), 16/64 KiB (arm64, ppc64), 256 KiB (hexagon).
-PAGE_SIZE_MIN_BYTES = 4 << 10
-PAGE_SIZE_MAX_BYTES = 1 << 20
-# CONFIG_NR_CPUS tops out at 8192 (x86 MAXSMP, powerpc); a CPU list beyond this is not a kernel's.
-CPU_COUNT_MAX = 65536
-INT_MAX = 2**31 - 1  # tcp_rmem, tcp_wmem, net.core.* are C ints (proc_dointvec_minmax)
-LONG_MAX = 2**63 - 1  # tcp_mem, udp_mem are longs of pages (proc_doulongvec_minmax): bytes fit a long
-ADV_WIN_SCALE_RANGE = (-31, 31)  # net/ipv4/sysctl_net_ipv4.c: tcp_adv_win_scale_min/max
+# The plausibility bounds of the facts (MEM_TOTAL_*, PAGE_SIZE_*, CPU_COUNT_MAX) and the C types of the
+# sysctl values come from tcp_memory_keys: a value outside them is not a machine the model can size for,
+# so the module refuses it naming the file and the filter refuses it naming the fact.
 
 
 class ProcParseError(ValueError):
@@ -125,11 +121,6 @@ def kernel_version(release: str) -> list:
     while len(numbers) < 3:
         numbers.append(0)
     return numbers
-
-
-def at_least(version, minimum) -> bool:
-    """True when kernel `version` (list or tuple) is >= `minimum`; False when unknown."""
-    return bool(version) and tuple(version[: len(minimum)]) >= tuple(minimum)
 
 
 # --- memory --------------------------------------------------------------------------------
@@ -219,9 +210,17 @@ def boot_defaults(nr_free_buffer_pages: int, page_size: int, version) -> dict:
 
     page_shift = page_size.bit_length() - 1
     limit_bytes = nr_free_buffer_pages << (page_shift - 7)
-    rmem_cap = 32 * 1024 * 1024 if at_least(version, KERNEL_TCP_RMEM_MAX_32MIB) else 6 * 1024 * 1024
-    rmem_default = 131072 if at_least(version, KERNEL_TCP_RMEM_DEFAULT_131072) else 87380
-    tcp_wmem = [page_size, 16 * 1024, max(64 * 1024, min(4 * 1024 * 1024, limit_bytes))]
+    rmem_cap = TCP_RMEM_MAX_BEFORE_6_16_BYTES
+    if at_least(version, KERNEL_TCP_RMEM_MAX_32MIB):
+        rmem_cap = TCP_RMEM_MAX_BYTES
+    rmem_default = TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES
+    if at_least(version, KERNEL_TCP_RMEM_DEFAULT_131072):
+        rmem_default = TCP_RMEM_DEFAULT_BYTES
+    tcp_wmem = [
+        page_size,
+        TCP_WMEM_DEFAULT_BYTES,
+        max(TCP_WMEM_MAX_FLOOR_BYTES, min(TCP_WMEM_MAX_BYTES, limit_bytes)),
+    ]
     tcp_rmem = [page_size, rmem_default, max(rmem_default, min(rmem_cap, limit_bytes))]
     return {"tcp_mem_pages": tcp_mem, "tcp_rmem_bytes": tcp_rmem, "tcp_wmem_bytes": tcp_wmem}
 
@@ -287,7 +286,7 @@ def check_cpu_count(count: int, name: str) -> int:
 
 def sysctl_bounds(key: str, page_size_bytes: int) -> tuple:
     """(lowest, highest) value each number of `key` can hold on a kernel (its C type and handler)."""
-    unit = SYSCTL_KEYS[key][0]
+    unit = KEYS[key].unit
     if unit == "pages":
         return (0, LONG_MAX // page_size_bytes)
     if unit == "bytes":
@@ -303,7 +302,7 @@ def check_sysctl_value(key: str, value, page_size_bytes: int, name: str):
     numbers = value if isinstance(value, list) else [value]
     for number in numbers:
         if not lowest <= number <= highest:
-            unit = SYSCTL_KEYS[key][0]
+            unit = KEYS[key].unit
             raise ProcParseError(name, f"{key} value {number} is outside {lowest}..{highest} ({unit})")
     return value
 
@@ -318,7 +317,7 @@ def triple_order_note(key: str, value, name: str):
     if not isinstance(value, list) or len(value) != 3:
         return None
     low, middle, high = value
-    if SYSCTL_KEYS[key][0] == "pages":
+    if KEYS[key].unit == "pages":
         broken = not low <= middle <= high
         expected = "min <= pressure <= max"
     else:
@@ -401,10 +400,8 @@ def parse_sysctl_value(raw: str, count: int, name: str):
 
 
 def sysctl_scope(key: str, version) -> str:
-    rule = SYSCTL_KEYS[key][2]
-    if isinstance(rule, tuple):
-        return "netns" if at_least(version, rule[1]) else "global"
-    return rule
+    """'netns' when `key` is per network namespace on a kernel of `version`, else 'global'."""
+    return "netns" if per_netns(key, version) else "global"
 
 
 def _unescape_mount_path(path: str) -> str:

@@ -1,11 +1,10 @@
 # Copyright: netstack.tcp_tuning contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The eleven managed sysctl keys are listed in places that must stand alone; they must agree.
+"""The eleven managed sysctl keys are still listed in two places that must agree with the key table.
 
-tcp_memory_facts (module_utils) is the source: it decides which keys the facts carry. The model
-(plugin_utils) validates the facts against its own copy, since it imports nothing of Ansible; the
-drop-in module checks vector lengths; the role refuses unknown override keys before the host is
-read; the Molecule helper runs on a test host by itself.
+module_utils/tcp_memory_keys is the source (the facts, the drop-in module and the model import it).
+The role refuses unknown override keys before the host is read; the Molecule helper runs on a test
+host by itself. Both go once they take the list from the facts; then this file goes too.
 """
 
 from __future__ import annotations
@@ -14,13 +13,10 @@ import ast
 from pathlib import Path
 
 import yaml
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import sysctl_dropin_values
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
-from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils import tcp_memory_inputs
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_keys as keys
 
 ROOT = Path(__file__).resolve().parents[2]
-FACT_KEYS = list(proc.SYSCTL_KEYS)
-FACT_TRIPLES = {key for key, (_unit, count, _scope) in proc.SYSCTL_KEYS.items() if count == 3}
+FACT_KEYS = list(keys.KEY_NAMES)
 
 
 def tuple_assigned(path: Path, name: str) -> list:
@@ -29,15 +25,6 @@ def tuple_assigned(path: Path, name: str) -> list:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
             return list(ast.literal_eval(node.value))
     raise AssertionError(f"{path}: no {name} = (...)")
-
-
-def test_the_model_knows_the_same_keys_and_triples_as_the_facts():
-    assert list(tcp_memory_inputs.SYSCTL_KEYS) == FACT_KEYS
-    assert set(tcp_memory_inputs.TRIPLE_KEYS) == FACT_TRIPLES
-
-
-def test_the_dropin_module_knows_the_same_triples():
-    assert set(sysctl_dropin_values.TRIPLE_KEYS) == FACT_TRIPLES
 
 
 def test_the_role_refuses_exactly_the_keys_the_facts_do_not_carry():

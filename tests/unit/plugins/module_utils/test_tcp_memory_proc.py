@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_keys as keys
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
 from hypothesis import given
@@ -28,9 +29,9 @@ def test_kernel_version(release, version):
 
 
 def test_at_least():
-    assert proc.at_least([6, 16, 0], (6, 16))
-    assert not proc.at_least([6, 15, 9], (6, 16))
-    assert not proc.at_least([], (4, 15))
+    assert keys.at_least([6, 16, 0], (6, 16))
+    assert not keys.at_least([6, 15, 9], (6, 16))
+    assert not keys.at_least([], (4, 15))
 
 
 # --- memory --------------------------------------------------------------------------------
@@ -233,10 +234,13 @@ def test_sysctl_scope(key, version, scope):
 
 
 def test_every_key_has_a_unit_and_arity():
-    assert len(proc.SYSCTL_KEYS) == 11
-    for unit, count, _scope_rule in proc.SYSCTL_KEYS.values():
-        assert unit in ("pages", "bytes", "boolean", "count")
-        assert count in (1, 3)
+    assert len(keys.MANAGED_KEYS) == 11
+    for key in keys.MANAGED_KEYS:
+        assert key.unit in ("pages", "bytes", "boolean", "count")
+        assert key.arity in (1, 3)
+    # The kernel's vector sysctls among them (proc_doulongvec_minmax / proc_dointvec_minmax on 3 ints).
+    assert set(keys.TRIPLE_KEYS) == {"net.ipv4.tcp_mem", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.udp_mem"}
+    assert set(keys.PAGES_KEYS) == {"net.ipv4.tcp_mem", "net.ipv4.udp_mem"}
 
 
 DOCKER_MOUNTINFO = r"""1 0 0:21 / / rw,relatime - overlay overlay rw
