@@ -6,9 +6,11 @@
   a file, even with the same content, changes the mtime and so the hash. ``conf_files`` keeps
   only what systemd-sysctl reads (``*.conf``), by content and mode: what a rollback restores.
 - ``values``: the live value of each key the collection manages, blanks normalised to one
-  space (the kernel prints vectors with tabs), null when the key does not exist here.
+  space (the kernel prints vectors with tabs), null when the key does not exist here. The keys
+  are the first argument, a JSON list: the caller takes them from the facts
+  (``tcp_memory_facts``' ``sysctl`` keys), so the collection's key table is the only list.
 - ``writable``: whether this process may write the key (read-only keys in a container).
-- ``dropin`` (with a path argument): that file parsed as sysctl.d does it - ``key = value``
+- ``dropin`` (with a second, non-empty path argument): that file parsed as sysctl.d does it - ``key = value``
   lines, values normalised - its first line, and the keys with no comment line right above them.
 """
 
@@ -19,19 +21,6 @@ import json
 import os
 import sys
 
-KEYS = (
-    "net.ipv4.tcp_mem",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
-    "net.ipv4.udp_mem",
-    "net.ipv4.tcp_moderate_rcvbuf",
-    "net.ipv4.tcp_adv_win_scale",
-    "net.core.rmem_max",
-    "net.core.wmem_max",
-    "net.core.rmem_default",
-    "net.core.wmem_default",
-    "net.core.optmem_max",
-)
 CONFIG_PATHS = (
     "/etc/sysctl.d",
     "/run/sysctl.d",
@@ -112,16 +101,27 @@ def parse_dropin(path: str) -> dict:
     }
 
 
+def managed_keys(argument: str) -> list:
+    """The key names of the first argument, a JSON list of dotted sysctl names."""
+    keys = json.loads(argument)
+    if not isinstance(keys, list) or not keys or not all(isinstance(key, str) and key for key in keys):
+        raise SystemExit(f"sysctl_state.py: the first argument must be a JSON list of sysctl names, got {argument!r}")
+    return keys
+
+
 def main() -> None:
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: sysctl_state.py KEYS_JSON [DROPIN_PATH]")
+    keys = managed_keys(sys.argv[1])
     entries = config_entries(CONFIG_PATHS)
     digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
     state = {
         "sysctl_d": {"sha256": digest, "entries": entries, "conf_files": conf_files(entries)},
-        "values": {key: live_value(key) for key in KEYS},
-        "writable": {key: writable(key) for key in KEYS},
+        "values": {key: live_value(key) for key in keys},
+        "writable": {key: writable(key) for key in keys},
     }
-    if len(sys.argv) > 1 and sys.argv[1]:
-        state["dropin"] = parse_dropin(sys.argv[1])
+    if len(sys.argv) > 2 and sys.argv[2]:
+        state["dropin"] = parse_dropin(sys.argv[2])
     json.dump(state, sys.stdout, sort_keys=True)
 
 
