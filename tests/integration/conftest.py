@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 
@@ -90,12 +91,51 @@ def held_connections(netns):
             holder.stop()
 
 
-def ansible_adhoc(module: str, args: dict, collections: str, netns_name=None, timeout: float = 300) -> dict:
-    """Run `ansible localhost -m module` as Ansible would (optionally inside a namespace).
+def ansible_env(collections: str, json_output: bool = False, **extra: str) -> Dict[str, str]:
+    """The environment of an `ansible`/`ansible-playbook` run of this checkout: no colour, no warnings about
+    localhost or the inventory, the target's Python; `json_output` for one JSON document on stdout."""
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=collections,
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_DEPRECATION_WARNINGS="0",
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+        ANSIBLE_PYTHON_INTERPRETER=TARGET_PYTHON,
+    )
+    if json_output:
+        env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    env.update(extra)
+    return env
 
-    Returns the module's result for localhost from the json stdout callback.
-    """
-    command = ["ip", "netns", "exec", netns_name] if netns_name else []
+
+def in_netns(netns_name: Optional[str]) -> List[str]:
+    """The command prefix that runs a command inside the namespace (none without one)."""
+    return ["ip", "netns", "exec", netns_name] if netns_name else []
+
+
+def localhost_result(completed: subprocess.CompletedProcess) -> dict:
+    """The first task's result for localhost from a json stdout callback run."""
+    try:
+        report = json.loads(completed.stdout)
+        return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError(
+            f"ansible failed (rc {completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
+        ) from None
+
+
+def ansible_adhoc(
+    module: str,
+    args: dict,
+    collections: str,
+    netns_name=None,
+    timeout: float = 300,
+    wrapper: Sequence[str] = (),
+) -> dict:
+    """Run `ansible localhost -m module` as Ansible would (optionally inside a namespace, under `wrapper`,
+    for example prlimit). Returns the module's result for localhost from the json stdout callback."""
+    command = in_netns(netns_name) + list(wrapper)
     command += [
         str(VENV_BIN / "ansible"),
         "localhost",
@@ -110,22 +150,37 @@ def ansible_adhoc(module: str, args: dict, collections: str, netns_name=None, ti
     ]
     if args:  # an empty '{}' would be taken for raw parameters
         command += ["-a", json.dumps(args)]
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=collections,
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    env = ansible_env(collections, json_output=True)
     try:
-        report = json.loads(out.stdout)
-        return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    except (ValueError, KeyError, IndexError):
-        raise AssertionError(f"ansible failed (rc {out.returncode}):\n{out.stdout}\n{out.stderr}") from None
+        out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{module} did not finish in {timeout} s") from None
+    return localhost_result(out)
+
+
+def ansible_playbook(
+    playbook: str,
+    collections: str,
+    extra_vars: Optional[dict] = None,
+    netns_name: Optional[str] = None,
+    options: Sequence[str] = (),
+    timeout: float = 300,
+) -> subprocess.CompletedProcess:
+    """`ansible-playbook PLAYBOOK -i localhost, -c local` (a path or an FQCN such as netstack.tcp_tuning.tune),
+    optionally inside a namespace; `extra_vars` as one JSON -e."""
+    command = [*in_netns(netns_name), str(VENV_BIN / "ansible-playbook"), playbook, "-i", "localhost,", "-c", "local"]
+    if extra_vars is not None:
+        command += ["-e", json.dumps(extra_vars)]
+    command += list(options)
+    env = ansible_env(collections)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+def ns_value(netns_name: str, key: str) -> str:
+    """A sysctl's value as the namespace sees it, white space folded ("4096 131072 6291456")."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    out = subprocess.run([*in_netns(netns_name), "cat", path], check=True, capture_output=True, text=True)
+    return " ".join(out.stdout.split())
 
 
 def ss_count(netns_name: str, state: str) -> int:

@@ -10,56 +10,27 @@ the machine; what it left running in the namespace is killed with the namespace.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 
 import pytest
-from conftest import TARGET_PYTHON, VENV_BIN
+from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
+from conftest import ansible_adhoc
 
 MODULE = "netstack.tcp_tuning.tcp_memory_facts"
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "unit", "fixtures", "proc_trees")
 ADDRESS_SPACE_BYTES = 2 << 30
 RUN_SECONDS = 90
 
 
 def run_bounded(netns_name: str, collections: str, args: dict) -> dict:
     """`ansible localhost -m tcp_memory_facts` in the namespace, under prlimit --as and a deadline."""
-    command = ["ip", "netns", "exec", netns_name, "prlimit", f"--as={ADDRESS_SPACE_BYTES}"]
-    command += [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-m", MODULE]
-    command += ["-e", f"ansible_python_interpreter={TARGET_PYTHON}", "-a", json.dumps(args)]
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=collections,
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=RUN_SECONDS, check=False)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"the module did not finish in {RUN_SECONDS} s (it waits on the fault)") from None
-    try:
-        return json.loads(out.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    except (ValueError, KeyError, IndexError):
-        raise AssertionError(f"ansible failed (rc {out.returncode}):\n{out.stdout}\n{out.stderr}") from None
+    wrapper = ("prlimit", f"--as={ADDRESS_SPACE_BYTES}")
+    return ansible_adhoc(MODULE, args, collections, netns_name, timeout=RUN_SECONDS, wrapper=wrapper)
 
 
 @pytest.fixture
 def fault_root(tmp_path):
     """A copy of the normal host's fixture tree with its namespace links; returns (proc_root, sys_root)."""
-    root = tmp_path / "host"
-    shutil.copytree(os.path.join(FIXTURE, "normal_host"), root)
-    with open(root / "tree.json") as handle:
-        meta = json.load(handle)
-    for who, link in (("self", meta["ns"]["self"]), ("1", meta["ns"]["init"])):
-        if link is not None:
-            (root / "proc" / who / "ns").mkdir(parents=True, exist_ok=True)
-            os.symlink(link, root / "proc" / who / "ns" / "net")
-    return str(root / "proc"), str(root / "sys")
+    return materialize("normal_host", str(tmp_path))
 
 
 def fails_naming(result: dict, path: str) -> str:

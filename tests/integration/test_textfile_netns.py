@@ -9,22 +9,20 @@ Only per-namespace keys are written, and only inside the namespace (see conftest
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import pytest
+from conftest import ansible_playbook, ns_value
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTFILE = "netstack_tcp_memory.prom"
 PROM_TEMPLATE = ROOT / "roles" / "tcp_memory" / "templates" / "tcp_memory.prom.j2"
 WANTED_RMEM = "4096 131072 9437184"
-VENV_BIN = Path(sys.executable).parent
 
 
 def promtool() -> str:
@@ -79,24 +77,9 @@ def run_role(netns: str, collections: str, tmp_path: Path, extra: Dict[str, Any]
         "      check_mode: false\n"
         "      changed_when: false\n"
     )
-    command = ["ip", "netns", "exec", netns, str(VENV_BIN / "ansible-playbook"), str(playbook)]
-    command += ["-i", "localhost,", "-c", "local", "-e", json.dumps(extra)] + (["--check"] if check else [])
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=collections,
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-        ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
-    )
-    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+    out = ansible_playbook(str(playbook), collections, extra, netns, options=["--check"] if check else [])
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     return out.returncode, out.stdout + out.stderr, result
-
-
-def ns_value(netns: str, key: str) -> str:
-    path = "/proc/sys/" + key.replace(".", "/")
-    out = subprocess.run(["ip", "netns", "exec", netns, "cat", path], check=True, capture_output=True, text=True)
-    return " ".join(out.stdout.split())
 
 
 def recap_changed(output: str) -> int:
@@ -184,7 +167,7 @@ def test_bad_textfile_dir_fails_naming_it_before_anything_changes(
     assert not Path(role_vars["tcp_memory_sysctl_file"]).exists()
 
 
-def test_live_thresholds_where_tcp_mem_is_visible(tmp_path):
+def test_live_thresholds_where_tcp_mem_is_visible(collections_path, tmp_path):
     """Where the role can see and set tcp_mem (a host, not a namespace), the live series follows the
     apply result: the value read back after `set`, the value found when unchanged. Rendered with the
     role's template through ansible, from an apply result shaped as sysctl_dropin returns it."""
@@ -217,14 +200,8 @@ def test_live_thresholds_where_tcp_mem_is_visible(tmp_path):
             f"        dest: {out}\n"
             '        mode: "0644"\n'
         )
-        command = [str(VENV_BIN / "ansible-playbook"), str(playbook), "-i", "localhost,", "-c", "local"]
-        command += [
-            "-e",
-            f"@{tmp_path / 'vars.json'}",
-            "-e",
-            "ansible_python_interpreter={{ ansible_playbook_python }}",
-        ]
-        run = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        options = ["-e", f"@{tmp_path / 'vars.json'}", "-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
+        run = ansible_playbook(str(playbook), collections_path, options=options, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
         promtool_check(out)
         values = samples(out)
