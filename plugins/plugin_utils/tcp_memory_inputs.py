@@ -16,36 +16,66 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Optional
 
-FACTS_SCHEMA_VERSION = 1
-INT_MAX = 2147483647  # sysctl buffer values are C ints (bpftune issues #36, #93 are overflows)
-LONG_MAX = 2**63 - 1  # tcp_mem, udp_mem are longs of pages (proc_doulongvec_minmax): bytes fit a long
-
-# Plausibility bounds of the facts, the same numbers the facts module checks
-# (module_utils/tcp_memory_proc; tests/unit/plugins/plugin_utils/test_tcp_memory_bounds.py keeps
-# them equal). MemTotal 4 MiB..4 PiB (52-bit physical addresses); a page is a power of two
-# from 4 KiB to 1 MiB; at most 65536 CPUs (CONFIG_NR_CPUS tops out at 8192).
-MEM_TOTAL_MIN_BYTES = 4 << 20
-MEM_TOTAL_MAX_BYTES = 1 << 52
-PAGE_SIZE_MIN_BYTES = 4 << 10
-PAGE_SIZE_MAX_BYTES = 1 << 20
-CPU_COUNT_MAX = 65536
-ADV_WIN_SCALE_RANGE = (-31, 31)
-PAGES_KEYS = ("net.ipv4.tcp_mem", "net.ipv4.udp_mem")
-
-TRIPLE_KEYS = ("net.ipv4.tcp_mem", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.udp_mem")
-SCALAR_KEYS = (
-    "net.ipv4.tcp_moderate_rcvbuf",
-    "net.ipv4.tcp_adv_win_scale",
-    "net.core.rmem_max",
-    "net.core.wmem_max",
-    "net.core.rmem_default",
-    "net.core.wmem_default",
-    "net.core.optmem_max",
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
+    ADV_WIN_SCALE_RANGE,
+    BOOLEAN_KEYS,
+    CPU_COUNT_MAX,
+    INT_MAX,
+    INT_MIN,
+    KEY_NAMES,
+    LONG_MAX,
+    MEM_TOTAL_MAX_BYTES,
+    MEM_TOTAL_MIN_BYTES,
+    PAGE_SIZE_MAX_BYTES,
+    PAGE_SIZE_MIN_BYTES,
+    PAGES_KEYS,
+    TCP_ADV_WIN_SCALE,
+    TRIPLE_KEYS,
 )
-SYSCTL_KEYS = TRIPLE_KEYS + SCALAR_KEYS
-BOOLEAN_KEYS = ("net.ipv4.tcp_moderate_rcvbuf",)
 
-PROFILE_NAMES = ("many_idle", "balanced", "bulk_throughput")
+FACTS_SCHEMA_VERSION = 1
+# Everything else tcp_memory_facts measures by (fact bounds, key table, C types) is imported above from
+# module_utils/tcp_memory_keys, the file the facts module checks the same bounds with.
+
+# Workload presets per ACTIVE connection: active_fraction, rx/tx_buffered_bytes, and message_bytes, the
+# typical bytes per write (every skb in a queue pays its head).
+PROFILES: dict[str, dict[str, Any]] = {
+    # C1M push/chat: one in twenty connections has a small request unread (one page) and a
+    # push burst the size of the kernel's initial send buffer (tcp_wmem[1] = 16 KiB) queued, in 4 KiB messages.
+    "many_idle": {
+        "active_fraction": Fraction(1, 20),
+        "rx_buffered_bytes": 4096,
+        "tx_buffered_bytes": 16384,
+        "message_bytes": 4096,
+    },
+    # Web/API keep-alive: one in ten connections moves a 16 KiB message each way at once.
+    "balanced": {
+        "active_fraction": Fraction(1, 10),
+        "rx_buffered_bytes": 16384,
+        "tx_buffered_bytes": 16384,
+        "message_bytes": 16384,
+    },
+    # Transfers: every connection streams and keeps a 256 KiB window buffered each way (64 KiB GSO skbs).
+    "bulk_throughput": {
+        "active_fraction": Fraction(1),
+        "rx_buffered_bytes": 262144,
+        "tx_buffered_bytes": 262144,
+        "message_bytes": 65536,
+    },
+}
+PROFILE_NAMES = tuple(PROFILES)
+DEFAULT_PROFILE = "balanced"
+
+# Kernel accounting (skb truesize) exceeds payload. Receive: loopback measured 1.06x, real NIC
+# skbs up to 2x (the kernel's per-socket scaling_ratio starts at 50%). Send: the kernel builds
+# large page-frag skbs, so its overhead is smaller; 1.25x covers the skb heads of small writes.
+RX_TRUESIZE_FACTOR = Fraction(2)
+TX_TRUESIZE_FACTOR = Fraction(5, 4)
+# A truesize factor: the kernel charges at least the payload and, per skb, at most a few times it.
+FACTOR_RANGE = (Fraction(1), Fraction(8))
+
+DEFAULT_MEMORY_FRACTION = Fraction(1, 4)  # bpftune caps tcp_mem at 1/4 of free buffer pages
+RTT_MAX_MS = 60000
 
 _INTEGER_TEXT = re.compile(r"^\s*\d+\s*$")
 _DECIMAL_TEXT = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
@@ -130,7 +160,7 @@ def _describe(value: Any) -> str:
     return repr(value) if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
 
 
-def parse_int(name: str, value: Any, minimum: int = 0, maximum: Optional[int] = None) -> int:
+def _parse_int(name: str, value: Any, minimum: int = 0, maximum: Optional[int] = None) -> int:
     """An integer given as int, integral float or digit string; bools are refused (YAML yes/no)."""
     integral = (
         (isinstance(value, int) and not isinstance(value, bool))
@@ -147,7 +177,7 @@ def parse_int(name: str, value: Any, minimum: int = 0, maximum: Optional[int] = 
     return number
 
 
-def parse_number(name: str, value: Any) -> Fraction:
+def _parse_number(name: str, value: Any) -> Fraction:
     """A real number as an exact Fraction of its decimal text (0.1 stays exactly 1/10)."""
     if isinstance(value, Fraction):  # the model's own presets
         return value
@@ -160,23 +190,24 @@ def parse_number(name: str, value: Any) -> Fraction:
     return Fraction(str(value).strip()) if isinstance(value, (str, float)) else Fraction(int(value))
 
 
-def parse_fraction(name: str, value: Any) -> Fraction:
+def _parse_fraction(name: str, value: Any) -> Fraction:
     """A share in (0, 1]."""
-    number = parse_number(name, value)
+    number = _parse_number(name, value)
     if not 0 < number <= 1:
         raise ModelInputError(f"{name} must be in (0, 1], got {_describe(value)}")
     return number
 
 
-def parse_factor(name: str, value: Any) -> Fraction:
+def _parse_factor(name: str, value: Any) -> Fraction:
     """A truesize factor: the kernel charges at least the payload and, per skb, at most a few times it."""
-    number = parse_number(name, value)
-    if not 1 <= number <= 8:
-        raise ModelInputError(f"{name} must be between 1 and 8, got {_describe(value)}")
+    number = _parse_number(name, value)
+    low, high = FACTOR_RANGE
+    if not low <= number <= high:
+        raise ModelInputError(f"{name} must be between {low} and {high}, got {_describe(value)}")
     return number
 
 
-def parse_bool(name: str, value: Any) -> bool:
+def _parse_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ModelInputError(f"{name} must be a boolean (true/false), got {_describe(value)}")
     return value
@@ -185,7 +216,7 @@ def parse_bool(name: str, value: Any) -> bool:
 # ---------------------------------------------------------------- overrides
 
 
-def parse_override(key: str, value: Any) -> tuple[int, ...]:
+def _parse_override(key: str, value: Any) -> tuple[int, ...]:
     """One operator value: an int, or a string of whitespace-separated integers.
 
     Refused here, before anything is written, is whatever the sysctl_dropin module refuses: a memory
@@ -194,11 +225,11 @@ def parse_override(key: str, value: Any) -> tuple[int, ...]:
     checks it (tcp_adv_win_scale_min/max in net/ipv4/sysctl_net_ipv4.c); every other key is 0..INT_MAX.
     """
     name = f"overrides[{key!r}]"
-    if key not in SYSCTL_KEYS:
-        raise ModelInputError(f"overrides: unknown key {key!r}; known keys: {', '.join(SYSCTL_KEYS)}")
+    if key not in KEY_NAMES:
+        raise ModelInputError(f"overrides: unknown key {key!r}; known keys: {', '.join(KEY_NAMES)}")
     if isinstance(value, bool):
         raise ModelInputError(f"{name} must be an integer or a string of integers, got {_describe(value)}")
-    signed = key == "net.ipv4.tcp_adv_win_scale"
+    signed = key == TCP_ADV_WIN_SCALE
     if isinstance(value, int):
         numbers: tuple[int, ...] = (int(value),)
         if value < 0 and not signed:
@@ -228,12 +259,82 @@ def parse_override(key: str, value: Any) -> tuple[int, ...]:
     return numbers
 
 
-def parse_overrides(value: Any) -> dict[str, tuple[int, ...]]:
+def _parse_overrides(value: Any) -> dict[str, tuple[int, ...]]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise ModelInputError(f"overrides must be a dict of sysctl key -> value, got {_describe(value)}")
-    return {str(key): parse_override(str(key), item) for key, item in value.items()}
+    return {str(key): _parse_override(str(key), item) for key, item in value.items()}
+
+
+# ---------------------------------------------------------------- the filter's arguments
+
+
+def _given_or(value: Any, default: Any) -> Any:
+    """None stands for "not given", so a role can pass its unset variables straight through."""
+    return default if value is None else value
+
+
+def resolve_workload(
+    connections: Any = None,
+    profile: Any = DEFAULT_PROFILE,
+    active_fraction: Any = None,
+    rx_buffered_bytes: Any = None,
+    tx_buffered_bytes: Any = None,
+    bandwidth_bps: Any = None,
+    rtt_ms: Any = None,
+    memory_fraction: Any = None,
+    allow_decrease: Any = False,
+    best_effort: Any = False,
+    overrides: Any = None,
+    rx_truesize_factor: Any = None,
+    tx_truesize_factor: Any = None,
+    allow_above_mem_total: Any = False,
+    message_bytes: Any = None,
+) -> Workload:
+    """Validate the filter's arguments; explicit values win over the profile's presets.
+
+    None stands for "not given" everywhere, so a role can pass its unset variables straight through.
+    """
+    if connections is None:
+        raise ModelInputError("connections is required: the concurrent TCP connections the host must hold")
+    profile = _given_or(profile, DEFAULT_PROFILE)
+    if not isinstance(profile, str) or profile not in PROFILE_NAMES:
+        raise ModelInputError(f"profile must be one of {', '.join(PROFILE_NAMES)}, got {profile!r}")
+    preset = PROFILES[profile]
+    if (bandwidth_bps is None) != (rtt_ms is None):
+        raise ModelInputError(
+            f"bandwidth_bps and rtt_ms go together (the bandwidth-delay product needs both), "
+            f"got bandwidth_bps={bandwidth_bps!r}, rtt_ms={rtt_ms!r}"
+        )
+    rtt = None if rtt_ms is None else _parse_number("rtt_ms", rtt_ms)
+    if rtt is not None and not 0 < rtt <= RTT_MAX_MS:
+        raise ModelInputError(f"rtt_ms must be > 0 and <= {RTT_MAX_MS}, got {rtt_ms!r}")
+    return Workload(
+        connections=_parse_int("connections", connections, minimum=1, maximum=INT_MAX),
+        profile=profile,
+        active_fraction=_parse_fraction("active_fraction", _given_or(active_fraction, preset["active_fraction"])),
+        rx_buffered_bytes=_parse_int(
+            "rx_buffered_bytes", _given_or(rx_buffered_bytes, preset["rx_buffered_bytes"]), maximum=INT_MAX
+        ),
+        tx_buffered_bytes=_parse_int(
+            "tx_buffered_bytes", _given_or(tx_buffered_bytes, preset["tx_buffered_bytes"]), maximum=INT_MAX
+        ),
+        rx_truesize_factor=_parse_factor("rx_truesize_factor", _given_or(rx_truesize_factor, RX_TRUESIZE_FACTOR)),
+        tx_truesize_factor=_parse_factor("tx_truesize_factor", _given_or(tx_truesize_factor, TX_TRUESIZE_FACTOR)),
+        bandwidth_bps=None if bandwidth_bps is None else _parse_int("bandwidth_bps", bandwidth_bps, minimum=1),
+        rtt_ms=rtt,
+        memory_fraction=_parse_fraction("memory_fraction", _given_or(memory_fraction, DEFAULT_MEMORY_FRACTION)),
+        allow_decrease=_parse_bool("allow_decrease", _given_or(allow_decrease, False)),
+        best_effort=_parse_bool("best_effort", _given_or(best_effort, False)),
+        overrides=_parse_overrides(overrides),
+        rx_factor_given=rx_truesize_factor is not None,
+        tx_factor_given=tx_truesize_factor is not None,
+        message_bytes=_parse_int(
+            "message_bytes", _given_or(message_bytes, preset["message_bytes"]), minimum=1, maximum=INT_MAX
+        ),
+        allow_above_mem_total=_parse_bool("allow_above_mem_total", _given_or(allow_above_mem_total, False)),
+    )
 
 
 # ---------------------------------------------------------------- facts
@@ -260,11 +361,11 @@ def _fetch_parts(facts: Mapping, parts: tuple[str, ...]) -> Any:
 
 
 def _fact_int(facts: Mapping, path: str, minimum: int, maximum: Optional[int] = None) -> int:
-    return parse_int(f"facts.{path}", _fetch(facts, path), minimum=minimum, maximum=maximum)
+    return _parse_int(f"facts.{path}", _fetch(facts, path), minimum=minimum, maximum=maximum)
 
 
 def _optional_int(name: str, value: Any, maximum: Optional[int] = None) -> Optional[int]:
-    return None if value is None else parse_int(name, value, maximum=maximum)
+    return None if value is None else _parse_int(name, value, maximum=maximum)
 
 
 def _fact_triple(name: str, value: Any, maximum: int) -> Optional[tuple[int, int, int]]:
@@ -272,11 +373,11 @@ def _fact_triple(name: str, value: Any, maximum: int) -> Optional[tuple[int, int
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
         raise ModelInputError(f"{name} must be a list of 3 integers or null, got {_describe(value)}")
-    first, second, third = (parse_int(f"{name}[{index}]", item, maximum=maximum) for index, item in enumerate(value))
+    first, second, third = (_parse_int(f"{name}[{index}]", item, maximum=maximum) for index, item in enumerate(value))
     return (first, second, third)
 
 
-def pages_max(page_size_bytes: int) -> int:
+def _pages_max(page_size_bytes: int) -> int:
     """The most pages a long counts in bytes: tcp_mem beyond this overflows the kernel's arithmetic."""
     return LONG_MAX // page_size_bytes
 
@@ -286,12 +387,12 @@ def _fact_value(key: str, value: Any, page_size_bytes: int) -> Optional[tuple[in
     if value is None:
         return None
     if key in TRIPLE_KEYS:
-        return _fact_triple(name, value, pages_max(page_size_bytes) if key in PAGES_KEYS else INT_MAX)
-    if key == "net.ipv4.tcp_adv_win_scale":
-        return (parse_int(name, value, minimum=ADV_WIN_SCALE_RANGE[0], maximum=ADV_WIN_SCALE_RANGE[1]),)
+        return _fact_triple(name, value, _pages_max(page_size_bytes) if key in PAGES_KEYS else INT_MAX)
+    if key == TCP_ADV_WIN_SCALE:
+        return (_parse_int(name, value, minimum=ADV_WIN_SCALE_RANGE[0], maximum=ADV_WIN_SCALE_RANGE[1]),)
     if key in BOOLEAN_KEYS:  # a C int; the kernel reads any non-zero as on
-        return (parse_int(name, value, minimum=-INT_MAX - 1, maximum=INT_MAX),)
-    return (parse_int(name, value, maximum=INT_MAX),)
+        return (_parse_int(name, value, minimum=INT_MIN, maximum=INT_MAX),)
+    return (_parse_int(name, value, maximum=INT_MAX),)
 
 
 def _page_size(facts: Mapping) -> int:
@@ -320,7 +421,7 @@ def _kernel_version(facts: Mapping) -> tuple[int, int, int]:
     value = _fetch(facts, "kernel.version")
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) < 2:
         raise ModelInputError(f"facts.kernel.version must be a list like [6, 1, 0], got {_describe(value)}")
-    numbers = [parse_int(f"facts.kernel.version[{index}]", item) for index, item in enumerate(value[:3])]
+    numbers = [_parse_int(f"facts.kernel.version[{index}]", item) for index, item in enumerate(value[:3])]
     numbers += [0] * (3 - len(numbers))
     return (numbers[0], numbers[1], numbers[2])
 
@@ -357,7 +458,7 @@ def parse_facts(facts: Any) -> HostFacts:
         boot_tcp_mem_pages=_fact_triple(
             "facts.boot_defaults.tcp_mem_pages",
             _fetch(facts, "boot_defaults.tcp_mem_pages"),
-            pages_max(page_size_bytes),
+            _pages_max(page_size_bytes),
         ),
         boot_tcp_rmem_bytes=_fact_triple(
             "facts.boot_defaults.tcp_rmem_bytes", _fetch(facts, "boot_defaults.tcp_rmem_bytes"), INT_MAX
@@ -365,21 +466,21 @@ def parse_facts(facts: Any) -> HostFacts:
         boot_tcp_wmem_bytes=_fact_triple(
             "facts.boot_defaults.tcp_wmem_bytes", _fetch(facts, "boot_defaults.tcp_wmem_bytes"), INT_MAX
         ),
-        sysctl={key: _sysctl_fact(facts, key, page_size_bytes) for key in SYSCTL_KEYS},
+        sysctl={key: _sysctl_fact(facts, key, page_size_bytes) for key in KEY_NAMES},
         initial_netns=initial if isinstance(initial, bool) else None,
         sockstat_host_wide_fields=tuple(str(item) for item in sockstat_fields),
         used_pages=_optional_int(
-            "facts.status.used_pages", _fetch(facts, "status.used_pages"), maximum=pages_max(page_size_bytes)
+            "facts.status.used_pages", _fetch(facts, "status.used_pages"), maximum=_pages_max(page_size_bytes)
         ),
         status_level=None if level is None else str(level),
-        cgroup_owner=parse_cgroup_owner(facts.get("cgroups")),
+        cgroup_owner=_parse_cgroup_owner(facts.get("cgroups")),
         tcp_max_orphans=_optional_int("facts.tcp_max_orphans", facts.get("tcp_max_orphans"), maximum=INT_MAX),
         tcp_congestion_control=_congestion_control(facts.get("tcp_congestion_control")),
-        calibration=parse_calibration(facts.get("calibration")),
+        calibration=_parse_calibration(facts.get("calibration")),
     )
 
 
-def parse_calibration(value: Any) -> Optional[dict[str, MeasuredFactor]]:
+def _parse_calibration(value: Any) -> Optional[dict[str, MeasuredFactor]]:
     """facts.calibration -> {'rx': MeasuredFactor, 'tx': MeasuredFactor}, None when not gathered."""
     if value is None:
         return None
@@ -393,9 +494,9 @@ def parse_calibration(value: Any) -> Optional[dict[str, MeasuredFactor]]:
             raise ModelInputError(f"{name} must be a dict, got {_describe(entry)}")
         factor = entry.get("factor")
         result[direction] = MeasuredFactor(
-            factor=None if factor is None else parse_number(f"{name}.factor", factor),
-            sockets=parse_int(f"{name}.sockets", entry.get("sockets")),
-            payload_bytes=parse_int(f"{name}.payload_bytes", entry.get("payload_bytes")),
+            factor=None if factor is None else _parse_number(f"{name}.factor", factor),
+            sockets=_parse_int(f"{name}.sockets", entry.get("sockets")),
+            payload_bytes=_parse_int(f"{name}.payload_bytes", entry.get("payload_bytes")),
         )
     return result
 
@@ -435,7 +536,7 @@ def _cgroup_str(name: str, value: Any) -> str:
     return str(value)
 
 
-def parse_cgroup_owner(cgroups: Any) -> Optional[CgroupOwner]:
+def _parse_cgroup_owner(cgroups: Any) -> Optional[CgroupOwner]:
     """facts.cgroups -> the first owner (most TCP sockets) when its socket_limit is finite, else None."""
     if cgroups is None:
         return None
@@ -455,20 +556,20 @@ def parse_cgroup_owner(cgroups: Any) -> Optional[CgroupOwner]:
     if not isinstance(limit, Mapping):
         raise ModelInputError(f"facts.cgroups.owners[0].socket_limit must be a dict or null, got {_describe(limit)}")
     name = "facts.cgroups.owners[0]"
-    version = parse_int(f"{name}.version", first.get("version"), minimum=1, maximum=2)
+    version = _parse_int(f"{name}.version", first.get("version"), minimum=1, maximum=2)
     scan = cgroups.get("scan") if isinstance(cgroups.get("scan"), Mapping) else {}
     return CgroupOwner(
         path=_cgroup_str(f"{name}.path", first.get("path")),
         version=version,
-        tcp_sockets=parse_int(f"{name}.tcp_sockets", first.get("tcp_sockets")),
-        tcp_sockets_attributed=parse_int(
+        tcp_sockets=_parse_int(f"{name}.tcp_sockets", first.get("tcp_sockets")),
+        tcp_sockets_attributed=_parse_int(
             "facts.cgroups.scan.tcp_sockets_attributed", scan.get("tcp_sockets_attributed", 0)
         ),
         limit_cgroup=_cgroup_str(f"{name}.socket_limit.cgroup", limit.get("cgroup")),
         limit_file=_cgroup_str(f"{name}.socket_limit.file", limit.get("file")),
-        limit_bytes=parse_int(f"{name}.socket_limit.limit_bytes", limit.get("limit_bytes"), maximum=CGROUP_BYTES_MAX),
-        other_bytes=parse_int(f"{name}.socket_limit.other_bytes", limit.get("other_bytes"), maximum=CGROUP_BYTES_MAX),
-        headroom_bytes=parse_int(
+        limit_bytes=_parse_int(f"{name}.socket_limit.limit_bytes", limit.get("limit_bytes"), maximum=CGROUP_BYTES_MAX),
+        other_bytes=_parse_int(f"{name}.socket_limit.other_bytes", limit.get("other_bytes"), maximum=CGROUP_BYTES_MAX),
+        headroom_bytes=_parse_int(
             f"{name}.socket_limit.headroom_bytes",
             limit.get("headroom_bytes"),
             minimum=-CGROUP_BYTES_MAX,

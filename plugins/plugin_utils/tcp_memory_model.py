@@ -14,58 +14,39 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
     INT_MAX,
-    PROFILE_NAMES,
+    KERNEL_ADV_WIN_SCALE_OBSOLETE,
+    KERNEL_PER_CPU_RESERVE,
+    KERNEL_TCP_RMEM_DEFAULT_131072,
+    RMEM_MAX,
+    TCP_ADV_WIN_SCALE,
+    TCP_ADV_WIN_SCALE_DEFAULT,
+    TCP_MEM,
+    TCP_MEM_INIT_DIVISOR,
+    TCP_MODERATE_RCVBUF,
+    TCP_RMEM,
+    TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES,
+    TCP_RMEM_DEFAULT_BYTES,
+    TCP_RMEM_MAX_BEFORE_6_16_BYTES,
+    TCP_WMEM,
+    TCP_WMEM_DEFAULT_BYTES,
+    TCP_WMEM_MAX_BYTES,
+    UDP_MEM,
+    WMEM_MAX,
+    at_least,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
+    FACTOR_RANGE,
     CgroupOwner,
     HostFacts,
     ModelInputError,
     Workload,
-    parse_bool,
-    parse_factor,
-    parse_fraction,
-    parse_int,
-    parse_number,
-    parse_overrides,
 )
 
 RECOMMENDATION_SCHEMA_VERSION = 1
-
-# Workload presets per ACTIVE connection: active_fraction, rx/tx_buffered_bytes, and message_bytes, the
-# typical bytes per write (every skb in a queue pays its head).
-PROFILES: dict[str, dict[str, Any]] = {
-    # C1M push/chat: one in twenty connections has a small request unread (one page) and a
-    # push burst the size of the kernel's initial send buffer (tcp_wmem[1] = 16 KiB) queued, in 4 KiB messages.
-    "many_idle": {
-        "active_fraction": Fraction(1, 20),
-        "rx_buffered_bytes": 4096,
-        "tx_buffered_bytes": 16384,
-        "message_bytes": 4096,
-    },
-    # Web/API keep-alive: one in ten connections moves a 16 KiB message each way at once.
-    "balanced": {
-        "active_fraction": Fraction(1, 10),
-        "rx_buffered_bytes": 16384,
-        "tx_buffered_bytes": 16384,
-        "message_bytes": 16384,
-    },
-    # Transfers: every connection streams and keeps a 256 KiB window buffered each way (64 KiB GSO skbs).
-    "bulk_throughput": {
-        "active_fraction": Fraction(1),
-        "rx_buffered_bytes": 262144,
-        "tx_buffered_bytes": 262144,
-        "message_bytes": 65536,
-    },
-}
-DEFAULT_PROFILE = "balanced"
-
-# Kernel accounting (skb truesize) exceeds payload. Receive: loopback measured 1.06x, real NIC
-# skbs up to 2x (the kernel's per-socket scaling_ratio starts at 50%). Send: the kernel builds
-# large page-frag skbs, so its overhead is smaller; 1.25x covers the skb heads of small writes.
-RX_TRUESIZE_FACTOR = Fraction(2)
-TX_TRUESIZE_FACTOR = Fraction(5, 4)
 
 # From 6.0 (commit 3cd3399dd7a8, "net: implement per-cpu reserves for memory_allocated") each CPU
 # keeps up to SK_MEMORY_PCPU_RESERVE = 1 MiB of pages charged or uncharged locally before folding
@@ -74,7 +55,6 @@ TX_TRUESIZE_FACTOR = Fraction(5, 4)
 # not include the per-CPU amounts and lags the truth by up to one batch per CPU in either
 # direction. The model keeps that much headroom from 6.0 on; before, the counter was exact.
 PER_CPU_RESERVE_BYTES = 1 << 20
-PER_CPU_RESERVE_SINCE = (6, 0, 0)
 
 # tcp_mem = U : 4/3 U : 2 U, the kernel's own 3:4:6 (tcp_init_mem) anchored at min = U.
 TCP_MEM_PRESSURE_OVER_MIN = Fraction(4, 3)
@@ -88,9 +68,6 @@ TCP_MEM_MAX_OVER_MIN = 2
 # twice the largest measured frees, relative to the free buffer pages behind the estimate.
 BOOT_ESTIMATE_TOLERANCE = Fraction(1, 100)
 FREED_AFTER_TCP_INIT_MAX_BYTES = 48 << 20
-TCP_MEM_INIT_DIVISOR = 16  # tcp_init_mem(): tcp_mem[1] = nr_free_buffer_pages() / 16
-
-DEFAULT_MEMORY_FRACTION = Fraction(1, 4)  # bpftune caps tcp_mem at 1/4 of free buffer pages
 
 # What one skb costs besides its data (tcp_stream_alloc_skb: alloc_skb_fclone(MAX_TCP_HEADER) and the data
 # in page fragments): SKB_DATA_ALIGN(sizeof(struct sk_buff)) 256 + the kmalloc'ed head,
@@ -101,26 +78,18 @@ SKB_HEAD_TRUESIZE_BYTES = 256 + 1024
 SKB_MAX_PAYLOAD_BYTES = 65536
 
 SOCKET_MIN_BYTES = 4096  # SK_MEM_QUANTUM on older kernels; PAGE_SIZE on newer ones
-RMEM_INITIAL_BYTES = 131072  # kernel tcp_rmem[1] from 4.20 (commit a337531b942b)
-RMEM_INITIAL_BEFORE_4_20_BYTES = 87380  # tcp_rmem[1] before 4.20
-RMEM_INITIAL_131072_SINCE = (4, 20, 0)
-WMEM_INITIAL_BYTES = 16384  # kernel tcp_wmem[1]
-# Used only when the facts carry neither boot defaults nor live values: the older kernel caps.
-RMEM_MAX_FALLBACK_BYTES = 6291456
-WMEM_MAX_FALLBACK_BYTES = 4194304
 
 # Slab outside tcp_mem per established socket: measured 4.7 KB on 6.18; the articles' 3.3 KB
 # is an older kernel's. Unmeasured kernels in between get the larger figure (safe side).
 SLAB_BYTES_PER_SOCKET_MEASURED = 4700
 SLAB_BYTES_PER_SOCKET_OLD = 3300
-SLAB_LARGER_SINCE = (5, 0, 0)
+SLAB_LARGER_SINCE = (5, 0)
 
 # A factor measured by tcp_memory_facts calibrate=true replaces the default when it comes from at least
 # this many sockets holding data that way and this much payload (fewer are one application's accident),
-# clamped to the range an argument may take.
+# clamped to the range an argument may take (FACTOR_RANGE).
 CALIBRATION_MIN_SOCKETS = 100
 CALIBRATION_MIN_PAYLOAD_BYTES = 1 << 20
-FACTOR_RANGE = (Fraction(1), Fraction(8))
 
 # tcp_sndbuf_expand() (net/ipv4/tcp_input.c) grows an autotuned send buffer to
 #   sndbuf_expand x max(TCP_INIT_CWND, cwnd) x per_mss,
@@ -142,18 +111,6 @@ SK_BUFF_BYTES = 256
 # udp_init() (net/ipv4/udp.c) sizes udp_mem from nr_free_buffer_pages() / 8, tcp_init_mem() tcp_mem from
 # / 16: UDP boots with twice TCP's limits, on its own counter (udp_memory_allocated), beside tcp_mem.
 UDP_MEM_BOOT_OVER_TCP_MEM = 2
-
-ADV_WIN_SCALE_OBSOLETE_SINCE = (6, 6, 0)
-ADV_WIN_SCALE_DEFAULT = 1
-
-TCP_MEM = "net.ipv4.tcp_mem"
-UDP_MEM = "net.ipv4.udp_mem"
-TCP_RMEM = "net.ipv4.tcp_rmem"
-TCP_WMEM = "net.ipv4.tcp_wmem"
-RMEM_MAX = "net.core.rmem_max"
-WMEM_MAX = "net.core.wmem_max"
-MODERATE_RCVBUF = "net.ipv4.tcp_moderate_rcvbuf"
-ADV_WIN_SCALE = "net.ipv4.tcp_adv_win_scale"
 
 
 class TargetDoesNotFitError(ModelInputError):
@@ -188,115 +145,89 @@ class Usage:
         return self.rx_pages_per_active + self.tx_pages_per_active
 
 
+@dataclass(frozen=True)
+class _Direction:
+    """What receiving and sending differ in, so that each step is written once for both directions.
+
+    name is the prefix of the filter arguments (rx_buffered_bytes, rx_truesize_factor) and of the facts'
+    calibration entry; link_max gives tcp_rmem[2]/tcp_wmem[2] for a link's BDP and the sentence deriving it.
+    """
+
+    name: str
+    triple_key: str
+    core_key: str
+    socket_option: str
+    boot_triple: Callable[[HostFacts], Optional[tuple[int, int, int]]]
+    # the kernel's initial buffer (tcp_[rw]mem[1]) by the kernel it appeared in, newest first
+    initial_bytes_since: tuple[tuple[tuple[int, ...], int], ...]
+    # tcp_[rw]mem[2] when the facts carry neither a boot default nor a live value: the older kernel cap
+    fallback_max_bytes: int
+    link_max: Callable[[HostFacts, Workload, int], tuple[int, str]]
+
+    def buffered_bytes(self, workload: Workload) -> int:
+        return getattr(workload, f"{self.name}_buffered_bytes")
+
+    def truesize_factor(self, workload: Workload) -> Fraction:
+        return getattr(workload, f"{self.name}_truesize_factor")
+
+    def factor_given(self, workload: Workload) -> bool:
+        return getattr(workload, f"{self.name}_factor_given")
+
+    def initial_bytes(self, host: HostFacts) -> int:
+        return next(size for since, size in self.initial_bytes_since if at_least(host.kernel_version, since))
+
+
+_RX = _Direction(
+    name="rx",
+    triple_key=TCP_RMEM,
+    core_key=RMEM_MAX,
+    socket_option="SO_RCVBUF",
+    boot_triple=lambda host: host.boot_tcp_rmem_bytes,
+    initial_bytes_since=(
+        (KERNEL_TCP_RMEM_DEFAULT_131072, TCP_RMEM_DEFAULT_BYTES),
+        ((0,), TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES),
+    ),
+    fallback_max_bytes=TCP_RMEM_MAX_BEFORE_6_16_BYTES,
+    link_max=lambda host, workload, link_bdp: _receive_max_source(workload, link_bdp),
+)
+_TX = _Direction(
+    name="tx",
+    triple_key=TCP_WMEM,
+    core_key=WMEM_MAX,
+    socket_option="SO_SNDBUF",
+    boot_triple=lambda host: host.boot_tcp_wmem_bytes,
+    initial_bytes_since=(((0,), TCP_WMEM_DEFAULT_BYTES),),
+    fallback_max_bytes=TCP_WMEM_MAX_BYTES,
+    link_max=lambda host, workload, link_bdp: _send_max_source(host, link_bdp),
+)
+_DIRECTIONS = (_RX, _TX)
+
+
 # ---------------------------------------------------------------- formatting
 
 
-def format_bytes(size_bytes: float) -> str:
+def _format_bytes(size_bytes: float) -> str:
     for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if abs(size_bytes) >= scale:
             return f"{size_bytes / scale:.2f} {unit}"
     return f"{int(size_bytes)} B"
 
 
-def format_number(number: Fraction) -> str:
+def _format_number(number: Fraction) -> str:
     """0.1 rather than 1/10; integers without a decimal point."""
     return str(int(number)) if number.denominator == 1 else f"{float(number):g}"
 
 
-def sysctl_text(value: tuple[int, ...]) -> str:
+def _sysctl_text(value: tuple[int, ...]) -> str:
     return " ".join(str(number) for number in value)
 
 
-def ceil_fraction(number: Fraction) -> int:
-    return -((-number.numerator) // number.denominator)
-
-
-# ---------------------------------------------------------------- workload
-
-
-def resolve_workload(
-    connections: Any = None,
-    profile: Any = DEFAULT_PROFILE,
-    active_fraction: Any = None,
-    rx_buffered_bytes: Any = None,
-    tx_buffered_bytes: Any = None,
-    bandwidth_bps: Any = None,
-    rtt_ms: Any = None,
-    memory_fraction: Any = None,
-    allow_decrease: Any = False,
-    best_effort: Any = False,
-    overrides: Any = None,
-    rx_truesize_factor: Any = None,
-    tx_truesize_factor: Any = None,
-    allow_above_mem_total: Any = False,
-    message_bytes: Any = None,
-) -> Workload:
-    """Validate the operator's arguments; explicit values win over the profile's presets.
-
-    None stands for "not given" everywhere, so a role can pass its unset variables straight through.
-    """
-    if connections is None:
-        raise ModelInputError("connections is required: the concurrent TCP connections the host must hold")
-    if profile is None:
-        profile = DEFAULT_PROFILE
-    if not isinstance(profile, str) or profile not in PROFILE_NAMES:
-        raise ModelInputError(f"profile must be one of {', '.join(PROFILE_NAMES)}, got {profile!r}")
-    preset = PROFILES[profile]
-    if (bandwidth_bps is None) != (rtt_ms is None):
-        raise ModelInputError(
-            f"bandwidth_bps and rtt_ms go together (the bandwidth-delay product needs both), "
-            f"got bandwidth_bps={bandwidth_bps!r}, rtt_ms={rtt_ms!r}"
-        )
-    rtt = None if rtt_ms is None else parse_number("rtt_ms", rtt_ms)
-    if rtt is not None and not 0 < rtt <= 60000:
-        raise ModelInputError(f"rtt_ms must be > 0 and <= 60000, got {rtt_ms!r}")
-    return Workload(
-        connections=parse_int("connections", connections, minimum=1, maximum=INT_MAX),
-        profile=profile,
-        active_fraction=parse_fraction(
-            "active_fraction", preset["active_fraction"] if active_fraction is None else active_fraction
-        ),
-        rx_buffered_bytes=parse_int(
-            "rx_buffered_bytes",
-            preset["rx_buffered_bytes"] if rx_buffered_bytes is None else rx_buffered_bytes,
-            maximum=INT_MAX,
-        ),
-        tx_buffered_bytes=parse_int(
-            "tx_buffered_bytes",
-            preset["tx_buffered_bytes"] if tx_buffered_bytes is None else tx_buffered_bytes,
-            maximum=INT_MAX,
-        ),
-        rx_truesize_factor=parse_factor(
-            "rx_truesize_factor", RX_TRUESIZE_FACTOR if rx_truesize_factor is None else rx_truesize_factor
-        ),
-        tx_truesize_factor=parse_factor(
-            "tx_truesize_factor", TX_TRUESIZE_FACTOR if tx_truesize_factor is None else tx_truesize_factor
-        ),
-        bandwidth_bps=None if bandwidth_bps is None else parse_int("bandwidth_bps", bandwidth_bps, minimum=1),
-        rtt_ms=rtt,
-        memory_fraction=parse_fraction(
-            "memory_fraction", DEFAULT_MEMORY_FRACTION if memory_fraction is None else memory_fraction
-        ),
-        allow_decrease=parse_bool("allow_decrease", False if allow_decrease is None else allow_decrease),
-        best_effort=parse_bool("best_effort", False if best_effort is None else best_effort),
-        overrides=parse_overrides(overrides),
-        rx_factor_given=rx_truesize_factor is not None,
-        tx_factor_given=tx_truesize_factor is not None,
-        message_bytes=parse_int(
-            "message_bytes",
-            preset["message_bytes"] if message_bytes is None else message_bytes,
-            minimum=1,
-            maximum=INT_MAX,
-        ),
-        allow_above_mem_total=parse_bool(
-            "allow_above_mem_total", False if allow_above_mem_total is None else allow_above_mem_total
-        ),
-    )
+# ---------------------------------------------------------------- expected usage
 
 
 def skbs_queued(payload_bytes: int, message_bytes: int) -> int:
     """skbs holding payload_bytes written message_bytes at a time (at most 64 KiB per skb)."""
-    return -(-payload_bytes // min(message_bytes, SKB_MAX_PAYLOAD_BYTES)) if payload_bytes else 0
+    return math.ceil(Fraction(payload_bytes, min(message_bytes, SKB_MAX_PAYLOAD_BYTES)))
 
 
 def bytes_charged(
@@ -308,12 +239,12 @@ def bytes_charged(
     return max(payload_bytes * truesize_factor, Fraction(with_heads))
 
 
-def measured_factor(host: HostFacts, direction: str) -> tuple[Optional[Fraction], str]:
+def _measured_factor(host: HostFacts, direction: _Direction) -> tuple[Optional[Fraction], str]:
     """The calibrated factor of one direction when its sample is large enough, and why (or why not)."""
     calibration = host.calibration
     if calibration is None:
         return None, "default (no calibration in the facts)"
-    measured = calibration[direction]
+    measured = calibration[direction.name]
     if measured.factor is None or measured.sockets < CALIBRATION_MIN_SOCKETS:
         return None, (
             f"default (calibration: {measured.sockets} sockets with data, fewer than {CALIBRATION_MIN_SOCKETS})"
@@ -326,17 +257,17 @@ def measured_factor(host: HostFacts, direction: str) -> tuple[Optional[Fraction]
     return factor, f"measured on {measured.sockets} sockets ({measured.payload_bytes} B queued, calibrate)"
 
 
-def calibrated(host: HostFacts, workload: Workload) -> tuple[Workload, dict[str, str]]:
+def _calibrated(host: HostFacts, workload: Workload) -> tuple[Workload, dict[str, str]]:
     """The workload with measured factors where not given explicitly, and each factor's source."""
     sources = {}
     changes: dict[str, Fraction] = {}
-    for direction, given in (("rx", workload.rx_factor_given), ("tx", workload.tx_factor_given)):
-        if given:
-            sources[direction] = "given"
+    for direction in _DIRECTIONS:
+        if direction.factor_given(workload):
+            sources[direction.name] = "given"
             continue
-        factor, sources[direction] = measured_factor(host, direction)
+        factor, sources[direction.name] = _measured_factor(host, direction)
         if factor is not None:
-            changes[f"{direction}_truesize_factor"] = factor
+            changes[f"{direction.name}_truesize_factor"] = factor
     return dataclasses.replace(workload, **changes), sources
 
 
@@ -347,23 +278,29 @@ def pages_charged(
     page once anything is, rounded per socket, not per average)."""
     if payload_bytes == 0:
         return 0
-    return max(1, ceil_fraction(bytes_charged(payload_bytes, message_bytes, truesize_factor) / page_size_bytes))
+    return max(1, math.ceil(bytes_charged(payload_bytes, message_bytes, truesize_factor) / page_size_bytes))
 
 
-def per_cpu_lag_pages(host: HostFacts) -> int:
+def _per_cpu_lag_pages(host: HostFacts) -> int:
     """Pages the global counter (sockstat `mem`, compared with tcp_mem) may lag the truth: from 6.0,
     SK_MEMORY_PCPU_RESERVE (1 MiB) per CPU; 0 before, when every charge reached the counter at once."""
-    if host.kernel_version < PER_CPU_RESERVE_SINCE:
+    if not at_least(host.kernel_version, KERNEL_PER_CPU_RESERVE):
         return 0
-    return host.cpu_count * math.ceil(PER_CPU_RESERVE_BYTES / host.page_size_bytes)
+    return host.cpu_count * math.ceil(Fraction(PER_CPU_RESERVE_BYTES, host.page_size_bytes))
 
 
 def steady_state_usage(connections: int, workload: Workload, host: HostFacts) -> Usage:
-    active = ceil_fraction(connections * workload.active_fraction)
-    page = host.page_size_bytes
-    rx_pages = pages_charged(workload.rx_buffered_bytes, workload.rx_truesize_factor, page, workload.message_bytes)
-    tx_pages = pages_charged(workload.tx_buffered_bytes, workload.tx_truesize_factor, page, workload.message_bytes)
-    slack_pages = per_cpu_lag_pages(host)
+    active = math.ceil(connections * workload.active_fraction)
+    rx_pages, tx_pages = (
+        pages_charged(
+            direction.buffered_bytes(workload),
+            direction.truesize_factor(workload),
+            host.page_size_bytes,
+            workload.message_bytes,
+        )
+        for direction in _DIRECTIONS
+    )
+    slack_pages = _per_cpu_lag_pages(host)
     # at least one page: a workload that buffers nothing on a kernel without per-CPU lag would give
     # U = 0, and tcp_mem 0 would put TCP under pressure from the first page
     return Usage(active, rx_pages, tx_pages, slack_pages, max(1, active * (rx_pages + tx_pages) + slack_pages))
@@ -378,25 +315,25 @@ def connections_held(limit_pages: int, usage: Usage, workload: Workload) -> Opti
     return math.floor(Fraction(active_held) / workload.active_fraction)
 
 
-def memory_budget_pages(host: HostFacts, workload: Workload) -> int:
+def _memory_budget_pages(host: HostFacts, workload: Workload) -> int:
     return math.floor(host.mem_total_bytes * workload.memory_fraction / host.page_size_bytes)
 
 
-def bdp_bytes(workload: Workload) -> Optional[int]:
+def _bdp_bytes(workload: Workload) -> Optional[int]:
     """Bandwidth-delay product: bandwidth_bps / 8 * rtt_ms / 1000."""
     if workload.bandwidth_bps is None or workload.rtt_ms is None:
         return None
-    return ceil_fraction(Fraction(workload.bandwidth_bps, 8) * workload.rtt_ms / 1000)
+    return math.ceil(Fraction(workload.bandwidth_bps, 8) * workload.rtt_ms / 1000)
 
 
 # ---------------------------------------------------------------- shared steps
 
 
-def current_value(host: HostFacts, key: str) -> Optional[tuple[int, ...]]:
+def _current_value(host: HostFacts, key: str) -> Optional[tuple[int, ...]]:
     return host.sysctl[key].value
 
 
-def raise_to_floors(
+def _raise_to_floors(
     value: tuple[int, ...], floors: list[tuple[str, Optional[tuple[int, ...]]]], labels: tuple[str, ...]
 ) -> tuple[tuple[int, ...], list[str]]:
     """Element-wise max with each floor (boot default, live value); notes say which field was held up."""
@@ -410,14 +347,14 @@ def raise_to_floors(
     return tuple(raised), notes
 
 
-def ordered(triple: tuple[int, ...]) -> tuple[int, ...]:
+def _ordered(triple: tuple[int, ...]) -> tuple[int, ...]:
     """Make min <= middle <= max after floors (64 KiB-page kernels boot with tcp_wmem[0] > tcp_wmem[1])."""
     first = triple[0]
     second = max(triple[1], first)
     return (first, second, max(triple[2], second))
 
 
-def boot_estimate_error(host: HostFacts) -> Fraction:
+def _boot_estimate_error(host: HostFacts) -> Fraction:
     """How far (relative) the facts' boot defaults may sit above what the kernel really chose at boot.
 
     The memory freed after tcp_init_mem() is a near-constant number of bytes, so its share of the
@@ -430,7 +367,7 @@ def boot_estimate_error(host: HostFacts) -> Fraction:
     return BOOT_ESTIMATE_TOLERANCE + Fraction(FREED_AFTER_TCP_INIT_MAX_BYTES, free_buffer_bytes)
 
 
-def boot_floor(
+def _boot_floor(
     boot: Optional[tuple[int, ...]], live: Optional[tuple[int, ...]], error: Fraction = BOOT_ESTIMATE_TOLERANCE
 ) -> Optional[tuple[int, ...]]:
     """The boot default as a floor, trusting a live value within the estimate's error below it.
@@ -448,12 +385,12 @@ def boot_floor(
     )
 
 
-def floors_for(host: HostFacts, key: str, boot: Optional[tuple[int, ...]], workload: Workload) -> list:
+def _floors_for(host: HostFacts, key: str, boot: Optional[tuple[int, ...]], workload: Workload) -> list:
     if workload.allow_decrease:
         return []
-    live = current_value(host, key)
+    live = _current_value(host, key)
     return [
-        ("kernel boot default, allow_decrease=false", boot_floor(boot, live, boot_estimate_error(host))),
+        ("kernel boot default, allow_decrease=false", _boot_floor(boot, live, _boot_estimate_error(host))),
         ("live value, allow_decrease=false", live),
     ]
 
@@ -461,50 +398,50 @@ def floors_for(host: HostFacts, key: str, boot: Optional[tuple[int, ...]], workl
 # ---------------------------------------------------------------- tcp_mem
 
 
-def tcp_mem_for_usage(steady_pages: int) -> tuple[int, int, int]:
+def _tcp_mem_for_usage(steady_pages: int) -> tuple[int, int, int]:
     """min = U so normal load sits at min; pressure 4/3 U and max 2 U keep the kernel's 3:4:6 spacing."""
     return (
         steady_pages,
-        ceil_fraction(steady_pages * TCP_MEM_PRESSURE_OVER_MIN),
+        math.ceil(steady_pages * TCP_MEM_PRESSURE_OVER_MIN),
         steady_pages * TCP_MEM_MAX_OVER_MIN,
     )
 
 
-def slab_bytes_at(connections: int, host: HostFacts) -> int:
+def _slab_bytes_at(connections: int, host: HostFacts) -> int:
     """Socket slab outside tcp_mem (tcp_sock, inode, dentry, file) for this many connections."""
     return connections * slab_bytes_per_socket(host)[0]
 
 
-def budget_bytes(host: HostFacts, workload: Workload) -> int:
+def _budget_bytes(host: HostFacts, workload: Workload) -> int:
     return math.floor(host.mem_total_bytes * workload.memory_fraction)
 
 
-def buffer_budget_pages(host: HostFacts, workload: Workload) -> int:
+def _buffer_budget_pages(host: HostFacts, workload: Workload) -> int:
     """Pages tcp_mem[2] may reach: the budget minus the target's socket slab (negative when slab alone
     does not fit), because at tcp_mem[2] both are in RAM at once."""
-    return (budget_bytes(host, workload) - slab_bytes_at(workload.connections, host)) // host.page_size_bytes
+    return (_budget_bytes(host, workload) - _slab_bytes_at(workload.connections, host)) // host.page_size_bytes
 
 
-def bytes_at_tcp_mem_max(connections: int, workload: Workload, host: HostFacts) -> int:
+def _bytes_at_tcp_mem_max(connections: int, workload: Workload, host: HostFacts) -> int:
     """What `connections` of this workload need at the model's tcp_mem[2] = 2 U: buffer pages plus slab."""
     usage = steady_state_usage(connections, workload, host)
-    return TCP_MEM_MAX_OVER_MIN * usage.steady_pages * host.page_size_bytes + slab_bytes_at(connections, host)
+    return TCP_MEM_MAX_OVER_MIN * usage.steady_pages * host.page_size_bytes + _slab_bytes_at(connections, host)
 
 
-def connections_within_budget(host: HostFacts, workload: Workload) -> int:
+def _connections_within_budget(host: HostFacts, workload: Workload) -> int:
     """Most connections (up to the target) whose buffers at tcp_mem[2] plus slab fit the budget; exact."""
     low, high = 0, workload.connections
-    budget = budget_bytes(host, workload)
+    budget = _budget_bytes(host, workload)
     while low < high:
         middle = (low + high + 1) // 2
-        if bytes_at_tcp_mem_max(middle, workload, host) <= budget:
+        if _bytes_at_tcp_mem_max(middle, workload, host) <= budget:
             low = middle
         else:
             high = middle - 1
     return low
 
 
-def binding_term(buffer_bytes: int, slab_bytes: int, budget: int) -> str:
+def _binding_term(buffer_bytes: int, slab_bytes: int, budget: int) -> str:
     """Which term of buffers-at-tcp_mem[2] + socket slab decides that the target does not fit."""
     if slab_bytes >= budget:
         return "the socket slab alone exceeds the budget, so smaller buffers cannot help"
@@ -513,15 +450,15 @@ def binding_term(buffer_bytes: int, slab_bytes: int, budget: int) -> str:
     return "the binding term is the socket slab (fewer connections or more memory help, smaller buffers little)"
 
 
-def does_not_fit_message(host: HostFacts, workload: Workload, usage: Usage, needed_pages: int) -> str:
+def _does_not_fit_message(host: HostFacts, workload: Workload, usage: Usage, needed_pages: int) -> str:
     page = host.page_size_bytes
     slab_per_socket, slab_source = slab_bytes_per_socket(host)
-    slab_bytes = slab_bytes_at(workload.connections, host)
+    slab_bytes = _slab_bytes_at(workload.connections, host)
     buffer_bytes = needed_pages * page
     needed_bytes = buffer_bytes + slab_bytes
-    budget = budget_bytes(host, workload)
+    budget = _budget_bytes(host, workload)
     short_bytes = needed_bytes - budget
-    fitting = connections_within_budget(host, workload)
+    fitting = _connections_within_budget(host, workload)
     needed_fraction = Fraction(needed_bytes, host.mem_total_bytes)
     fraction_hint = (
         f"memory_fraction >= {math.ceil(float(needed_fraction) * 1000) / 1000:g}"
@@ -530,42 +467,44 @@ def does_not_fit_message(host: HostFacts, workload: Workload, usage: Usage, need
     )
     connections_hint = (
         f"the per-CPU counter lag alone ({usage.per_cpu_slack_pages} pages) exceeds half the budget"
-        if bytes_at_tcp_mem_max(0, workload, host) > budget
+        if _bytes_at_tcp_mem_max(0, workload, host) > budget
         else f"at most {fitting} connections at this workload"
     )
     return (
         f"connections={workload.connections} ({workload.profile}: {usage.active_connections} active x "
         f"{usage.pages_per_active} pages + {usage.per_cpu_slack_pages} per-CPU lag pages = {usage.steady_pages} pages "
         f"steady state) needs tcp_mem max = {TCP_MEM_MAX_OVER_MIN} x {usage.steady_pages} = {needed_pages} pages "
-        f"({format_bytes(buffer_bytes)}) plus socket slab {workload.connections} x {slab_per_socket} B = "
-        f"{format_bytes(slab_bytes)} ({slab_source}) = {format_bytes(needed_bytes)}, but "
-        f"memory_fraction={format_number(workload.memory_fraction)} of MemTotal "
-        f"{format_bytes(host.mem_total_bytes)} allows {format_bytes(budget)}: short by "
-        f"{ceil_fraction(Fraction(short_bytes, page))} pages ({format_bytes(short_bytes)}, "
+        f"({_format_bytes(buffer_bytes)}) plus socket slab {workload.connections} x {slab_per_socket} B = "
+        f"{_format_bytes(slab_bytes)} ({slab_source}) = {_format_bytes(needed_bytes)}, but "
+        f"memory_fraction={_format_number(workload.memory_fraction)} of MemTotal "
+        f"{_format_bytes(host.mem_total_bytes)} allows {_format_bytes(budget)}: short by "
+        f"{math.ceil(Fraction(short_bytes, page))} pages ({_format_bytes(short_bytes)}, "
         f"{100 * short_bytes / budget if budget else math.inf:.0f}% over the budget); "
-        f"{binding_term(buffer_bytes, slab_bytes, budget)}. "
+        f"{_binding_term(buffer_bytes, slab_bytes, budget)}. "
         f"To fit: {connections_hint}, or smaller rx_buffered_bytes/tx_buffered_bytes "
         f"or active_fraction, or {fraction_hint}, or at least "
-        f"{format_bytes(math.ceil(needed_bytes / workload.memory_fraction))} of RAM"
+        f"{_format_bytes(math.ceil(needed_bytes / workload.memory_fraction))} of RAM"
     )
 
 
-def direction_text(payload_bytes: int, factor: Fraction, workload: Workload) -> str:
+def _direction_text(payload_bytes: int, factor: Fraction, workload: Workload) -> str:
     """'16384 B x 2' or, where the skb heads weigh more, '16384 B + 16 skb heads x 1280 B'."""
     skbs = skbs_queued(payload_bytes, workload.message_bytes)
     if payload_bytes * factor >= payload_bytes + skbs * SKB_HEAD_TRUESIZE_BYTES:
-        return f"{payload_bytes} B x {format_number(factor)}"
+        return f"{payload_bytes} B x {_format_number(factor)}"
     return f"{payload_bytes} B + {skbs} skb heads x {SKB_HEAD_TRUESIZE_BYTES} B ({workload.message_bytes} B messages)"
 
 
-def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decision:
-    budget_pages = buffer_budget_pages(host, workload)
-    ideal = tcp_mem_for_usage(usage.steady_pages)
+def _decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decision:
+    budget_pages = _buffer_budget_pages(host, workload)
+    ideal = _tcp_mem_for_usage(usage.steady_pages)
     warnings: list[str] = []
-    rx_text = direction_text(workload.rx_buffered_bytes, workload.rx_truesize_factor, workload)
-    tx_text = direction_text(workload.tx_buffered_bytes, workload.tx_truesize_factor, workload)
+    rx_text, tx_text = (
+        _direction_text(direction.buffered_bytes(workload), direction.truesize_factor(workload), workload)
+        for direction in _DIRECTIONS
+    )
     arithmetic = (
-        f"{workload.connections} connections x {format_number(workload.active_fraction)} active = "
+        f"{workload.connections} connections x {_format_number(workload.active_fraction)} active = "
         f"{usage.active_connections} x (rx {rx_text} = {usage.rx_pages_per_active} pages + "
         f"tx {tx_text} = {usage.tx_pages_per_active} pages) + "
         f"{usage.per_cpu_slack_pages} pages of per-CPU counter lag = U {usage.steady_pages} pages; "
@@ -573,57 +512,57 @@ def decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decisio
     )
     value: tuple[int, ...] = ideal
     if ideal[2] > budget_pages:
-        message = does_not_fit_message(host, workload, usage, ideal[2])
+        message = _does_not_fit_message(host, workload, usage, ideal[2])
         if budget_pages < 1:  # not even one page: there is nothing to clamp to
             raise TargetDoesNotFitError(
                 message + "; the budget left for buffers is less than one page, so best_effort can't help."
             )
         if not workload.best_effort:
             raise TargetDoesNotFitError(message + "; or pass best_effort=true for clamped values with a warning.")
-        value = ordered((max(1, budget_pages // 2), max(1, budget_pages * 2 // 3), max(1, budget_pages)))
+        value = _ordered((max(1, budget_pages // 2), max(1, budget_pages * 2 // 3), max(1, budget_pages)))
         warnings.append(f"best_effort: tcp_mem clamped to the budget. {message}")
         arithmetic += (
             f"; clamped to the budget left for buffers after the socket slab, {budget_pages} pages "
             f"(best_effort), in the same 3:4:6 spacing"
         )
-    value, notes = raise_to_floors(
-        value, floors_for(host, TCP_MEM, host.boot_tcp_mem_pages, workload), ("min", "pressure", "max")
+    value, notes = _raise_to_floors(
+        value, _floors_for(host, TCP_MEM, host.boot_tcp_mem_pages, workload), ("min", "pressure", "max")
     )
-    value = ordered(value)
+    value = _ordered(value)
     if value[2] > budget_pages and notes:
         warnings.append(
-            f"{TCP_MEM} max {value[2]} pages ({format_bytes(value[2] * host.page_size_bytes)}) is above the budget "
+            f"{TCP_MEM} max {value[2]} pages ({_format_bytes(value[2] * host.page_size_bytes)}) is above the budget "
             f"({budget_pages} pages left for buffers after the socket slab) because "
             f"allow_decrease=false keeps the boot default or live value; "
-            f"pass allow_decrease=true to bring it within memory_fraction={format_number(workload.memory_fraction)}"
+            f"pass allow_decrease=true to bring it within memory_fraction={_format_number(workload.memory_fraction)}"
         )
-    slab_bytes = slab_bytes_at(workload.connections, host)
+    slab_bytes = _slab_bytes_at(workload.connections, host)
     share = Fraction(value[2] * host.page_size_bytes + slab_bytes, host.mem_total_bytes)
     explain = (
-        f"{arithmetic}; max {format_bytes(value[2] * host.page_size_bytes)} + socket slab "
-        f"{format_bytes(slab_bytes)} = {100 * float(share):.1f}% of MemTotal "
+        f"{arithmetic}; max {_format_bytes(value[2] * host.page_size_bytes)} + socket slab "
+        f"{_format_bytes(slab_bytes)} = {100 * float(share):.1f}% of MemTotal "
         f"(budget {100 * float(workload.memory_fraction):.0f}%)."
     )
     if notes:
         explain += " " + "; ".join(notes) + "."
-    explain += " " + udp_and_orphans_sentence(host)
+    explain += " " + _udp_and_orphans_sentence(host)
     return Decision(value, explain, tuple(warnings))
 
 
-def with_factor_sources(decision: Decision, workload: Workload, sources: dict[str, str]) -> Decision:
+def _with_factor_sources(decision: Decision, workload: Workload, sources: dict[str, str]) -> Decision:
     """Say which truesize factor each direction used and from how many sockets."""
     sentence = (
-        f" Factors: rx x{format_number(workload.rx_truesize_factor)} {sources['rx']}; "
-        f"tx x{format_number(workload.tx_truesize_factor)} {sources['tx']}."
+        f" Factors: rx x{_format_number(workload.rx_truesize_factor)} {sources['rx']}; "
+        f"tx x{_format_number(workload.tx_truesize_factor)} {sources['tx']}."
     )
     return dataclasses.replace(decision, explain=decision.explain + sentence)
 
 
-def udp_and_orphans_sentence(host: HostFacts) -> str:
+def _udp_and_orphans_sentence(host: HostFacts) -> str:
     """What tcp_mem does not cover (udp_mem, its own counter) and what it also holds (orphans)."""
-    udp_mem = current_value(host, UDP_MEM)
+    udp_mem = _current_value(host, UDP_MEM)
     udp = (
-        f"{UDP_MEM} {sysctl_text(udp_mem)} pages (max {format_bytes(udp_mem[2] * host.page_size_bytes)}) is UDP's "
+        f"{UDP_MEM} {_sysctl_text(udp_mem)} pages (max {_format_bytes(udp_mem[2] * host.page_size_bytes)}) is UDP's "
         f"own limit on its own counter, left as it is: UDP memory comes on top of this budget"
         if udp_mem
         else f"{UDP_MEM} (not visible here) is UDP's own limit on its own counter, on top of this budget"
@@ -643,85 +582,81 @@ def udp_and_orphans_sentence(host: HostFacts) -> str:
 # ---------------------------------------------------------------- per-socket triples
 
 
-def socket_min_bytes(host: HostFacts) -> int:
+def _socket_min_bytes(host: HostFacts) -> int:
     return max(SOCKET_MIN_BYTES, host.page_size_bytes)
 
 
-def rmem_initial_bytes(host: HostFacts) -> int:
-    """The kernel's initial receive buffer tcp_rmem[1]: 131072 from 4.20, 87380 before."""
-    return RMEM_INITIAL_BYTES if host.kernel_version >= RMEM_INITIAL_131072_SINCE else RMEM_INITIAL_BEFORE_4_20_BYTES
-
-
-def roundup_pow_of_two(number: int) -> int:
+def _roundup_pow_of_two(number: int) -> int:
     return 1 << (number - 1).bit_length()
 
 
 def per_mss_truesize_bytes() -> int:
     """tcp_sndbuf_expand's worst case per segment: one non-GSO skb with a kmalloc'ed power-of-two head."""
-    return roundup_pow_of_two(MSS_CLAMP_BYTES + MAX_TCP_HEADER_BYTES + SKB_SHARED_INFO_BYTES) + SK_BUFF_BYTES
+    return _roundup_pow_of_two(MSS_CLAMP_BYTES + MAX_TCP_HEADER_BYTES + SKB_SHARED_INFO_BYTES) + SK_BUFF_BYTES
 
 
-def sndbuf_expand_factor(host: HostFacts) -> int:
+def _sndbuf_expand_factor(host: HostFacts) -> int:
     return SNDBUF_EXPAND_BY_CONGESTION_CONTROL.get(host.tcp_congestion_control or "", SNDBUF_EXPAND_DEFAULT)
 
 
-def cwnd_segments(link_bdp_bytes: int) -> int:
+def _cwnd_segments(link_bdp_bytes: int) -> int:
     """Segments in flight to fill the link: BDP / MSS, at least the initial window."""
-    return max(TCP_INIT_CWND, -(-link_bdp_bytes // MSS_CACHE_BYTES))
+    return max(TCP_INIT_CWND, math.ceil(Fraction(link_bdp_bytes, MSS_CACHE_BYTES)))
 
 
-def sndbuf_expand_bytes(host: HostFacts, link_bdp_bytes: int) -> int:
+def _sndbuf_expand_bytes(host: HostFacts, link_bdp_bytes: int) -> int:
     """What tcp_sndbuf_expand asks for a socket that fills the link."""
-    return sndbuf_expand_factor(host) * cwnd_segments(link_bdp_bytes) * per_mss_truesize_bytes()
+    return _sndbuf_expand_factor(host) * _cwnd_segments(link_bdp_bytes) * per_mss_truesize_bytes()
 
 
-def send_max_source(host: HostFacts, link_bdp_bytes: int) -> tuple[int, str]:
+def _receive_max_source(workload: Workload, link_bdp_bytes: int) -> tuple[int, str]:
+    """tcp_rmem[2] for a link (unrounded): the BDP at the receive truesize factor, and the sentence."""
+    link = f"BDP {link_bdp_bytes} B ({workload.bandwidth_bps} bit/s / 8 x {_format_number(workload.rtt_ms or 0)} ms)"
+    factor = workload.rx_truesize_factor
+    return math.ceil(link_bdp_bytes * factor), f"max = {link} x receive truesize {_format_number(factor)}"
+
+
+def _send_max_source(host: HostFacts, link_bdp_bytes: int) -> tuple[int, str]:
     """tcp_wmem[2] for a link (unrounded) and the sentence that derives it."""
-    factor = sndbuf_expand_factor(host)
+    factor = _sndbuf_expand_factor(host)
     cc = host.tcp_congestion_control
     cc_text = f"{cc}" if cc else "congestion control unknown, cubic's"
-    needed = sndbuf_expand_bytes(host, link_bdp_bytes)
+    needed = _sndbuf_expand_bytes(host, link_bdp_bytes)
     return needed, (
         f"max = what tcp_sndbuf_expand asks to fill the link: {factor} ({cc_text}) x cwnd "
-        f"{cwnd_segments(link_bdp_bytes)} segments (BDP {link_bdp_bytes} B / MSS {MSS_CACHE_BYTES}, at least "
+        f"{_cwnd_segments(link_bdp_bytes)} segments (BDP {link_bdp_bytes} B / MSS {MSS_CACHE_BYTES}, at least "
         f"{TCP_INIT_CWND}) x {per_mss_truesize_bytes()} B per segment (roundup_pow_of_two({MSS_CLAMP_BYTES} + "
         f"{MAX_TCP_HEADER_BYTES} + {SKB_SHARED_INFO_BYTES}) + {SK_BUFF_BYTES}) = {needed} B"
     )
 
 
-def decide_socket_triple(host: HostFacts, workload: Workload, key: str) -> Decision:
+def _decide_socket_triple(host: HostFacts, workload: Workload, direction: _Direction) -> Decision:
     """tcp_rmem / tcp_wmem: kernel min and initial size; max from the link's BDP or the boot default."""
-    receive = key == TCP_RMEM
-    boot = host.boot_tcp_rmem_bytes if receive else host.boot_tcp_wmem_bytes
-    initial = rmem_initial_bytes(host) if receive else WMEM_INITIAL_BYTES
-    minimum = socket_min_bytes(host)
+    key = direction.triple_key
+    boot = direction.boot_triple(host)
+    initial = direction.initial_bytes(host)
+    minimum = _socket_min_bytes(host)
     default = max(initial, minimum)
     warnings: list[str] = []
-    link_bdp = bdp_bytes(workload)
+    link_bdp = _bdp_bytes(workload)
     if link_bdp is not None:
-        link = f"BDP {link_bdp} B ({workload.bandwidth_bps} bit/s / 8 x {format_number(workload.rtt_ms or 0)} ms)"
-        if receive:
-            needed = ceil_fraction(link_bdp * workload.rx_truesize_factor)
-            derivation = f"max = {link} x receive truesize {format_number(workload.rx_truesize_factor)}"
-        else:
-            needed, derivation = send_max_source(host, link_bdp)
+        needed, derivation = direction.link_max(host, workload, link_bdp)
         page = host.page_size_bytes
-        maximum = min(-(-needed // page) * page, INT_MAX)
+        maximum = min(math.ceil(Fraction(needed, page)) * page, INT_MAX)
         if needed > INT_MAX:
             warnings.append(
                 f"{key}: the link needs {needed} bytes per socket but sysctl values are C ints; capped at {INT_MAX}"
             )
         source = f"{derivation}, rounded up to a page = {maximum}"
     else:
-        fallback = RMEM_MAX_FALLBACK_BYTES if receive else WMEM_MAX_FALLBACK_BYTES
-        live = current_value(host, key)
-        maximum = boot[2] if boot else live[2] if live else fallback
+        live = _current_value(host, key)
+        maximum = boot[2] if boot else live[2] if live else direction.fallback_max_bytes
         origin = "boot default" if boot else "live value" if live else "kernel cap"
         source = f"max = {maximum} ({origin}, no link given)"
-    value, notes = raise_to_floors(
-        (minimum, default, max(maximum, default)), floors_for(host, key, boot, workload), ("min", "default", "max")
+    value, notes = _raise_to_floors(
+        (minimum, default, max(maximum, default)), _floors_for(host, key, boot, workload), ("min", "default", "max")
     )
-    value = ordered(value)
+    value = _ordered(value)
     explain = (
         f"min = max(4096, page size {host.page_size_bytes}) = {minimum}; default = the kernel's initial "
         f"{initial} B; {source}."
@@ -734,36 +669,36 @@ def decide_socket_triple(host: HostFacts, workload: Workload, key: str) -> Decis
 # ---------------------------------------------------------------- net.core limits and switches
 
 
-def decide_core_max(host: HostFacts, workload: Workload, key: str, triple_key: str, triple_max: int) -> Decision:
+def _decide_core_max(host: HostFacts, workload: Workload, direction: _Direction, triple_max: int) -> Decision:
     """rmem_max >= tcp_rmem[2] (and wmem likewise) so SO_RCVBUF/SO_SNDBUF users reach what autotuning reaches."""
-    floors = [] if workload.allow_decrease else [("live value, allow_decrease=false", current_value(host, key))]
-    value, notes = raise_to_floors((triple_max,), floors, ("value",))
-    option = "SO_RCVBUF" if key == RMEM_MAX else "SO_SNDBUF"
+    key, triple_key = direction.core_key, direction.triple_key
+    floors = [] if workload.allow_decrease else [("live value, allow_decrease=false", _current_value(host, key))]
+    value, notes = _raise_to_floors((triple_max,), floors, ("value",))
     explain = (
-        f"{key} = {triple_key}[2] = {triple_max}, so applications that set {option} are not capped below "
-        "what autotuned sockets reach."
+        f"{key} = {triple_key}[2] = {triple_max}, so applications that set {direction.socket_option} are not "
+        "capped below what autotuned sockets reach."
     )
     if notes:
         explain += " " + "; ".join(notes) + "."
     return Decision(value, explain)
 
 
-def decide_moderate_rcvbuf(host: HostFacts) -> Decision:
-    live = current_value(host, MODERATE_RCVBUF)
-    state = "already on" if live == (1,) else f"live value {sysctl_text(live)}" if live else "live value unknown"
+def _decide_moderate_rcvbuf(host: HostFacts) -> Decision:
+    live = _current_value(host, TCP_MODERATE_RCVBUF)
+    state = "already on" if live == (1,) else f"live value {_sysctl_text(live)}" if live else "live value unknown"
     return Decision((1,), f"receive autotuning grows each buffer on demand up to {TCP_RMEM}[2] ({state}).")
 
 
-def override_decision(workload: Workload, key: str, modelled: Optional[Decision]) -> Decision:
+def _override_decision(workload: Workload, key: str, modelled: Optional[Decision]) -> Decision:
     value = workload.overrides[key]
-    model_part = f" (the model recommended {sysctl_text(modelled.value)})" if modelled else ""
-    return Decision(value, f"set by tcp_memory_overrides{model_part}.")
+    model_part = f" (the model recommended {_sysctl_text(modelled.value)})" if modelled else ""
+    return Decision(value, f"set by overrides{model_part}.")
 
 
 # ---------------------------------------------------------------- scope
 
 
-def scope_of(host: HostFacts, key: str) -> dict[str, Any]:
+def _scope_of(host: HostFacts, key: str) -> dict[str, Any]:
     fact = host.sysctl[key]
     elsewhere = host.initial_netns is False and fact.scope == "global"
     if not fact.present:
@@ -786,14 +721,14 @@ def scope_of(host: HostFacts, key: str) -> dict[str, Any]:
 NOT_ROOT_REASON = "not judged: not running as root (writing /proc/sys needs root)"
 
 
-def scope_without_root(host: HostFacts, key: str, scope: dict[str, Any]) -> dict[str, Any]:
+def _scope_without_root(host: HostFacts, key: str, scope: dict[str, Any]) -> dict[str, Any]:
     """Without root no key is writable: a present key's writability is unknown (settable None), not false."""
     if scope["settable"] or not host.sysctl[key].present:
         return scope
     return {"scope": scope["scope"], "settable": None, "reason": NOT_ROOT_REASON}
 
 
-def not_root_warning(unjudged_keys: list[str]) -> str:
+def _not_root_warning(unjudged_keys: list[str]) -> str:
     judged = (
         f"whether {', '.join(unjudged_keys)} can be set here was not judged (writing /proc/sys needs root), "
         "so nothing can be applied in this run"
@@ -810,7 +745,7 @@ def not_root_warning(unjudged_keys: list[str]) -> str:
 
 
 def slab_bytes_per_socket(host: HostFacts) -> tuple[int, str]:
-    if host.kernel_version >= SLAB_LARGER_SINCE:
+    if at_least(host.kernel_version, SLAB_LARGER_SINCE):
         return (
             SLAB_BYTES_PER_SOCKET_MEASURED,
             "4.7 KB per established socket: measured on kernel 6.18, used from kernel 5.0 on",
@@ -818,7 +753,7 @@ def slab_bytes_per_socket(host: HostFacts) -> tuple[int, str]:
     return SLAB_BYTES_PER_SOCKET_OLD, "3.3 KB per established socket: the older kernels' figure, used before 5.0"
 
 
-def current_settings_hold_target(
+def _current_settings_hold_target(
     host: HostFacts, workload: Workload, usage: Usage, live_tcp_mem: Optional[tuple[int, ...]]
 ) -> Optional[bool]:
     """Whether the tcp_mem in force keeps the target below pressure; None when tcp_mem is unknown here."""
@@ -829,18 +764,18 @@ def current_settings_hold_target(
     return True if held is None else held >= workload.connections
 
 
-def udp_mem_max_bytes(host: HostFacts) -> Optional[int]:
-    udp_mem = current_value(host, UDP_MEM)
+def _udp_mem_max_bytes(host: HostFacts) -> Optional[int]:
+    udp_mem = _current_value(host, UDP_MEM)
     return None if not udp_mem else udp_mem[2] * host.page_size_bytes
 
 
-def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> dict[str, Any]:
+def _build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> dict[str, Any]:
     page = host.page_size_bytes
     slab_per_socket, slab_source = slab_bytes_per_socket(host)
     buffer_bytes = usage.steady_pages * page
     slab_bytes = workload.connections * slab_per_socket
-    live_tcp_mem = current_value(host, TCP_MEM) or host.boot_tcp_mem_pages
-    live_source = "live value" if current_value(host, TCP_MEM) else "boot default" if live_tcp_mem else None
+    live_tcp_mem = _current_value(host, TCP_MEM) or host.boot_tcp_mem_pages
+    live_source = "live value" if _current_value(host, TCP_MEM) else "boot default" if live_tcp_mem else None
     return {
         "active_connections": usage.active_connections,
         "rx_pages_per_active_connection": usage.rx_pages_per_active,
@@ -855,7 +790,7 @@ def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: t
         "ram_share_at_target": round((buffer_bytes + slab_bytes) / host.mem_total_bytes, 6),
         "tcp_mem_max_bytes": tcp_mem[2] * page,
         "ram_share_at_tcp_mem_max": round((tcp_mem[2] * page + slab_bytes) / host.mem_total_bytes, 6),
-        "memory_budget_bytes": memory_budget_pages(host, workload) * page,
+        "memory_budget_bytes": _memory_budget_pages(host, workload) * page,
         "recommended_connections_before_pressure": connections_held(tcp_mem[1], usage, workload),
         "recommended_connections_before_stalls": connections_held(tcp_mem[2], usage, workload),
         "current_tcp_mem_pages": list(live_tcp_mem) if live_tcp_mem else None,
@@ -866,8 +801,8 @@ def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: t
         "current_connections_before_stalls": connections_held(live_tcp_mem[2], usage, workload)
         if live_tcp_mem
         else None,
-        "current_settings_hold_target": current_settings_hold_target(host, workload, usage, live_tcp_mem),
-        "udp_mem_max_bytes": udp_mem_max_bytes(host),
+        "current_settings_hold_target": _current_settings_hold_target(host, workload, usage, live_tcp_mem),
+        "udp_mem_max_bytes": _udp_mem_max_bytes(host),
         "tcp_max_orphans": host.tcp_max_orphans,
         "current_used_pages": host.used_pages,
         "current_level": host.status_level,
@@ -880,35 +815,36 @@ def build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: t
 # ---------------------------------------------------------------- warnings
 
 
-def effective_value(host: HostFacts, key: str, recommended: dict[str, tuple[int, ...]]) -> Optional[tuple[int, ...]]:
+def _effective_value(host: HostFacts, key: str, recommended: dict[str, tuple[int, ...]]) -> Optional[tuple[int, ...]]:
     """What will be in force after apply: the recommendation where settable, else the live value."""
-    if key in recommended and scope_of(host, key)["settable"]:
+    if key in recommended and _scope_of(host, key)["settable"]:
         return recommended[key]
-    return current_value(host, key)
+    return _current_value(host, key)
 
 
-def buffer_cap_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
+def _buffer_cap_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
     warnings = []
-    for core_key, triple_key, option in ((RMEM_MAX, TCP_RMEM, "SO_RCVBUF"), (WMEM_MAX, TCP_WMEM, "SO_SNDBUF")):
-        core = effective_value(host, core_key, recommended)
-        triple = effective_value(host, triple_key, recommended)
+    for direction in _DIRECTIONS:
+        core_key, triple_key, option = direction.core_key, direction.triple_key, direction.socket_option
+        core = _effective_value(host, core_key, recommended)
+        triple = _effective_value(host, triple_key, recommended)
         if core is not None and triple is not None and core[0] < triple[2]:
             warnings.append(
                 f"applications that set {option} are capped by {core_key}={core[0]}, below {triple_key}[2]="
                 f"{triple[2]} that autotuned sockets reach (bpftune issue #188); raise {core_key}"
-                + ("" if scope_of(host, core_key)["settable"] else " on the host")
+                + ("" if _scope_of(host, core_key)["settable"] else " on the host")
             )
     return warnings
 
 
-def override_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> list[str]:
+def _override_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> list[str]:
     warnings = []
     if TCP_MEM in workload.overrides:
-        budget_pages = buffer_budget_pages(host, workload)
+        budget_pages = _buffer_budget_pages(host, workload)
         if tcp_mem[2] > budget_pages:
             warnings.append(
                 f"override {TCP_MEM} max {tcp_mem[2]} pages is above the budget ({budget_pages} pages left for "
-                f"buffers after the socket slab, memory_fraction={format_number(workload.memory_fraction)})"
+                f"buffers after the socket slab, memory_fraction={_format_number(workload.memory_fraction)})"
             )
         if tcp_mem[1] < usage.steady_pages:
             warnings.append(
@@ -917,15 +853,15 @@ def override_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem
             )
         if tcp_mem[0] == 0:
             warnings.append(f"override {TCP_MEM} min is 0: TCP would be under pressure from the first page")
-    for key in (TCP_RMEM, TCP_WMEM):
+    for key in (direction.triple_key for direction in _DIRECTIONS):
         if key in workload.overrides and workload.overrides[key][0] < SOCKET_MIN_BYTES:
             warnings.append(f"override {key} min {workload.overrides[key][0]} is below {SOCKET_MIN_BYTES} bytes")
-    if workload.overrides.get(MODERATE_RCVBUF) == (0,):
-        warnings.append(f"override {MODERATE_RCVBUF}=0 turns receive autotuning off: buffers stay at {TCP_RMEM}[1]")
+    if workload.overrides.get(TCP_MODERATE_RCVBUF) == (0,):
+        warnings.append(f"override {TCP_MODERATE_RCVBUF}=0 turns receive autotuning off: buffers stay at {TCP_RMEM}[1]")
     return warnings
 
 
-def host_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> list[str]:
+def _host_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tuple[int, ...]) -> list[str]:
     warnings = []
     if host.used_pages is not None and host.used_pages > tcp_mem[1]:
         warnings.append(
@@ -937,47 +873,53 @@ def host_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: tu
             f"/proc/net/sockstat {', '.join(host.sockstat_host_wide_fields)} are host-wide in this network "
             "namespace: current usage figures describe the whole host, not this container"
         )
-    adv = current_value(host, ADV_WIN_SCALE)
-    if host.kernel_version >= ADV_WIN_SCALE_OBSOLETE_SINCE and adv is not None and adv[0] != ADV_WIN_SCALE_DEFAULT:
+    adv = _current_value(host, TCP_ADV_WIN_SCALE)
+    if (
+        at_least(host.kernel_version, KERNEL_ADV_WIN_SCALE_OBSOLETE)
+        and adv is not None
+        and adv[0] != TCP_ADV_WIN_SCALE_DEFAULT
+    ):
         warnings.append(
-            f"{ADV_WIN_SCALE}={adv[0]} was changed from the default {ADV_WIN_SCALE_DEFAULT}, but it has no effect on "
-            f"kernel >= 6.6 (per-socket scaling_ratio replaced it); remove it from sysctl configuration"
+            f"{TCP_ADV_WIN_SCALE}={adv[0]} was changed from the default {TCP_ADV_WIN_SCALE_DEFAULT}, but it has no "
+            f"effect on kernel >= 6.6 (per-socket scaling_ratio replaced it); remove it from sysctl configuration"
         )
     slab_per_socket = slab_bytes_per_socket(host)[0]
     total_bytes = usage.steady_pages * host.page_size_bytes + workload.connections * slab_per_socket
     if host.mem_available_bytes is not None and total_bytes > host.mem_available_bytes:
         warnings.append(
-            f"the target needs about {format_bytes(total_bytes)} (buffers + socket slab) but MemAvailable is "
-            f"{format_bytes(host.mem_available_bytes)}"
+            f"the target needs about {_format_bytes(total_bytes)} (buffers + socket slab) but MemAvailable is "
+            f"{_format_bytes(host.mem_available_bytes)}"
         )
     return warnings
 
 
-def udp_mem_warnings(host: HostFacts, workload: Workload, tcp_mem: tuple[int, ...]) -> list[str]:
+def _udp_mem_warnings(host: HostFacts, workload: Workload, tcp_mem: tuple[int, ...]) -> list[str]:
     """udp_mem is a separate limit: both maxima plus the socket slab above MemTotal can exhaust RAM."""
-    udp_bytes = udp_mem_max_bytes(host)
+    udp_bytes = _udp_mem_max_bytes(host)
     if udp_bytes is None:
         return []
     tcp_bytes = tcp_mem[2] * host.page_size_bytes
-    slab_bytes = slab_bytes_at(workload.connections, host)
+    slab_bytes = _slab_bytes_at(workload.connections, host)
     if tcp_bytes + slab_bytes > host.mem_total_bytes or tcp_bytes + udp_bytes + slab_bytes <= host.mem_total_bytes:
         return []  # the first case is the above-MemTotal check's
     return [
-        f"{UDP_MEM} max {format_bytes(udp_bytes)} is UDP's own limit beside {TCP_MEM} max {format_bytes(tcp_bytes)}: "
-        f"with the socket slab {format_bytes(slab_bytes)} both can take "
-        f"{format_bytes(tcp_bytes + udp_bytes + slab_bytes)}, more than MemTotal "
-        f"{format_bytes(host.mem_total_bytes)}; lower {UDP_MEM} (overrides) if this host carries much UDP"
+        f"{UDP_MEM} max {_format_bytes(udp_bytes)} is UDP's own limit beside {TCP_MEM} max {_format_bytes(tcp_bytes)}: "
+        f"with the socket slab {_format_bytes(slab_bytes)} both can take "
+        f"{_format_bytes(tcp_bytes + udp_bytes + slab_bytes)}, more than MemTotal "
+        f"{_format_bytes(host.mem_total_bytes)}; lower {UDP_MEM} (overrides) if this host carries much UDP"
     ]
 
 
-PER_SOCKET_MAXIMA = ((TCP_RMEM, 2), (TCP_WMEM, 2), (RMEM_MAX, 0), (WMEM_MAX, 0))
+PER_SOCKET_MAXIMA = tuple((direction.triple_key, 2) for direction in _DIRECTIONS) + tuple(
+    (direction.core_key, 0) for direction in _DIRECTIONS
+)
 
 
-def lowered_maximum_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
+def _lowered_maximum_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
     """allow_decrease=true may lower a per-socket maximum the host runs with: say which and what it costs."""
     warnings = []
     for key, index in PER_SOCKET_MAXIMA:
-        live = current_value(host, key)
+        live = _current_value(host, key)
         if key not in recommended or live is None or recommended[key][index] >= live[index]:
             continue
         field = f"{key}[{index}]" if index else key
@@ -989,39 +931,39 @@ def lowered_maximum_warnings(host: HostFacts, recommended: dict[str, tuple[int, 
     return warnings
 
 
-def socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
+def _socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
     pressure_bytes = recommended[TCP_MEM][1] * host.page_size_bytes
     return [
         f"{key}[2]={recommended[key][2]} bytes is more than the whole {TCP_MEM} pressure threshold "
         f"({pressure_bytes} bytes): one socket growing to its max would push every socket into pressure"
-        for key in (TCP_RMEM, TCP_WMEM)
+        for key in (direction.triple_key for direction in _DIRECTIONS)
         if recommended[key][2] > pressure_bytes
     ]
 
 
-def kept_tcp_mem(host: HostFacts, workload: Workload) -> Optional[tuple[int, ...]]:
+def _kept_tcp_mem(host: HostFacts, workload: Workload) -> Optional[tuple[int, ...]]:
     """The tcp_mem the operator imposes: an override, or the live value that allow_decrease=false keeps."""
     if TCP_MEM in workload.overrides:
         return workload.overrides[TCP_MEM]
-    return None if workload.allow_decrease else current_value(host, TCP_MEM)
+    return None if workload.allow_decrease else _current_value(host, TCP_MEM)
 
 
-def above_mem_total_warning(host: HostFacts, workload: Workload) -> Optional[str]:
+def _above_mem_total_warning(host: HostFacts, workload: Workload) -> Optional[str]:
     """A live value or override whose tcp_mem[2] plus the target's socket slab exceeds MemTotal (the model's
     own values stay within memory_fraction). An error unless allow_above_mem_total=true; then the first
     warning."""
-    tcp_mem = kept_tcp_mem(host, workload)
+    tcp_mem = _kept_tcp_mem(host, workload)
     if tcp_mem is None:
         return None
     buffer_bytes = tcp_mem[2] * host.page_size_bytes
-    slab_bytes = slab_bytes_at(workload.connections, host)
+    slab_bytes = _slab_bytes_at(workload.connections, host)
     if buffer_bytes + slab_bytes <= host.mem_total_bytes or slab_bytes >= host.mem_total_bytes:
         return None  # fits; or the target's slab alone passes MemTotal (host_warnings says so), not tcp_mem
     source = "the override" if TCP_MEM in workload.overrides else "the live value, kept by allow_decrease=false,"
     message = (
-        f"{TCP_MEM} max {tcp_mem[2]} pages ({format_bytes(buffer_bytes)}) from {source} plus the target's socket "
-        f"slab {format_bytes(slab_bytes)} is {format_bytes(buffer_bytes + slab_bytes)}, more than MemTotal "
-        f"{format_bytes(host.mem_total_bytes)}: TCP would not push back on senders before the host runs out of "
+        f"{TCP_MEM} max {tcp_mem[2]} pages ({_format_bytes(buffer_bytes)}) from {source} plus the target's socket "
+        f"slab {_format_bytes(slab_bytes)} is {_format_bytes(buffer_bytes + slab_bytes)}, more than MemTotal "
+        f"{_format_bytes(host.mem_total_bytes)}: TCP would not push back on senders before the host runs out of "
         f"memory (the OOM killer, not tcp_mem, would stop it)"
     )
     if not workload.allow_above_mem_total:
@@ -1041,7 +983,7 @@ SYSTEMD_UNIT_SUFFIXES = (".service", ".scope", ".slice")
 MEMCG_CHARGE_BATCH_PAGES = 64
 
 
-def cgroup_socket_bytes(connections: int, workload: Workload, host: HostFacts, with_slab: bool) -> int:
+def _cgroup_socket_bytes(connections: int, workload: Workload, host: HostFacts, with_slab: bool) -> int:
     """Socket memory a cgroup is charged for `connections`: buffers (tcp_mem's per-CPU reserve left
     out) plus the memcg's own per-CPU charge batches, and the socket slab on cgroup v2, where slab
     is charged too."""
@@ -1051,19 +993,19 @@ def cgroup_socket_bytes(connections: int, workload: Workload, host: HostFacts, w
     return buffer_bytes + batch_bytes + (connections * slab_bytes_per_socket(host)[0] if with_slab else 0)
 
 
-def cgroup_connections_within(budget_bytes: int, workload: Workload, host: HostFacts, with_slab: bool) -> int:
+def _cgroup_connections_within(budget_bytes: int, workload: Workload, host: HostFacts, with_slab: bool) -> int:
     """Most connections (up to the target) whose socket memory fits budget_bytes; the cost only grows."""
     low, high = 0, workload.connections
     while low < high:
         middle = (low + high + 1) // 2
-        if cgroup_socket_bytes(middle, workload, host, with_slab) <= budget_bytes:
+        if _cgroup_socket_bytes(middle, workload, host, with_slab) <= budget_bytes:
             low = middle
         else:
             high = middle - 1
     return low
 
 
-def cgroup_fix(owner: CgroupOwner, needed_limit_bytes: int) -> str:
+def _cgroup_fix(owner: CgroupOwner, needed_limit_bytes: int) -> str:
     """What to raise: the systemd unit's MemoryMax=/MemoryHigh=, a container's limit, or v1's kmem.tcp limit."""
     if owner.version == 1:
         return (
@@ -1083,7 +1025,7 @@ def cgroup_fix(owner: CgroupOwner, needed_limit_bytes: int) -> str:
     )
 
 
-def cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any]]:
+def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any]]:
     """Whether the target's socket memory fits the headroom of the cgroup owning the most TCP sockets.
 
     None without cgroup facts or without a finite limit over that cgroup. The collection never writes
@@ -1093,10 +1035,10 @@ def cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any]
     if owner is None:
         return None
     with_slab = owner.version == 2
-    needed_bytes = cgroup_socket_bytes(workload.connections, workload, host, with_slab)
+    needed_bytes = _cgroup_socket_bytes(workload.connections, workload, host, with_slab)
     fits = needed_bytes <= owner.headroom_bytes
     needed_limit_bytes = owner.other_bytes + needed_bytes
-    within = cgroup_connections_within(max(0, owner.headroom_bytes), workload, host, with_slab)
+    within = _cgroup_connections_within(max(0, owner.headroom_bytes), workload, host, with_slab)
     result = {
         "path": owner.path,
         "version": owner.version,
@@ -1115,18 +1057,18 @@ def cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any]
     if not fits:
         what = "buffers and socket slab" if with_slab else "buffers (memory.kmem.tcp counts buffers only)"
         other = (
-            f"{format_bytes(owner.other_bytes)} of other memory charged there leaves "
-            f"{format_bytes(owner.headroom_bytes)} for these sockets"
+            f"{_format_bytes(owner.other_bytes)} of other memory charged there leaves "
+            f"{_format_bytes(owner.headroom_bytes)} for these sockets"
             if with_slab
-            else f"this limit leaves {format_bytes(owner.headroom_bytes)} for these sockets"
+            else f"this limit leaves {_format_bytes(owner.headroom_bytes)} for these sockets"
         )
         result["warning"] = (
             f"memory cgroup {owner.path} owns {owner.tcp_sockets} of the {owner.tcp_sockets_attributed} TCP sockets "
             f"attributed to a cgroup; the kernel charges their memory to it and, near its limit, puts them under "
             f"memory pressure whatever tcp_mem says (writers wait in sk_stream_wait_memory, buffers stop growing). "
-            f"{owner.limit_file} of {owner.limit_cgroup} is {format_bytes(owner.limit_bytes)}: {other}, but "
-            f"{workload.connections} connections need {format_bytes(needed_bytes)} ({what}). Raising tcp_mem does "
-            f"not help: raise {cgroup_fix(owner, needed_limit_bytes)}, or hold at most {within} connections per "
+            f"{owner.limit_file} of {owner.limit_cgroup} is {_format_bytes(owner.limit_bytes)}: {other}, but "
+            f"{workload.connections} connections need {_format_bytes(needed_bytes)} ({what}). Raising tcp_mem does "
+            f"not help: raise {_cgroup_fix(owner, needed_limit_bytes)}, or hold at most {within} connections per "
             f"instance in this cgroup. This collection never changes cgroup settings."
         )
     return result
@@ -1135,43 +1077,43 @@ def cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any]
 # ---------------------------------------------------------------- the recommendation
 
 
-def decide_all(host: HostFacts, workload: Workload, usage: Usage) -> dict[str, Decision]:
+def _decide_all(host: HostFacts, workload: Workload, usage: Usage) -> dict[str, Decision]:
     """Decisions in dependency order: overrides of triples feed the net.core limits derived from them."""
 
     def pick(key: str, modelled: Decision) -> Decision:
-        return override_decision(workload, key, modelled) if key in workload.overrides else modelled
+        return _override_decision(workload, key, modelled) if key in workload.overrides else modelled
 
     decisions: dict[str, Decision] = {}
     if TCP_MEM in workload.overrides:
         # an operator's tcp_mem stands even where the model's target would not fit (warned about later)
         try:
-            modelled_tcp_mem: Optional[Decision] = decide_tcp_mem(host, workload, usage)
+            modelled_tcp_mem: Optional[Decision] = _decide_tcp_mem(host, workload, usage)
         except TargetDoesNotFitError:
             modelled_tcp_mem = None
-        decisions[TCP_MEM] = override_decision(workload, TCP_MEM, modelled_tcp_mem)
+        decisions[TCP_MEM] = _override_decision(workload, TCP_MEM, modelled_tcp_mem)
     else:
-        decisions[TCP_MEM] = decide_tcp_mem(host, workload, usage)
-    for key in (TCP_RMEM, TCP_WMEM):
-        decisions[key] = pick(key, decide_socket_triple(host, workload, key))
-    for core_key, triple_key in ((RMEM_MAX, TCP_RMEM), (WMEM_MAX, TCP_WMEM)):
-        modelled = decide_core_max(host, workload, core_key, triple_key, decisions[triple_key].value[2])
-        decisions[core_key] = pick(core_key, modelled)
-    decisions[MODERATE_RCVBUF] = pick(MODERATE_RCVBUF, decide_moderate_rcvbuf(host))
+        decisions[TCP_MEM] = _decide_tcp_mem(host, workload, usage)
+    for direction in _DIRECTIONS:
+        decisions[direction.triple_key] = pick(direction.triple_key, _decide_socket_triple(host, workload, direction))
+    for direction in _DIRECTIONS:
+        modelled = _decide_core_max(host, workload, direction, decisions[direction.triple_key].value[2])
+        decisions[direction.core_key] = pick(direction.core_key, modelled)
+    decisions[TCP_MODERATE_RCVBUF] = pick(TCP_MODERATE_RCVBUF, _decide_moderate_rcvbuf(host))
     for key in workload.overrides:
         if key not in decisions:
-            decisions[key] = override_decision(workload, key, None)
+            decisions[key] = _override_decision(workload, key, None)
     return decisions
 
 
-def without_obsolete(host: HostFacts, decisions: dict[str, Decision]) -> tuple[dict[str, Decision], list[str]]:
+def _without_obsolete(host: HostFacts, decisions: dict[str, Decision]) -> tuple[dict[str, Decision], list[str]]:
     """tcp_adv_win_scale is never written on kernel >= 6.6, even when an override asks for it."""
-    if ADV_WIN_SCALE in decisions and host.kernel_version >= ADV_WIN_SCALE_OBSOLETE_SINCE:
-        kept = {key: decision for key, decision in decisions.items() if key != ADV_WIN_SCALE}
-        return kept, [f"override {ADV_WIN_SCALE} ignored: it has no effect on kernel >= 6.6, so it is not written"]
+    if TCP_ADV_WIN_SCALE in decisions and at_least(host.kernel_version, KERNEL_ADV_WIN_SCALE_OBSOLETE):
+        kept = {key: decision for key, decision in decisions.items() if key != TCP_ADV_WIN_SCALE}
+        return kept, [f"override {TCP_ADV_WIN_SCALE} ignored: it has no effect on kernel >= 6.6, so it is not written"]
     return decisions, []
 
 
-def resolved_inputs(host: HostFacts, workload: Workload) -> dict[str, Any]:
+def _resolved_inputs(host: HostFacts, workload: Workload) -> dict[str, Any]:
     return {
         "connections": workload.connections,
         "profile": workload.profile,
@@ -1183,13 +1125,13 @@ def resolved_inputs(host: HostFacts, workload: Workload) -> dict[str, Any]:
         "tx_truesize_factor": float(workload.tx_truesize_factor),
         "bandwidth_bps": workload.bandwidth_bps,
         "rtt_ms": None if workload.rtt_ms is None else float(workload.rtt_ms),
-        "bdp_bytes": bdp_bytes(workload),
+        "bdp_bytes": _bdp_bytes(workload),
         "memory_fraction": float(workload.memory_fraction),
-        "memory_budget_pages": memory_budget_pages(host, workload),
+        "memory_budget_pages": _memory_budget_pages(host, workload),
         "allow_decrease": workload.allow_decrease,
         "best_effort": workload.best_effort,
         "allow_above_mem_total": workload.allow_above_mem_total,
-        "overrides": {key: sysctl_text(value) for key, value in workload.overrides.items()},
+        "overrides": {key: _sysctl_text(value) for key, value in workload.overrides.items()},
         "page_size_bytes": host.page_size_bytes,
         "cpu_count": host.cpu_count,
         "mem_total_bytes": host.mem_total_bytes,
@@ -1197,20 +1139,20 @@ def resolved_inputs(host: HostFacts, workload: Workload) -> dict[str, Any]:
     }
 
 
-def unsettable_keys(scope: dict[str, Any]) -> dict[str, str]:
+def _unsettable_keys(scope: dict[str, Any]) -> dict[str, str]:
     """Recommended keys that cannot be set here (settable false, not merely unjudged), with the reason."""
     return {key: entry["reason"] for key, entry in sorted(scope.items()) if entry["settable"] is False}
 
 
-def report_rows(
+def _report_rows(
     host: HostFacts, values: dict[str, tuple[int, ...]], decisions: dict[str, Decision], scope: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Per recommended key, sorted by name: the live value (None when absent), the recommendation, why."""
     return [
         {
             "key": key,
-            "live": None if host.sysctl[key].value is None else sysctl_text(host.sysctl[key].value),
-            "recommended": sysctl_text(values[key]),
+            "live": None if host.sysctl[key].value is None else _sysctl_text(host.sysctl[key].value),
+            "recommended": _sysctl_text(values[key]),
             "settable": scope[key]["settable"],
             "why": decisions[key].explain,
         }
@@ -1223,44 +1165,44 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
 
     root is the facts' root flag: False turns "read-only here" into "not judged" and says so once.
     """
-    workload, factor_sources = calibrated(host, workload)
+    workload, factor_sources = _calibrated(host, workload)
     usage = steady_state_usage(workload.connections, workload, host)
-    decisions, warnings = without_obsolete(host, decide_all(host, workload, usage))
-    decisions[TCP_MEM] = with_factor_sources(decisions[TCP_MEM], workload, factor_sources)
+    decisions, warnings = _without_obsolete(host, _decide_all(host, workload, usage))
+    decisions[TCP_MEM] = _with_factor_sources(decisions[TCP_MEM], workload, factor_sources)
     values = {key: decision.value for key, decision in decisions.items()}
     tcp_mem = values[TCP_MEM]
-    above_ram = above_mem_total_warning(host, workload)
+    above_ram = _above_mem_total_warning(host, workload)
     if above_ram:
         warnings.insert(0, above_ram)
     for decision in decisions.values():
         warnings.extend(decision.warnings)
-    scope = {key: scope_of(host, key) for key in values}
+    scope = {key: _scope_of(host, key) for key in values}
     if root is False:
-        scope = {key: scope_without_root(host, key, entry) for key, entry in scope.items()}
-        warnings.append(not_root_warning([key for key in values if scope[key]["settable"] is None]))
+        scope = {key: _scope_without_root(host, key, entry) for key, entry in scope.items()}
+        warnings.append(_not_root_warning([key for key in values if scope[key]["settable"] is None]))
     warnings.extend(
-        f"{key} can't be set here ({scope[key]['reason']}); recommended value: {sysctl_text(values[key])}"
+        f"{key} can't be set here ({scope[key]['reason']}); recommended value: {_sysctl_text(values[key])}"
         for key in values
         if scope[key]["settable"] is False
     )
-    warnings.extend(override_warnings(host, workload, usage, tcp_mem))
-    warnings.extend(buffer_cap_warnings(host, values))
-    warnings.extend(socket_max_warnings(host, values))
-    warnings.extend(udp_mem_warnings(host, workload, tcp_mem))
-    warnings.extend(lowered_maximum_warnings(host, values))
-    warnings.extend(host_warnings(host, workload, usage, tcp_mem))
-    cgroup = cgroup_check(host, workload)
+    warnings.extend(_override_warnings(host, workload, usage, tcp_mem))
+    warnings.extend(_buffer_cap_warnings(host, values))
+    warnings.extend(_socket_max_warnings(host, values))
+    warnings.extend(_udp_mem_warnings(host, workload, tcp_mem))
+    warnings.extend(_lowered_maximum_warnings(host, values))
+    warnings.extend(_host_warnings(host, workload, usage, tcp_mem))
+    cgroup = _cgroup_check(host, workload)
     if cgroup is not None and cgroup["warning"]:
         warnings.append(cgroup["warning"])
     return {
         "schema_version": RECOMMENDATION_SCHEMA_VERSION,
-        "sysctl": {key: sysctl_text(value) for key, value in values.items()},
+        "sysctl": {key: _sysctl_text(value) for key, value in values.items()},
         "explain": {key: decision.explain for key, decision in decisions.items()},
         "scope": scope,
-        "unsettable": unsettable_keys(scope),
-        "rows": report_rows(host, values, decisions, scope),
-        "estimate": build_estimate(host, workload, usage, tcp_mem),
+        "unsettable": _unsettable_keys(scope),
+        "rows": _report_rows(host, values, decisions, scope),
+        "estimate": _build_estimate(host, workload, usage, tcp_mem),
         "warnings": warnings,
-        "inputs": resolved_inputs(host, workload),
+        "inputs": _resolved_inputs(host, workload),
         "cgroup": cgroup,
     }

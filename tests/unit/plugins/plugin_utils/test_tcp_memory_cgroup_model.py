@@ -10,8 +10,9 @@ import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
     ModelInputError,
     parse_facts,
+    resolve_workload,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import recommend, resolve_workload
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import recommend
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import MIB, make_facts
 
 # Every connection queues 64 KiB on the send side: 65536 x 1.25 / 4096 = 20 pages = 81920 bytes, plus

@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import parse_facts
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import parse_facts, resolve_workload
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import (
     TargetDoesNotFitError,
     connections_held,
     recommend,
-    resolve_workload,
     steady_state_usage,
 )
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import (

@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import parse_facts
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import parse_facts, resolve_workload
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import (
     AboveMemTotalError,
     TargetDoesNotFitError,
     bytes_charged,
     pages_charged,
     recommend,
-    resolve_workload,
     slab_bytes_per_socket,
     steady_state_usage,
 )
