@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import ExitJson, run_module
 
 MODULE = "netstack.tcp_tuning.tcp_memory_facts"
 CONNECTIONS = 3000
@@ -176,3 +177,20 @@ def test_blocked_writer_is_seen_in_sk_stream_wait_memory(netns, run_ansible_modu
     finally:
         writer.kill()
         writer.wait(timeout=10)
+
+
+def test_auto_falls_back_to_proc_when_netlink_is_refused(monkeypatch):
+    """connections_source=auto reads sockets by netlink only from the live /proc: this machine's, read-only
+    (main() in this process, so that the refusal can be arranged: nothing here refuses inet_diag for real)."""
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag
+    from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
+
+    def refuse(**_):
+        raise tcp_memory_diag.DiagUnavailable("inet_diag dump refused: EPERM")
+
+    monkeypatch.setattr(tcp_memory_diag, "dump_netlink", refuse)
+    kind, result = run_module(tcp_memory_facts.main, {"states": True})
+    assert kind is ExitJson, result
+    connections = result["ansible_facts"]["tcp_memory"]["connections"]
+    assert connections["source"] == "proc"
+    assert connections["fallback_reason"] == "inet_diag dump refused: EPERM"

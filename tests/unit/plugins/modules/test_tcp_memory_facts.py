@@ -6,36 +6,14 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from ansible.module_utils import basic
 from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
-from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import patch_module_args
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def no_exit(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules import module_args
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import ExitJson, FailJson
 
 
 def run_module(args):
-    with patch_module_args(args), pytest.raises((ExitJson, FailJson)) as caught:
-        tcp_memory_facts.main()
-    return caught.type, caught.value.args[0]
+    return module_args.run_module(tcp_memory_facts.main, args)
 
 
 def test_returns_facts_and_never_changes(tmp_path):
@@ -78,20 +56,6 @@ def test_forced_netlink_failure_fails_cleanly(tmp_path, monkeypatch):
     )
     assert kind is FailJson
     assert result["msg"] == "connections_source=netlink: cannot open a NETLINK_SOCK_DIAG socket: denied"
-
-
-def test_auto_falls_back_to_proc_when_netlink_is_refused(monkeypatch):
-    from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag
-
-    def refuse(**_):
-        raise tcp_memory_diag.DiagUnavailable("inet_diag dump refused: EPERM")
-
-    monkeypatch.setattr(tcp_memory_diag, "dump_netlink", refuse)
-    kind, result = run_module({"states": True})
-    assert kind is ExitJson
-    connections = result["ansible_facts"]["tcp_memory"]["connections"]
-    assert connections["source"] == "proc"
-    assert connections["fallback_reason"] == "inet_diag dump refused: EPERM"
 
 
 @pytest.mark.parametrize(

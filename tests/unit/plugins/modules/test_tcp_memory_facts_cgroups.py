@@ -7,38 +7,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from ansible.module_utils import basic
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups
 from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.cgroup_trees import trees as cgroup_trees
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
-from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import patch_module_args
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def no_exit(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules import module_args
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import ExitJson, FailJson
 
 
 def run_module(args):
-    with patch_module_args(args), pytest.raises((ExitJson, FailJson)) as caught:
-        tcp_memory_facts.main()
-    return caught.type, caught.value.args[0]
+    return module_args.run_module(tcp_memory_facts.main, args)
 
 
 def host_with_cgroups(tmp_path, cgroup_tree):
