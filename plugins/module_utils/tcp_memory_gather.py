@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import socket
 
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_blocked_writers as writers
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_keys as keys
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_writers as writers
 
 SCHEMA_VERSION = 1
 HOST_WIDE_SOCKSTAT_FIELDS = ["alloc", "orphan", "mem"]
