@@ -512,7 +512,7 @@ def _congestion_control(value: Any) -> Optional[str]:
 # ---------------------------------------------------------------- memory cgroups (optional facts)
 
 
-CGROUP_BYTES_MAX = 2**63 - 1  # cgroup counters are 64-bit
+CGROUP_BYTES_MAX = LONG_MAX  # cgroup counters are 64-bit
 
 
 @dataclass(frozen=True)
