@@ -132,9 +132,11 @@ def ansible_adhoc(
     netns_name=None,
     timeout: float = 300,
     wrapper: Sequence[str] = (),
+    extra_vars: Optional[dict] = None,
 ) -> dict:
     """Run `ansible localhost -m module` as Ansible would (optionally inside a namespace, under `wrapper`,
-    for example prlimit). Returns the module's result for localhost from the json stdout callback."""
+    for example prlimit; `extra_vars` as one JSON -e). Returns the module's result for localhost from the
+    json stdout callback."""
     command = in_netns(netns_name) + list(wrapper)
     command += [
         str(VENV_BIN / "ansible"),
@@ -150,6 +152,8 @@ def ansible_adhoc(
     ]
     if args:  # an empty '{}' would be taken for raw parameters
         command += ["-a", json.dumps(args)]
+    if extra_vars is not None:
+        command += ["-e", json.dumps(extra_vars)]
     env = ansible_env(collections, json_output=True)
     try:
         out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)

@@ -1,14 +1,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The filter as Ansible loads it: through Jinja (Templar and an ad-hoc `ansible` run) and bad input."""
+"""The filter as Ansible loads it: through Jinja (Templar) and bad input. The ad-hoc `ansible` run and the facts
+of the running kernel are in tests/integration/test_recommend_tcp_memory_live.py."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -115,40 +112,6 @@ def test_templar_renders_the_filter_with_lazy_containers():
     assert positional["sysctl"]["net.ipv4.tcp_mem"] == "262048 349398 524096"
     with pytest.raises(AnsibleFilterError, match=r"connections must be >= 1, got 0"):
         templar.template(trust_as_template(f"{{{{ facts | {FQCN}(connections=0) }}}}"))
-
-
-def test_ansible_adhoc_run_loads_the_filter_as_ansible_does(tmp_path):
-    facts_file = tmp_path / "facts.json"
-    facts_file.write_text(json.dumps({"tcp_memory_facts": make_facts(mem_total_bytes=16 * GIB)}))
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(collections_path()),
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    ansible = Path(sys.executable).parent / "ansible"
-    expression = f"{{{{ tcp_memory_facts | {FQCN}(connections=200000, bandwidth_bps=10000000000, rtt_ms=100) }}}}"
-    completed = subprocess.run(
-        [
-            str(ansible),
-            "localhost",
-            *("-c", "local", "-m", "ansible.builtin.debug"),
-            *("-a", f"msg={expression}", "-e", f"@{facts_file}"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    output = json.loads(completed.stdout)
-    message = output["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
-    assert message["sysctl"]["net.ipv4.tcp_mem"] == "262048 349398 524096"
-    assert int(message["sysctl"]["net.ipv4.tcp_rmem"].split()[2]) >= 250_000_000
 
 
 def test_mapping_that_is_not_a_dict_is_accepted_and_output_is_plain():
@@ -320,16 +283,3 @@ def test_malformed_fact_values_are_named(path, value, fragment):
 
 def test_facts_that_are_not_a_dict():
     assert_rejected("facts", "nope", facts="nope", connections=10)
-
-
-def test_facts_gathered_from_the_running_kernel_are_accepted():
-    """The contract end to end: this collection's own gatherer, reading this machine's /proc (read-only)."""
-    from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
-
-    facts = gather()
-    result = recommend_tcp_memory(facts, connections=1000)
-    assert_plain(result)
-    live_tcp_mem = facts["sysctl"]["net.ipv4.tcp_mem"]["value"]
-    if live_tcp_mem is not None:  # never below the live value (allow_decrease=false)
-        recommended = [int(n) for n in result["sysctl"]["net.ipv4.tcp_mem"].split()]
-        assert all(new >= old for new, old in zip(recommended, live_tcp_mem))
