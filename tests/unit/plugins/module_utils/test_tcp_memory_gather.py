@@ -52,40 +52,32 @@ def read_only(scope, unit, value):
     return (True, False, scope, unit, value)
 
 
+NORMAL_HOST_SYSCTL = {  # 6.1, initial namespace
+    "net.ipv4.tcp_mem": rw("global", PAGES, [23520, 31362, 47040]),
+    "net.ipv4.tcp_rmem": rw("netns", BYTES, [4096, 131072, 6291456]),
+    "net.ipv4.tcp_wmem": rw("netns", BYTES, [4096, 16384, 4194304]),
+    "net.ipv4.udp_mem": rw("global", PAGES, [47043, 62725, 94086]),
+    "net.ipv4.tcp_moderate_rcvbuf": rw("netns", "boolean", 1),
+    "net.ipv4.tcp_adv_win_scale": rw("netns", "count", 1),
+    "net.core.rmem_max": rw("global", BYTES, 212992),
+    "net.core.wmem_max": rw("global", BYTES, 212992),
+    "net.core.rmem_default": rw("global", BYTES, 212992),
+    "net.core.wmem_default": rw("global", BYTES, 212992),
+    "net.core.optmem_max": rw("global", BYTES, 131072),
+}
 EXPECTED_SYSCTL = {
-    "normal_host": {  # 6.1, initial namespace
-        "net.ipv4.tcp_mem": rw("global", PAGES, [23520, 31362, 47040]),
-        "net.ipv4.tcp_rmem": rw("netns", BYTES, [4096, 131072, 6291456]),
-        "net.ipv4.tcp_wmem": rw("netns", BYTES, [4096, 16384, 4194304]),
-        "net.ipv4.udp_mem": rw("global", PAGES, [47043, 62725, 94086]),
-        "net.ipv4.tcp_moderate_rcvbuf": rw("netns", "boolean", 1),
-        "net.ipv4.tcp_adv_win_scale": rw("netns", "count", 1),
-        "net.core.rmem_max": rw("global", BYTES, 212992),
-        "net.core.wmem_max": rw("global", BYTES, 212992),
-        "net.core.rmem_default": rw("global", BYTES, 212992),
-        "net.core.wmem_default": rw("global", BYTES, 212992),
-        "net.core.optmem_max": rw("global", BYTES, 131072),
-    },
-    "pressure_host": {  # 6.12, initial namespace
+    "normal_host": NORMAL_HOST_SYSCTL,
+    "pressure_host": {  # 6.12, initial namespace, tcp_mem lowered
+        **NORMAL_HOST_SYSCTL,
         "net.ipv4.tcp_mem": rw("global", PAGES, [1000, 1500, 2000]),
-        "net.ipv4.tcp_rmem": rw("netns", BYTES, [4096, 131072, 6291456]),
-        "net.ipv4.tcp_wmem": rw("netns", BYTES, [4096, 16384, 4194304]),
         "net.ipv4.udp_mem": rw("global", PAGES, [94000, 125000, 188000]),
-        "net.ipv4.tcp_moderate_rcvbuf": rw("netns", "boolean", 1),
-        "net.ipv4.tcp_adv_win_scale": rw("netns", "count", 1),
-        "net.core.rmem_max": rw("global", BYTES, 212992),
-        "net.core.wmem_max": rw("global", BYTES, 212992),
-        "net.core.rmem_default": rw("global", BYTES, 212992),
-        "net.core.wmem_default": rw("global", BYTES, 212992),
         "net.core.optmem_max": rw("netns", BYTES, 20480),
     },
     "container_netns": {  # 6.18 inside `ip netns exec`
+        **NORMAL_HOST_SYSCTL,
         "net.ipv4.tcp_mem": ABSENT,
         "net.ipv4.tcp_rmem": rw("netns", BYTES, [4096, 131072, 33554432]),
-        "net.ipv4.tcp_wmem": rw("netns", BYTES, [4096, 16384, 4194304]),
         "net.ipv4.udp_mem": ABSENT,
-        "net.ipv4.tcp_moderate_rcvbuf": rw("netns", "boolean", 1),
-        "net.ipv4.tcp_adv_win_scale": rw("netns", "count", 1),
         "net.core.rmem_max": read_only("global", BYTES, 4194304),
         "net.core.wmem_max": read_only("global", BYTES, 4194304),
         "net.core.rmem_default": read_only("global", BYTES, 212992),

@@ -37,11 +37,16 @@ def test_default_call_reads_no_process(tmp_path, monkeypatch):
     assert result["ansible_facts"]["tcp_memory"]["cgroups"] is None
 
 
-def test_cgroups_option_names_the_limited_cgroup(tmp_path):
-    proc_root, sys_root = host_with_cgroups(tmp_path, "v2_scope")
+def cgroups_of(tmp_path, cgroup_tree):
+    """The module's cgroups facts (cgroups=true) on a normal host with `cgroup_tree` on top."""
+    proc_root, sys_root = host_with_cgroups(tmp_path, cgroup_tree)
     kind, result = run_module({"proc_root": proc_root, "sys_root": sys_root, "cgroups": True})
-    assert kind is ExitJson
-    cgroups = result["ansible_facts"]["tcp_memory"]["cgroups"]
+    assert kind is ExitJson, result
+    return result["ansible_facts"]["tcp_memory"]["cgroups"]
+
+
+def test_cgroups_option_names_the_limited_cgroup(tmp_path):
+    cgroups = cgroups_of(tmp_path, "v2_scope")
     assert cgroups["memory_controller"] == "v2"
     first = cgroups["owners"][0]
     assert (first["path"], first["memory_max_bytes"], first["socket_headroom_bytes"]) == (
@@ -52,10 +57,7 @@ def test_cgroups_option_names_the_limited_cgroup(tmp_path):
 
 
 def test_v1_host(tmp_path):
-    proc_root, sys_root = host_with_cgroups(tmp_path, "v1_hybrid")
-    kind, result = run_module({"proc_root": proc_root, "sys_root": sys_root, "cgroups": True})
-    assert kind is ExitJson
-    cgroups = result["ansible_facts"]["tcp_memory"]["cgroups"]
+    cgroups = cgroups_of(tmp_path, "v1_hybrid")
     assert cgroups["memory_controller"] == "v1"
     assert cgroups["owners"][0]["kmem_tcp_limit_bytes"] == 16777216
 
