@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Name the ansible-core release in every test id and in the header.
 
 `make compat` runs the unit and integration tests once per ansible-core release, each in its own

@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The tune playbook's rolling rollout against five podman containers (tests/hosts/container.sh:
 rootful, runc, --network none, so each has its own network namespace and only per-namespace keys
 are written). The third host's /etc/sysctl.d is a read-only bind mount: sysctl_dropin fails there

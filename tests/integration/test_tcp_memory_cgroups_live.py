@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """tcp_memory_facts cgroups=true on this machine's real kernel and cgroup hierarchy (v2, or v1 on a
 hybrid host): the memory cgroup of a process holding loopback connections is named with its socket
 count; where no cgroup hierarchy is mounted (`ip netns exec` remounts /sys without it) the facts

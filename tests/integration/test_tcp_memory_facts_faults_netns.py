@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """tcp_memory_facts run by `ansible` as a module, inside a network namespace, over a proc root with faults.
 
 Issue 11 items 12-14: a FIFO, a link to /dev/zero, a huge file and absurd values where kernel

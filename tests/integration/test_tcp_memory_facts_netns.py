@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """tcp_memory_facts on the real kernel, run by `ansible` ad hoc as Ansible would run it.
 
 A network namespace created per test holds a known number of loopback connections (several

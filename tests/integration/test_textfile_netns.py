@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The role's node_exporter textfile (tcp_memory_textfile_dir), written by a real run of the role
 inside a network namespace this test creates (what a container sees: tcp_mem absent, net.core.*
 read-only), checked with promtool and read back against the facts and recommendation the role used.

@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """meta/execution-environment.yml says the collection needs nothing beyond ansible-core: check the claim
 against the code (every import in plugins/ is the standard library, ansible-core or this collection) and
 that the file ships in the built collection."""

@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """tests/hosts/vm.sh image: one cached image per Debian release, and a new recipe for one
 release removes only that release's older images (another release's image stays usable).
 

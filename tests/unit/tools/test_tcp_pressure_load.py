@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Unit tests of the pressure scenario's load program: parsers, attribution, arithmetic. Its real runs on this
 machine's loopback are in tests/integration/test_tcp_pressure_load_live.py."""
 

@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The filter as Ansible loads it: through Jinja (Templar) and bad input. The ad-hoc `ansible` run and the facts
 of the running kernel are in tests/integration/test_recommend_tcp_memory_live.py."""
 

@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Faults under the proc root and nonsense facts (issue 11, items 12-14), on fixture trees.
 
 Each gather runs in a forked child with an address-space limit and a deadline, so the code

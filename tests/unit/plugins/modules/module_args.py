@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Running a module's main() in-process, for every supported ansible-core.
 
 patch_module_args: 2.19's own helper, or the classic basic._ANSIBLE_ARGS patch that ansible-core 2.16 to
