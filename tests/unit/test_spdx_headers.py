@@ -71,6 +71,8 @@ NOT_YET_CONVERTED = frozenset(
         "tests/sanity_get_pip.py",
         "tests/tools/conn_holder.py",
         "tests/tools/tcp_pressure_load.py",
+        "tests/tools/tcp_threshold_probe.py",  # in progress elsewhere when this check was added
+        "tests/integration/test_report_equivalence_netns.py",  # likewise
         "tests/unit/plugins/module_utils/test_sysctl_dropin_lock.py",
         "tests/unit/plugins/module_utils/test_sysctl_dropin_paths.py",
         "tests/unit/plugins/module_utils/test_sysctl_dropin_plan.py",
