@@ -2,8 +2,10 @@
 """The recommendation model: a host's facts and a workload in, sysctl values with their reasons out.
 
 Pure arithmetic, no I/O and no Ansible imports (the filter turns ModelInputError into
-AnsibleFilterError). Read top to bottom: workload -> expected usage -> one function per decision
-(tcp_mem, per-socket triples, net.core limits, scope) -> estimate -> warnings. Every constant is
+AnsibleFilterError). The filter's arguments are validated into a Workload by tcp_memory_inputs; the key names
+and the kernel's own constants come from module_utils/tcp_memory_keys. Read top to bottom: the per-direction
+table (receive/send) -> expected usage -> one function per decision (tcp_mem, per-socket triples, net.core
+limits, scope) -> estimate -> warnings -> recommend(), the one entry point. Every constant is
 justified with its source in docs/recommendation-model.md: kernel source files and functions
 (net/ipv4/tcp.c, net/core/sock.c) and measurements on real kernels.
 """
