@@ -342,8 +342,11 @@ class StackSampler(threading.Thread):
                     counts[2] += int(state == "R")
 
 
-def open_connections(count: int) -> Tuple[socket.socket, List[socket.socket], List[socket.socket]]:
-    """A listener and `count` connected (client, accepted) loopback pairs, all lingering 0."""
+def open_connections(
+    count: int, nodelay: bool = False
+) -> Tuple[socket.socket, List[socket.socket], List[socket.socket]]:
+    """A listener and `count` connected (client, accepted) loopback pairs, all lingering 0;
+    with `nodelay`, every client has TCP_NODELAY (each small send is pushed as its own skb)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     set_abortive_close(listener)
     listener.bind(("127.0.0.1", 0))
@@ -359,6 +362,8 @@ def open_connections(count: int) -> Tuple[socket.socket, List[socket.socket], Li
         for _connect in range(batch):
             client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             set_abortive_close(client)
+            if nodelay:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.connect(address)
             clients.append(client)
         for _accept in range(batch):
@@ -505,7 +510,7 @@ def worker_main(index: int, count: int, config: Mapping[str, Any], channel: Any,
     signal.alarm(int(config["deadline_s"] + config["hold_s"]) + 60)
     sockets: List[socket.socket] = []
     try:
-        listener, clients, servers = open_connections(count)
+        listener, clients, servers = open_connections(count, config["nodelay"])
         sockets = [listener, *clients, *servers]
         for client in clients:
             set_send_timeout(client, config["send_timeout_s"])
@@ -628,6 +633,7 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
     config = {
         "tx_bytes": args.tx_bytes,
         "chunk_bytes": args.chunk_bytes,
+        "nodelay": args.nodelay,
         "slow_send_ms": args.slow_send_ms,
         "send_timeout_s": args.send_timeout_s,
         "max_stalls": args.max_stalls,
@@ -705,6 +711,8 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
             "workers": len(shares),
             "tx_bytes_per_connection": args.tx_bytes,
             "chunk_bytes": args.chunk_bytes,
+            "sends_per_connection": math.ceil(args.tx_bytes / args.chunk_bytes),
+            "nodelay": args.nodelay,
             "receiver": "does not read",
             "slow_send_ms": args.slow_send_ms,
             "send_timeout_s": args.send_timeout_s,
@@ -760,6 +768,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="worker processes (more if fds require)")
     parser.add_argument("--tx-bytes", type=int, default=65536, help="bytes each client writes and leaves unread")
     parser.add_argument("--chunk-bytes", type=int, default=16384, help="bytes per send() call")
+    parser.add_argument(
+        "--nodelay", action="store_true", help="TCP_NODELAY on every client: each send() leaves as its own skb"
+    )
     parser.add_argument("--slow-send-ms", type=float, default=100.0, help="a send at least this slow is attributed")
     parser.add_argument("--send-timeout-s", type=float, default=1.0, help="SO_SNDTIMEO: a send gives up after this")
     parser.add_argument("--max-stalls", type=int, default=10, help="stalled connections before a worker stops")
