@@ -3,11 +3,18 @@
 """Count TCP sockets by state and find those holding the most buffer memory.
 
 Two sources, both streamed so memory stays flat however many sockets exist:
-- NETLINK_SOCK_DIAG / inet_diag (what `ss` uses): each recv buffer is walked message by
-  message, stepping by each message's own nlmsg_len; per socket only a state counter, two
-  sums and, for a socket that beats the current top N, a copy of its 72-byte header survive.
+- NETLINK_SOCK_DIAG / inet_diag (what `ss` uses): one dump request for IPv4 and IPv6 together,
+  its replies read by one receive loop (_socket_messages) that every dump shares, message by
+  message, stepping by each message's own nlmsg_len; per socket only a state counter, two sums
+  and, for a socket that beats the current top N, a copy of its 72-byte header survive.
 - /proc/net/tcp and tcp6, line by line: slower (the kernel formats text) and without
   per-socket memory, only the payload bytes queued (tx_queue/rx_queue).
+
+What the kernel walks for a dump (inet_diag_dump_icsk(), net/ipv4/inet_diag.c): the listening hash
+when idiag_states has TCPF_LISTEN or TCPF_SYN_RECV; the whole established hash (every bucket and
+every socket of every network namespace, each tested for its namespace and state under the bucket
+lock) when it has any other connection state; the bind hash when it has TCPF_BOUND_INACTIVE. Only a
+socket whose state is asked for costs a message.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_pro
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK = 18  # the original request type: inet_diag_rcv_msg_compat() dumps both families
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 INET_DIAG_MEMINFO = 1  # struct inet_diag_meminfo {rmem_alloc, wmem_queued, fwd_alloc, wmem_alloc}
-ALL_STATES = 0xFFFFFFFF
+MEMINFO_EXT = 1 << (INET_DIAG_MEMINFO - 1)  # idiag_ext bit asking for it
 RECV_BUFFER_BYTES = 65536  # the kernel fills ~32 KiB per recv; twice that never truncates
 
 # Kernel TCP state numbers (include/net/tcp_states.h) -> names used in the facts.
@@ -48,13 +56,19 @@ TCP_STATES = (
     "NEW_SYN_RECV",
     "BOUND_INACTIVE",
 )
-
-TCPDIAG_GETSOCK = 18  # the original request type: inet_diag_rcv_msg_compat() dumps both families
-_COMPAT_REQUEST = struct.Struct("=IHHII" + "BBBB48sII")  # nlmsghdr + struct inet_diag_req
 TCP_ESTABLISHED = 1
-HASHED_SOCKETS_SLACK = 1024
+TCP_FIN_WAIT1 = 4
 TCP_CLOSE_WAIT = 8
 TCP_LISTEN = 10
+TCP_BOUND_INACTIVE = 13
+# Every state of a socket in the listening or established hash, ESTABLISHED (1) .. NEW_SYN_RECV (12): what
+# /proc/net/tcp and tcp6 list, and `ss -tan state all` before iproute2 6.7. Not TCPF_BOUND_INACTIVE (kernel
+# 6.6+): sockets bound that neither listen nor connect (reported as CLOSE); asking for them adds a walk of the
+# bind hash, about as long as the established hash walk, for sockets that are no connection.
+CONNECTION_STATES = (1 << TCP_BOUND_INACTIVE) - (1 << TCP_ESTABLISHED)
+HASHED_SOCKETS_SLACK = 1024
+
+_COMPAT_REQUEST = struct.Struct("=IHHII" + "BBBB48sII")  # nlmsghdr + struct inet_diag_req
 _REQUEST = struct.Struct("=IHHII" + "BBBBI" + "HH16s16sIII")  # nlmsghdr + inet_diag_req_v2
 # nlmsg_len, nlmsg_type, (flags, seq, pid skipped), idiag_family, idiag_state, (timer, retrans,
 # sockid, expires skipped), idiag_rqueue, idiag_wqueue
@@ -68,10 +82,15 @@ MSG_HEADER_BYTES = 16
 DIAG_MSG_BYTES = 72  # struct inet_diag_msg
 FIRST_ATTR_BYTES = MSG_HEADER_BYTES + DIAG_MSG_BYTES
 HEAD_BYTES = _DIAG_HEAD.size
+SOCKET_MESSAGE_TYPES = (SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK)  # a reply has its request's type
 
 
 class DiagUnavailable(Exception):
     """The netlink source cannot be used here (no permission, no module, kernel refused)."""
+
+
+class DumpRefused(DiagUnavailable):
+    """The kernel answered a dump request with an error before any socket."""
 
 
 class ConnectionSummary:
@@ -135,14 +154,30 @@ def _result(summary: ConnectionSummary, source: str, with_memory: bool) -> dict:
 # --- netlink -------------------------------------------------------------------------------
 
 
-def _diag_request(family: int, sequence: int, states_mask: int = ALL_STATES, with_memory: bool = True) -> bytes:
-    """inet_diag_req_v2 for every TCP socket of `family` whose state bit is in `states_mask`.
+def _compat_request(sequence: int, states_mask: int, ext: int = 0) -> bytes:
+    """TCPDIAG_GETSOCK with struct inet_diag_req: IPv4 and IPv6 sockets in ONE walk of the TCP hashes.
 
-    The kernel walks its hash tables whatever the mask (inet_diag_dump_icsk) but builds and sends
-    a message only for a socket whose state is asked for: the cost that grows with sockets is paid
-    for those alone.
+    inet_diag_dump_compat() dumps with sdiag_family = AF_UNSPEC; an inet_diag_req_v2 names one family,
+    and each of the two walks every socket of both (the tables are shared).
     """
-    ext = 1 << (INET_DIAG_MEMINFO - 1) if with_memory else 0
+    return _COMPAT_REQUEST.pack(
+        _COMPAT_REQUEST.size,
+        TCPDIAG_GETSOCK,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        sequence,
+        0,
+        0,
+        0,
+        0,
+        ext,
+        b"\0" * 48,
+        states_mask,
+        0,
+    )
+
+
+def _diag_request(family: int, sequence: int, states_mask: int, ext: int = 0) -> bytes:
+    """inet_diag_req_v2 for the TCP sockets of `family` whose state bit is in `states_mask`."""
     return _REQUEST.pack(
         _REQUEST.size,
         SOCK_DIAG_BY_FAMILY,
@@ -162,6 +197,72 @@ def _diag_request(family: int, sequence: int, states_mask: int = ALL_STATES, wit
         0,
         0,
     )
+
+
+def _socket_messages(sock, request: bytes, buffer: bytearray):
+    """Send one dump request; yield (offset, length, state, rqueue, wqueue) of each socket message in `buffer`.
+
+    THE receive loop of every dump: `buffer` (RECV_BUFFER_BYTES + HEAD_BYTES, the slack keeps the header
+    unpack of the short NLMSG_DONE inside it) is refilled by each recv, so a message's bytes are valid only
+    until the next one is asked for. Ends at NLMSG_DONE; raises DumpRefused for an error before any socket,
+    DiagUnavailable for a later error, a truncated or malformed reply, or a socket closed before the end.
+    """
+    sock.send(request)
+    receive_area = memoryview(buffer)[:RECV_BUFFER_BYTES]
+    unpack_head = _DIAG_HEAD.unpack_from
+    sockets = 0
+    while True:
+        received, _ancillary, flags, _address = sock.recvmsg_into([receive_area])
+        if flags & socket.MSG_TRUNC:
+            raise DiagUnavailable(f"netlink reply truncated at {received} bytes")
+        if received == 0:
+            raise DiagUnavailable("netlink socket closed before NLMSG_DONE")
+        offset = 0
+        while offset + MSG_HEADER_BYTES <= received:
+            length, kind, _family, state, rqueue, wqueue = unpack_head(buffer, offset)
+            if length < MSG_HEADER_BYTES or offset + length > received:
+                raise DiagUnavailable(f"malformed netlink message (length {length} at offset {offset})")
+            if kind in SOCKET_MESSAGE_TYPES and length >= FIRST_ATTR_BYTES:
+                sockets += 1
+                yield offset, length, state, rqueue, wqueue
+            elif kind == NLMSG_DONE:
+                return
+            elif kind == NLMSG_ERROR:
+                error = -_ERRNO.unpack_from(buffer, offset + MSG_HEADER_BYTES)[0]
+                refused = DumpRefused if sockets == 0 else DiagUnavailable
+                raise refused(f"inet_diag dump refused: {errno.errorcode.get(error, error)}")
+            offset += (length + 3) & ~3
+
+
+def _read_dump(sock, states_mask: int, ext: int, consume) -> None:
+    """Feed every TCP socket in `states_mask` (IPv4 and IPv6) to `consume(messages, buffer)`.
+
+    One compat request, one walk; only where the kernel refuses it (DumpRefused), one inet_diag_req_v2 per
+    family. `consume` returns False when it wants no more sockets: no further request is sent then.
+    """
+    buffer = bytearray(RECV_BUFFER_BYTES + HEAD_BYTES)
+    try:
+        consume(_socket_messages(sock, _compat_request(1, states_mask, ext), buffer), buffer)
+        return
+    except DumpRefused:
+        pass
+    for sequence, family in enumerate((socket.AF_INET, socket.AF_INET6), 2):
+        if consume(_socket_messages(sock, _diag_request(family, sequence, states_mask, ext), buffer), buffer) is False:
+            return
+
+
+def _netlink_socket(timeout: float):
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
+    except OSError as exc:
+        raise DiagUnavailable(f"cannot open a NETLINK_SOCK_DIAG socket: {exc}") from None
+    try:
+        sock.settimeout(timeout)
+        sock.bind((0, 0))
+    except OSError as exc:
+        sock.close()
+        raise DiagUnavailable(f"cannot bind a NETLINK_SOCK_DIAG socket: {exc}") from None
+    return sock
 
 
 def _netlink_entry(family: int, header: bytes, rmem: int, wmem: int):
@@ -196,113 +297,80 @@ def _find_meminfo(buffer, start: int, end: int):
     return None
 
 
-def _dump_family(sock, family: int, sequence: int, summary: ConnectionSummary, states_mask: int = ALL_STATES) -> None:
-    """Send one dump request and fold every reply into `summary`, one recv buffer at a time.
+def _sum_memory(summary: ConnectionSummary):
+    """A dump consumer folding each socket's state, queues and MEMINFO into `summary`.
 
-    The hot loop does two struct unpacks per socket: the header fields it needs at fixed
-    offsets, and MEMINFO at the offset where the previous socket had it (all sockets of one
-    kind carry the same attributes); only when that guess misses are attributes walked.
+    Per socket: the header fields _socket_messages unpacked, and MEMINFO at the offset where the previous
+    socket had it (all sockets of one kind carry the same attributes); only when that guess misses are
+    the attributes walked.
     """
-    sock.send(_diag_request(family, sequence, states_mask))
-    # HEAD_BYTES of slack after the receive area: the header unpack at any offset below
-    # `received` stays inside the buffer even for the short NLMSG_DONE at its end.
-    buffer = bytearray(RECV_BUFFER_BYTES + HEAD_BYTES)
-    receive_area = memoryview(buffer)[:RECV_BUFFER_BYTES]
-    by_state = summary.by_state
-    unpack_head = _DIAG_HEAD.unpack_from
-    unpack_meminfo = _MEMINFO_ATTR.unpack_from
-    top_n = summary.top_n
-    rmem_sum = wmem_sum = rx_sum = tx_sum = 0
-    meminfo_at = FIRST_ATTR_BYTES
-    threshold = summary.threshold()
-    try:
-        while True:
-            received, _ancillary, flags, _address = sock.recvmsg_into([receive_area])
-            if flags & socket.MSG_TRUNC:
-                raise DiagUnavailable(f"netlink reply truncated at {received} bytes")
-            if received == 0:
-                raise DiagUnavailable("netlink socket closed before NLMSG_DONE")
-            offset = 0
-            while offset + MSG_HEADER_BYTES <= received:
-                length, kind, _family, state, rqueue, wqueue = unpack_head(buffer, offset)
-                if length < MSG_HEADER_BYTES or offset + length > received:
-                    raise DiagUnavailable(f"malformed netlink message (length {length} at offset {offset})")
-                if kind == SOCK_DIAG_BY_FAMILY and length >= FIRST_ATTR_BYTES:
-                    by_state[state] += 1
-                    if state != TCP_LISTEN:  # a listener's queues count connections, not bytes
-                        rx_sum += rqueue
-                        tx_sum += wqueue
-                    rmem = wmem = 0
-                    if meminfo_at + 12 <= length:
-                        attr_len, attr_type, rmem, wmem = unpack_meminfo(buffer, offset + meminfo_at)
-                    if meminfo_at + 12 > length or attr_type != INET_DIAG_MEMINFO or attr_len < 12:
-                        found = _find_meminfo(buffer, offset + FIRST_ATTR_BYTES, offset + length)
-                        if found is None:  # time-wait and request sockets carry no memory
-                            rmem = wmem = 0
-                        else:
-                            meminfo_at = found - offset
-                            attr_len, attr_type, rmem, wmem = unpack_meminfo(buffer, found)
-                    rmem_sum += rmem
-                    wmem_sum += wmem
-                    if top_n and rmem + wmem > threshold:
-                        body = offset + MSG_HEADER_BYTES
-                        summary.offer(
-                            rmem + wmem,
-                            _netlink_entry(buffer[body], bytes(buffer[body : body + DIAG_MSG_BYTES]), rmem, wmem),
-                        )
-                        threshold = summary.threshold()
-                elif kind == NLMSG_DONE:
-                    return
-                elif kind == NLMSG_ERROR:
-                    error = -_ERRNO.unpack_from(buffer, offset + MSG_HEADER_BYTES)[0]
-                    raise DiagUnavailable(f"inet_diag dump refused: {errno.errorcode.get(error, error)}")
-                offset += (length + 3) & ~3
-    finally:
-        summary.rmem_alloc += rmem_sum
-        summary.wmem_queued += wmem_sum
-        summary.rx_queue += rx_sum
-        summary.tx_queue += tx_sum
+
+    def consume(messages, buffer) -> None:
+        by_state = summary.by_state
+        unpack_meminfo = _MEMINFO_ATTR.unpack_from
+        top_n = summary.top_n
+        rmem_sum = wmem_sum = rx_sum = tx_sum = 0
+        meminfo_at = FIRST_ATTR_BYTES
+        threshold = summary.threshold()
+        try:
+            for offset, length, state, rqueue, wqueue in messages:
+                by_state[state] += 1
+                if state != TCP_LISTEN:  # a listener's queues count connections, not bytes
+                    rx_sum += rqueue
+                    tx_sum += wqueue
+                rmem = wmem = 0
+                if meminfo_at + 12 <= length:
+                    attr_len, attr_type, rmem, wmem = unpack_meminfo(buffer, offset + meminfo_at)
+                if meminfo_at + 12 > length or attr_type != INET_DIAG_MEMINFO or attr_len < 12:
+                    found = _find_meminfo(buffer, offset + FIRST_ATTR_BYTES, offset + length)
+                    if found is None:  # time-wait and request sockets carry no memory
+                        rmem = wmem = 0
+                    else:
+                        meminfo_at = found - offset
+                        attr_len, attr_type, rmem, wmem = unpack_meminfo(buffer, found)
+                rmem_sum += rmem
+                wmem_sum += wmem
+                if top_n and rmem + wmem > threshold:
+                    body = offset + MSG_HEADER_BYTES
+                    summary.offer(
+                        rmem + wmem,
+                        _netlink_entry(buffer[body], bytes(buffer[body : body + DIAG_MSG_BYTES]), rmem, wmem),
+                    )
+                    threshold = summary.threshold()
+        finally:
+            summary.rmem_alloc += rmem_sum
+            summary.wmem_queued += wmem_sum
+            summary.rx_queue += rx_sum
+            summary.tx_queue += tx_sum
+
+    return consume
 
 
-def _count_both_families(sock, states_mask: int, summary: ConnectionSummary) -> None:
-    """One compat request for IPv4 and IPv6; two v2 requests where the kernel refuses it."""
-    try:
-        _count_family(sock, None, 1, states_mask, summary.by_state)
-    except DiagUnavailable as exc:
-        if "dump refused" not in str(exc) or any(summary.by_state):
-            raise
-        for sequence, family in enumerate((socket.AF_INET, socket.AF_INET6), 2):
-            _count_family(sock, family, sequence, states_mask, summary.by_state)
+def _count_states(by_state: list):
+    """A dump consumer counting sockets by state (the kernel sends no attributes for these dumps)."""
+
+    def consume(messages, _buffer) -> None:
+        for _offset, _length, state, _rqueue, _wqueue in messages:
+            by_state[state] += 1
+
+    return consume
 
 
 def dump_netlink(
-    top_n: int = 0,
-    families=(socket.AF_INET, socket.AF_INET6),
-    timeout: float = 60.0,
-    states_mask: int = ALL_STATES,
-    with_memory: bool = True,
+    top_n: int = 0, timeout: float = 60.0, states_mask: int = CONNECTION_STATES, with_memory: bool = True
 ) -> dict:
-    """Dump the TCP sockets of this network namespace through inet_diag (those in `states_mask`).
+    """Dump the TCP sockets (IPv4 and IPv6) of this network namespace whose state is in `states_mask`.
 
     Without memory (no top_n then) sockets are only counted by state, and the kernel sends no
     attributes. Raises DiagUnavailable when netlink cannot be used, so the caller can fall back.
     """
     summary = ConnectionSummary(top_n)
+    sock = _netlink_socket(timeout)
     try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
-    except OSError as exc:
-        raise DiagUnavailable(f"cannot open a NETLINK_SOCK_DIAG socket: {exc}") from None
-    try:
-        sock.settimeout(timeout)
-        sock.bind((0, 0))
-        if not with_memory and set(families) == {socket.AF_INET, socket.AF_INET6}:
-            _count_both_families(sock, states_mask, summary)
+        if with_memory:
+            _read_dump(sock, states_mask, MEMINFO_EXT, _sum_memory(summary))
         else:
-            for sequence, family in enumerate(families, 1):
-                if with_memory:
-                    _dump_family(sock, family, sequence, summary, states_mask)
-                else:
-                    _count_family(sock, family, sequence, states_mask, summary.by_state)
+            _read_dump(sock, states_mask, 0, _count_states(summary.by_state))
     except OSError as exc:
         raise DiagUnavailable(f"inet_diag dump failed: {exc}") from None
     finally:
@@ -311,58 +379,6 @@ def dump_netlink(
     if not with_memory:
         result["connections"].update(rx_queue_bytes_total=None, tx_queue_bytes_total=None)
     return result
-
-
-def _compat_request(sequence: int, states_mask: int) -> bytes:
-    """TCPDIAG_GETSOCK with struct inet_diag_req: the kernel dumps IPv4 and IPv6 in ONE hash walk.
-
-    inet_diag_dump_compat() sets sdiag_family = AF_UNSPEC; an inet_diag_req_v2 names one family,
-    so two v2 requests walk the shared TCP hash twice.
-    """
-    return _COMPAT_REQUEST.pack(
-        _COMPAT_REQUEST.size,
-        TCPDIAG_GETSOCK,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        sequence,
-        0,
-        0,
-        0,
-        0,
-        0,
-        b"\0" * 48,
-        states_mask,
-        0,
-    )
-
-
-def _count_family(sock, family, sequence: int, states_mask: int, by_state: list) -> None:
-    """Dump the sockets of `family` (None: both, one compat request) in `states_mask`, counting states."""
-    if family is None:
-        sock.send(_compat_request(sequence, states_mask))
-    else:
-        sock.send(_diag_request(family, sequence, states_mask, with_memory=False))
-    buffer = bytearray(RECV_BUFFER_BYTES + HEAD_BYTES)
-    receive_area = memoryview(buffer)[:RECV_BUFFER_BYTES]
-    unpack_head = _DIAG_HEAD.unpack_from
-    while True:
-        received, _ancillary, flags, _address = sock.recvmsg_into([receive_area])
-        if flags & socket.MSG_TRUNC:
-            raise DiagUnavailable(f"netlink reply truncated at {received} bytes")
-        if received == 0:
-            raise DiagUnavailable("netlink socket closed before NLMSG_DONE")
-        offset = 0
-        while offset + MSG_HEADER_BYTES <= received:
-            length, kind, _family, state, _rqueue, _wqueue = unpack_head(buffer, offset)
-            if length < MSG_HEADER_BYTES or offset + length > received:
-                raise DiagUnavailable(f"malformed netlink message (length {length} at offset {offset})")
-            if kind in (SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK) and length >= FIRST_ATTR_BYTES:
-                by_state[state] += 1
-            elif kind == NLMSG_DONE:
-                return
-            elif kind == NLMSG_ERROR:
-                error = -_ERRNO.unpack_from(buffer, offset + MSG_HEADER_BYTES)[0]
-                raise DiagUnavailable(f"inet_diag dump refused: {errno.errorcode.get(error, error)}")
-            offset += (length + 3) & ~3
 
 
 def established_from_counters(curr_estab: int, close_wait: int, hashed_sockets) -> int:
@@ -387,14 +403,16 @@ def established_from_counters(curr_estab: int, close_wait: int, hashed_sockets) 
 def count_states_fast(read_curr_estab, read_hashed_sockets, attempts: int = 3, timeout: float = 60.0) -> dict:
     """Connections by state without a message per ESTABLISHED socket (issue 14).
 
-    One inet_diag dump filtered to every state but ESTABLISHED (listeners, CLOSE_WAIT, TIME_WAIT,
-    SYN_RECV, FIN_WAIT...), read between two reads of CurrEstab (`read_curr_estab()`, from
-    /proc/net/snmp of the same namespace). When CurrEstab moved during the dump, the dump is
-    repeated (up to `attempts` times); `curr_estab_drift` is the last move, the bound on how far
+    One inet_diag dump (IPv4 and IPv6 in one request) filtered to every connection state but ESTABLISHED
+    (listeners, CLOSE_WAIT, TIME_WAIT, SYN_RECV, FIN_WAIT...), read between two reads of CurrEstab
+    (`read_curr_estab()`, from /proc/net/snmp of the same namespace). The kernel still walks its whole
+    established hash to test each socket's state (nothing else counts CLOSE_WAIT, SYN_RECV or FIN_WAIT
+    sockets apart), but builds no message for an ESTABLISHED one. When CurrEstab moved during the dump,
+    the dump is repeated (up to `attempts` times); `curr_estab_drift` is the last move, the bound on how far
     ESTABLISHED can be off (each connection that came or went in between moves it by one).
     Raises ValueError when the counters are not consistent (the caller falls back to a full dump).
     """
-    mask = ALL_STATES & ~(1 << TCP_ESTABLISHED)
+    mask = CONNECTION_STATES & ~(1 << TCP_ESTABLISHED)
     for _attempt in range(attempts):
         before = read_curr_estab()
         result = dump_netlink(timeout=timeout, states_mask=mask, with_memory=False)
@@ -509,7 +527,6 @@ def dump_proc(paths, top_n: int = 0) -> dict:
 
 # --- calibration: kernel memory charged per queued payload byte ------------------------------------
 
-TCP_FIN_WAIT1 = 4
 # Sockets that can hold queued data in both directions: unread (idiag_rqueue = rcv_nxt - copied_seq) and
 # unsent plus unacknowledged (idiag_wqueue = write_seq - snd_una), next to what they are charged:
 # INET_DIAG_MEMINFO rmem_alloc (sk_rmem_alloc) and wmem_queued (sk_wmem_queued), net/ipv4/inet_diag.c.
@@ -522,6 +539,7 @@ class Calibration:
     def __init__(self, max_sockets: int) -> None:
         self.max_sockets = max_sockets
         self.sampled = 0
+        self.complete = False  # the kernel's dump ended before max_sockets were read
         self.rx = [0, 0, 0]  # sockets, payload bytes, charged bytes
         self.tx = [0, 0, 0]
 
@@ -540,32 +558,21 @@ class Calibration:
             self.tx[2] += wmem
 
 
-def _calibrate_family(sock, family: int, sequence: int, calibration: Calibration) -> bool:
-    """Fold one family's sockets into `calibration`; True when the dump ended, False when it stopped early."""
-    sock.send(_diag_request(family, sequence, CALIBRATE_STATES))
-    buffer = bytearray(RECV_BUFFER_BYTES + HEAD_BYTES)
-    receive_area = memoryview(buffer)[:RECV_BUFFER_BYTES]
-    while True:
-        received, _ancillary, flags, _address = sock.recvmsg_into([receive_area])
-        if flags & socket.MSG_TRUNC or received == 0:
-            raise DiagUnavailable(f"netlink reply truncated or closed at {received} bytes")
-        offset = 0
-        while offset + MSG_HEADER_BYTES <= received:
-            length, kind, _family, _state, rqueue, wqueue = _DIAG_HEAD.unpack_from(buffer, offset)
-            if length < MSG_HEADER_BYTES or offset + length > received:
-                raise DiagUnavailable(f"malformed netlink message (length {length} at offset {offset})")
-            if kind == SOCK_DIAG_BY_FAMILY and length >= FIRST_ATTR_BYTES:
-                found = _find_meminfo(buffer, offset + FIRST_ATTR_BYTES, offset + length)
-                rmem, wmem = _MEMINFO_ATTR.unpack_from(buffer, found)[2:] if found is not None else (0, 0)
-                calibration.add(rqueue, wqueue, rmem, wmem)
-                if calibration.full():
-                    return False
-            elif kind == NLMSG_DONE:
-                return True
-            elif kind == NLMSG_ERROR:
-                error = -_ERRNO.unpack_from(buffer, offset + MSG_HEADER_BYTES)[0]
-                raise DiagUnavailable(f"inet_diag dump refused: {errno.errorcode.get(error, error)}")
-            offset += (length + 3) & ~3
+def _sample(calibration: Calibration):
+    """A dump consumer adding each socket to `calibration`; False (stop) once it is full."""
+
+    def consume(messages, buffer) -> bool:
+        calibration.complete = False
+        for offset, length, _state, rqueue, wqueue in messages:
+            found = _find_meminfo(buffer, offset + FIRST_ATTR_BYTES, offset + length)
+            rmem, wmem = _MEMINFO_ATTR.unpack_from(buffer, found)[2:] if found is not None else (0, 0)
+            calibration.add(rqueue, wqueue, rmem, wmem)
+            if calibration.full():
+                return False
+        calibration.complete = True
+        return True
+
+    return consume
 
 
 def _direction(sums) -> dict:
@@ -581,23 +588,14 @@ def _direction(sums) -> dict:
 def sample_skmeminfo(max_sockets: int, timeout: float = 60.0) -> dict:
     """Kernel memory charged per queued payload byte, receive and send, over at most max_sockets sockets.
 
-    One inet_diag dump per family with INET_DIAG_MEMINFO, filtered to ESTABLISHED, CLOSE_WAIT and
-    FIN_WAIT1; reading stops (and the netlink socket is closed, ending the kernel's walk) once
-    max_sockets sockets were read, so the cost is bounded whatever the connection count.
+    One inet_diag dump (IPv4 and IPv6 in one request) with INET_DIAG_MEMINFO, filtered to ESTABLISHED,
+    CLOSE_WAIT and FIN_WAIT1; reading stops (and the netlink socket is closed, ending the kernel's walk)
+    once max_sockets sockets were read, so the cost is bounded whatever the connection count.
     """
     calibration = Calibration(max_sockets)
-    complete = True
+    sock = _netlink_socket(timeout)
     try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
-    except OSError as exc:
-        raise DiagUnavailable(f"cannot open a NETLINK_SOCK_DIAG socket: {exc}") from None
-    try:
-        sock.settimeout(timeout)
-        sock.bind((0, 0))
-        for sequence, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
-            complete = _calibrate_family(sock, family, sequence, calibration) and complete
-            if calibration.full():
-                break
+        _read_dump(sock, CALIBRATE_STATES, MEMINFO_EXT, _sample(calibration))
     except OSError as exc:
         raise DiagUnavailable(f"inet_diag dump failed: {exc}") from None
     finally:
@@ -606,7 +604,7 @@ def sample_skmeminfo(max_sockets: int, timeout: float = 60.0) -> dict:
         "rx": _direction(calibration.rx),
         "tx": _direction(calibration.tx),
         "sampled_sockets": calibration.sampled,
-        "stopped_early": not complete,
+        "stopped_early": not calibration.complete,
         "max_sockets": max_sockets,
         "method": "inet_diag INET_DIAG_MEMINFO: rx rmem_alloc / idiag_rqueue, tx wmem_queued / idiag_wqueue",
     }

@@ -398,7 +398,6 @@ ansible_facts:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_diag import DiagUnavailable
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
@@ -446,6 +445,25 @@ def check_bounds(params: dict):
     return None
 
 
+def cgroup_facts(module, proc_root: str, max_processes: int, max_fds: int) -> dict:
+    """The cgroups facts; a file with unexpected content fails the task naming it.
+
+    Imported here, not at the top: a module run compiles its module_utils from source, and only a call
+    with cgroups=true needs this one (the default and states calls do not pay for it).
+    """
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups
+
+    try:
+        return tcp_memory_cgroups.gather_cgroups(
+            proc_root=proc_root,
+            fs_root=os.path.dirname(os.path.normpath(proc_root)),
+            max_processes=max_processes,
+            max_fds=max_fds,
+        )
+    except tcp_memory_cgroups.CgroupParseError as exc:
+        module.fail_json(msg=str(exc), file=exc.name)
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     error = check_bounds(module.params)
@@ -456,17 +474,12 @@ def main() -> None:
     try:
         facts = gather(**params)
         facts["cgroups"] = (
-            tcp_memory_cgroups.gather_cgroups(
-                proc_root=params["proc_root"],
-                fs_root=os.path.dirname(os.path.normpath(params["proc_root"])),
-                max_processes=cgroup_options["cgroups_max_processes"],
-                max_fds=cgroup_options["cgroups_max_fds"],
+            cgroup_facts(
+                module, params["proc_root"], cgroup_options["cgroups_max_processes"], cgroup_options["cgroups_max_fds"]
             )
             if cgroup_options["cgroups"]
             else None
         )
-    except tcp_memory_cgroups.CgroupParseError as exc:
-        module.fail_json(msg=str(exc), file=exc.name)
     except ProcParseError as exc:
         module.fail_json(msg=str(exc), file=exc.name)
     except DiagUnavailable as exc:

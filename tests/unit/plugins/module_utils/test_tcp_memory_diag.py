@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import socket
@@ -22,8 +23,19 @@ def attr(kind, payload):
     return struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
 
 
-def diag_msg(state, sport, dport, rmem=None, wmem=None, rqueue=0, wqueue=0, extra_attrs=b"", family=socket.AF_INET):
-    """One SOCK_DIAG_BY_FAMILY reply as the kernel lays it out (attributes optional)."""
+def diag_msg(
+    state,
+    sport,
+    dport,
+    rmem=None,
+    wmem=None,
+    rqueue=0,
+    wqueue=0,
+    extra_attrs=b"",
+    family=socket.AF_INET,
+    kind=diag.TCPDIAG_GETSOCK,
+):
+    """One socket's reply as the kernel lays it out (attributes optional); a reply has its request's type."""
     src = socket.inet_pton(family, "127.0.0.1" if family == socket.AF_INET else "::1").ljust(16, b"\0")
     body = struct.pack("=BBBB", family, state, 0, 0)
     body += struct.pack(">HH16s16s", sport, dport, src, src) + struct.pack("=III", 0, 0, 0)
@@ -31,7 +43,7 @@ def diag_msg(state, sport, dport, rmem=None, wmem=None, rqueue=0, wqueue=0, extr
     body += extra_attrs
     if rmem is not None:
         body += attr(diag.INET_DIAG_MEMINFO, struct.pack("=IIII", rmem, wmem, 0, 0))
-    return struct.pack("=IHHII", 16 + len(body), diag.SOCK_DIAG_BY_FAMILY, 2, 1, 0) + body
+    return struct.pack("=IHHII", 16 + len(body), kind, 2, 1, 0) + body
 
 
 def done():
@@ -59,21 +71,103 @@ class FakeNetlink:
         return len(data), b"", self.flags, None
 
 
+def dump_into(fake, summary):
+    """The full dump (byte sums, top N) of dump_netlink, read from `fake`."""
+    diag._read_dump(fake, diag.CONNECTION_STATES, diag.MEMINFO_EXT, diag._sum_memory(summary))
+
+
 def run(datagrams, top_n=0):
     summary = diag.ConnectionSummary(top_n)
-    diag._dump_family(FakeNetlink(datagrams), socket.AF_INET, 1, summary)
+    dump_into(FakeNetlink(datagrams), summary)
     return diag._result(summary, "netlink", with_memory=True)
 
 
-def test_request_is_a_dump_of_all_tcp_states_with_meminfo():
-    fake = FakeNetlink([done()])
-    diag._dump_family(fake, socket.AF_INET6, 7, diag.ConnectionSummary(0))
-    (request,) = fake.sent
+def compat_fields(request):
+    """nlmsghdr and struct inet_diag_req (the TCPDIAG_GETSOCK request) of a request."""
+    length, kind, flags, seq, _pid = struct.unpack_from("=IHHII", request)
+    family, _src_len, _dst_len, ext = struct.unpack_from("=BBBB", request, 16)
+    (states,) = struct.unpack_from("=I", request, 16 + 4 + 48)
+    return length, kind, flags, seq, family, ext, states
+
+
+def v2_fields(request):
+    """nlmsghdr and inet_diag_req_v2 (SOCK_DIAG_BY_FAMILY) of a request."""
     length, kind, flags, seq, _pid = struct.unpack_from("=IHHII", request)
     family, protocol, ext, _pad, states = struct.unpack_from("=BBBBI", request, 16)
-    assert (length, kind, flags, seq) == (len(request), 20, 0x301, 7)
-    assert (family, protocol, ext, states) == (socket.AF_INET6, socket.IPPROTO_TCP, 1, 0xFFFFFFFF)
-    assert length == 16 + 56
+    return length, kind, flags, seq, family, protocol, ext, states
+
+
+def test_one_request_dumps_both_families_in_every_connection_state_with_meminfo():
+    fake = FakeNetlink([done()])
+    dump_into(fake, diag.ConnectionSummary(0))
+    (request,) = fake.sent
+    # TCPDIAG_GETSOCK (18), NLM_F_REQUEST | NLM_F_DUMP, AF_UNSPEC: one walk for IPv4 and IPv6
+    assert compat_fields(request) == (16 + 60, 18, 0x301, 1, 0, 1, 0x1FFE)
+    assert len(request) == 16 + 60  # struct inet_diag_req: 4 bytes, inet_diag_sockid 48, states, dbs
+    # ESTABLISHED (1) .. NEW_SYN_RECV (12); not BOUND_INACTIVE (13), which would add a walk of the bind hash
+    assert sum(1 << state for state in range(1, 13)) == diag.CONNECTION_STATES
+
+
+def test_a_refused_compat_request_falls_back_to_one_v2_request_per_family():
+    v4 = diag_msg(ESTABLISHED, 5000, 40000, rmem=100, wmem=0, kind=diag.SOCK_DIAG_BY_FAMILY)
+    v6 = diag_msg(LISTEN, 22, 0, rmem=0, wmem=0, family=socket.AF_INET6, kind=diag.SOCK_DIAG_BY_FAMILY)
+    fake = FakeNetlink([error(errno.EINVAL), v4 + done(), v6 + done()])
+    summary = diag.ConnectionSummary(0)
+    dump_into(fake, summary)
+    compat, inet, inet6 = fake.sent
+    assert compat_fields(compat)[1] == 18
+    assert v2_fields(inet) == (16 + 56, 20, 0x301, 2, socket.AF_INET, socket.IPPROTO_TCP, 1, 0x1FFE)
+    assert v2_fields(inet6) == (16 + 56, 20, 0x301, 3, socket.AF_INET6, socket.IPPROTO_TCP, 1, 0x1FFE)
+    assert diag._result(summary, "netlink", True)["connections"]["by_state"] == {"ESTABLISHED": 1, "LISTEN": 1}
+
+
+def test_an_error_after_sockets_is_no_refusal_and_sends_no_other_request():
+    fake = FakeNetlink([diag_msg(ESTABLISHED, 1, 2, rmem=0, wmem=0) + error(errno.EINTR)])
+    with pytest.raises(diag.DiagUnavailable, match="refused: EINTR") as caught:
+        dump_into(fake, diag.ConnectionSummary(0))
+    assert not isinstance(caught.value, diag.DumpRefused)
+    assert len(fake.sent) == 1
+
+
+def test_states_only_dump_counts_without_attributes():
+    by_state = [0] * 256
+    fake = FakeNetlink([diag_msg(TIME_WAIT, 1, 2) + diag_msg(LISTEN, 3, 0) + diag_msg(LISTEN, 4, 0), done()])
+    diag._read_dump(fake, diag.CONNECTION_STATES & ~2, 0, diag._count_states(by_state))
+    assert compat_fields(fake.sent[0])[5:] == (0, 0x1FFC)  # no MEMINFO asked, no ESTABLISHED
+    assert (by_state[TIME_WAIT], by_state[LISTEN], sum(by_state)) == (1, 2, 3)
+
+
+def test_calibration_stops_reading_at_its_sample_and_sends_no_other_request():
+    messages = b"".join(diag_msg(ESTABLISHED, 1, 2, rmem=2048, wmem=0, rqueue=1000) for _index in range(5))
+    fake = FakeNetlink([error(errno.EINVAL), messages, b"never read"])  # v2 fallback: AF_INET, then AF_INET6
+    calibration = diag.Calibration(3)
+    diag._read_dump(fake, diag.CALIBRATE_STATES, diag.MEMINFO_EXT, diag._sample(calibration))
+    assert len(fake.sent) == 2  # the compat request and the AF_INET one; stopped before AF_INET6
+    assert (calibration.sampled, calibration.complete, calibration.rx) == (3, False, [3, 3000, 6144])
+    ended = diag.Calibration(10)
+    diag._read_dump(FakeNetlink([messages + done()]), diag.CALIBRATE_STATES, diag.MEMINFO_EXT, diag._sample(ended))
+    assert (ended.sampled, ended.complete) == (5, True)
+
+
+@pytest.mark.parametrize(
+    "consumer",
+    [
+        lambda: diag._sum_memory(diag.ConnectionSummary(3)),
+        lambda: diag._count_states([0] * 256),
+        lambda: diag._sample(diag.Calibration(100)),
+    ],
+    ids=["full dump", "state counts", "calibration"],
+)
+def test_every_dump_shares_the_receive_loop_and_its_checks(consumer):
+    cases = [
+        ([done()], {"flags": socket.MSG_TRUNC}, "truncated"),
+        ([struct.pack("=IHHII", 4000, 20, 0, 1, 0)], {}, "malformed netlink message"),
+        ([diag_msg(ESTABLISHED, 1, 2)], {}, "closed before NLMSG_DONE"),
+        ([error(errno.EPERM)] * 3, {}, "refused: EPERM"),
+    ]
+    for datagrams, options, problem in cases:
+        with pytest.raises(diag.DiagUnavailable, match=problem):
+            diag._read_dump(FakeNetlink(datagrams, **options), diag.CONNECTION_STATES, 0, consumer())
 
 
 def test_steps_by_each_messages_own_length_across_datagrams():
@@ -125,7 +219,7 @@ def test_top_n_heap_stays_bounded_and_keeps_the_largest():
             batch = b""
     datagrams.append(batch + done())
     summary = diag.ConnectionSummary(5)
-    diag._dump_family(FakeNetlink(datagrams), socket.AF_INET, 1, summary)
+    dump_into(FakeNetlink(datagrams), summary)
     assert len(summary.heap) == 5
     top = diag._result(summary, "netlink", True)["top_sockets"]
     assert [entry["total_bytes"] for entry in top] == sorted(sizes, reverse=True)[:5]
@@ -135,16 +229,16 @@ def test_top_n_heap_stays_bounded_and_keeps_the_largest():
 def test_ipv6_addresses():
     message = diag_msg(ESTABLISHED, 22, 50000, rmem=10, wmem=0, family=socket.AF_INET6)
     summary = diag.ConnectionSummary(1)
-    diag._dump_family(FakeNetlink([message + done()]), socket.AF_INET6, 1, summary)
+    dump_into(FakeNetlink([message + done()]), summary)
     (entry,) = diag._result(summary, "netlink", True)["top_sockets"]
     assert (entry["local"], entry["remote"]) == ("[::1]:22", "[::1]:50000")
 
 
 def test_kernel_error_and_bad_streams_raise_diag_unavailable():
     with pytest.raises(diag.DiagUnavailable, match="refused: EPERM"):
-        run([error(1)])
+        run([error(1)] * 3)  # the compat request, then each family's v2 request
     with pytest.raises(diag.DiagUnavailable, match="truncated"):
-        diag._dump_family(FakeNetlink([done()], flags=socket.MSG_TRUNC), socket.AF_INET, 1, diag.ConnectionSummary(0))
+        dump_into(FakeNetlink([done()], flags=socket.MSG_TRUNC), diag.ConnectionSummary(0))
     with pytest.raises(diag.DiagUnavailable, match="malformed netlink message"):
         run([struct.pack("=IHHII", 4000, 20, 0, 1, 0)])
     with pytest.raises(diag.DiagUnavailable, match="closed before NLMSG_DONE"):
