@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from conftest import ROOT, VENV_BIN
+from conftest import ROOT, VENV_BIN, ansible_env
 
 CONTAINER_SH = ROOT / "tests/hosts/container.sh"
 CONTAINERS_CONF = ROOT / "tests/hosts/containers.conf"
@@ -75,24 +75,16 @@ def fleet(tmp_path: Path) -> List[str]:
             podman("rm", "--force", "--time", "0", "--ignore", name, check=False)
 
 
-def run_tune(inventory: Path, extra_vars: Dict) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache/dev"),
-        CONTAINERS_CONF=str(CONTAINERS_CONF),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-    )
+def run_tune(inventory: Path, collections: str, extra_vars: Dict) -> subprocess.CompletedProcess:
+    env = ansible_env(collections, CONTAINERS_CONF=str(CONTAINERS_CONF))
     command = [str(VENV_BIN / "ansible-playbook"), "netstack.tcp_tuning.tune", "-i", str(inventory)]
     command += ["-e", json.dumps(extra_vars)]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
 
 
-def test_a_host_failing_after_the_canary_stops_the_run_and_later_batches_are_untouched(fleet, tmp_path):
-    devlink = ROOT / ".cache/dev/ansible_collections/netstack/tcp_tuning"
-    if not devlink.exists():
-        devlink.parent.mkdir(parents=True, exist_ok=True)
-        devlink.symlink_to(ROOT)
+def test_a_host_failing_after_the_canary_stops_the_run_and_later_batches_are_untouched(
+    fleet, collections_path, tmp_path
+):
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(
         "[fleet]\n"
@@ -106,6 +98,7 @@ def test_a_host_failing_after_the_canary_stops_the_run_and_later_batches_are_unt
     # Batches: [1] canary, [2, 3], [4, 5]. Host 3 fails in the second batch.
     run = run_tune(
         inventory,
+        collections_path,
         {
             "tcp_memory_connections": 5000,
             "tcp_memory_overrides": {"net.ipv4.tcp_rmem": WANTED_RMEM},
