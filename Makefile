@@ -92,7 +92,7 @@ run: build
 	  -e tcp_memory_connections=$(TARGET_CONNECTIONS)
 
 bench: venv devlink hostdeps
-	benchmarks/run.sh $(BIN)
+	benchmarks/run.sh $(BIN) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(CACHE) collections .pytest_cache .ruff_cache .hypothesis

@@ -5,6 +5,7 @@
 #           (benchmarks/role_cost.py)
 #   fleet - playbooks/report.yml against 20 containers with forks 10 (benchmarks/fleet_report.py)
 # Usage: benchmarks/run.sh VENV_BIN [facts_bench.py options, e.g. --sizes 10000 --runs 5]
+#   (make bench passes BENCH_ARGS as those options: BENCH=facts make bench BENCH_ARGS="--runs 21")
 # BENCH=facts,role,fleet (the default) picks which run; BENCH_OUT (default .cache/bench) keeps the JSON.
 set -euo pipefail
 bin=${1:?usage: benchmarks/run.sh VENV_BIN [facts_bench.py options]}

@@ -18,10 +18,12 @@ description:
     initial network namespace and how it decided, the eleven relevant sysctls with presence, writability and
     scope, socket counts and buffer pages from C(/proc/net/sockstat), C(CurrEstab) from C(/proc/net/snmp),
     memory-pressure counters from C(/proc/net/netstat), and a derived status against C(tcp_mem).
-  - The default call reads a fixed set of small files; its cost does not grow with the number of connections.
-    O(states) alone receives no message per ESTABLISHED socket; O(top_sockets) and O(connection_bytes)
-    enumerate every socket (netlink C(inet_diag), streamed, memory flat in the number of sockets;
-    C(/proc/net/tcp) as a fallback).
+  - "Cost against N, the TCP sockets of the host: the default call reads a fixed set of small files, constant in N.
+    O(states) alone receives a message per non-ESTABLISHED socket only, but the kernel walks its socket hash
+    tables, linear in N at about 0.1 microsecond per socket. O(top_sockets) and O(connection_bytes) receive a message
+    per socket, linear in N at about 1.5 microseconds per socket (netlink C(inet_diag), streamed, memory flat in N;
+    C(/proc/net/tcp) as a fallback, slower). O(calibrate) reads at most O(calibrate_sample) sockets. Each
+    option's entry says what the kernel walks; C(docs/benchmarks.md) has the measurements."
   - Inside a non-initial network namespace (a container) C(net.ipv4.tcp_mem) and C(udp_mem) are absent and
     C(net.core.*mem*) are read-only on recent kernels; the facts say so instead of failing, and list the
     C(sockstat) fields that are host-wide there.
@@ -43,33 +45,42 @@ options:
     default: /sys
   states:
     description:
-      - Count TCP sockets (IPv4 and IPv6) by state.
-      - "Cost, on the live C(/proc) through netlink: no message per ESTABLISHED socket.
-        ESTABLISHED is C(CurrEstab) of C(/proc/net/snmp) (ESTABLISHED plus CLOSE_WAIT) minus the CLOSE_WAIT
-        sockets of one C(inet_diag) dump, IPv4 and IPv6 together, filtered to every other state (C(idiag_states)):
-        the kernel builds a message only for listeners, TIME_WAIT, SYN_RECV, FIN_WAIT, CLOSE_WAIT... sockets
-        (C(connections.method=counters)). It still walks its whole established hash to test each socket's state
-        (C(inet_diag_dump_icsk); only a listeners-only dump skips it), a fraction of a microsecond per socket,
-        about a quarter of a full dump (C(docs/benchmarks.md)). C(CurrEstab) is read before and after the dump and
-        the dump repeated (three tries) while it moves; C(connections.curr_estab_drift) is the last move, the most
-        ESTABLISHED can be off by connections opened or closed meanwhile."
+      - Count TCP sockets (IPv4 and IPv6) by state, every socket of the kernel's listening and established hash
+        tables (what C(/proc/net/tcp) lists); a socket only bound, neither listening nor connecting, is no
+        connection and not counted.
+      - "Cost on the live C(/proc) through netlink (C(connections.method=counters)): a constant number of messages, a
+        kernel walk linear in N. ESTABLISHED is C(CurrEstab) of C(/proc/net/snmp) (ESTABLISHED plus CLOSE_WAIT) minus
+        the CLOSE_WAIT sockets of ONE C(inet_diag) request, IPv4 and IPv6 together, filtered (C(idiag_states)) to
+        every other state: the kernel builds a message only for listeners, TIME_WAIT, SYN_RECV, FIN_WAIT,
+        CLOSE_WAIT... sockets. For that filter C(inet_diag_dump_icsk) walks the listening hash and the whole
+        established hash, every bucket and every socket of every network namespace (the hash is shared), testing each
+        socket's namespace and state under the bucket lock: about 0.1 microsecond per socket, 15 to 20 ms at 200,000
+        sockets on the benchmark host. Only a listeners-only filter skips that walk; no kernel counter tells
+        CLOSE_WAIT, SYN_RECV or FIN_WAIT sockets apart, so exact counts need it."
+      - C(CurrEstab) is read before and after the dump and the dump repeated (three tries) while it moves;
+        C(connections.curr_estab_drift) is the last move, the most ESTABLISHED can be off by connections opened or
+        closed meanwhile.
       - With O(top_sockets) or O(connection_bytes), or when the counters disagree (noted in C(status.notes)), every
-        socket is dumped (C(connections.method=dump)), about 1.4 microseconds of kernel time and one message per
-        socket. From C(/proc/net/tcp) (O(connections_source=proc), or a O(proc_root) that is not the live one)
-        every socket is read as text, slower still.
+        socket is dumped (C(connections.method=dump)) - the same walk plus a message per socket, linear in N at about
+        1.5 microseconds per socket. From C(/proc/net/tcp) (O(connections_source=proc), or a O(proc_root) that is not
+        the live one) every socket is formatted and parsed as text, slower still.
     type: bool
     default: false
   top_sockets:
     description:
       - Also list the N sockets holding the most buffer memory (receive allocation plus send queue).
-        V(0) lists none. Implies enumerating every socket (a full dump, cost linear in sockets).
+        V(0) lists none.
+      - "Cost: a full dump, linear in N - one C(inet_diag) request with C(INET_DIAG_MEMINFO) for every connection state,
+        IPv4 and IPv6 together: the kernel walks its hash tables and builds a message per socket (about 1.5
+        microseconds per socket with the parsing); memory stays flat (a heap of N entries)."
     type: int
     default: 0
   connection_bytes:
     description:
       - Also sum the buffer memory (C(rmem_alloc), C(wmem_queued)) and the queued payload of every socket into
-        C(connections). Implies counting states; needs a full dump, one message per socket (cost linear in
-        sockets). Without it those sums are V(null).
+        C(connections). Implies counting states. Without it those sums are V(null).
+      - "Cost: the full dump of O(top_sockets), linear in N, one message per socket: about fifteen times O(states) alone
+        at 100,000 connections (C(docs/benchmarks.md))."
     type: bool
     default: false
   connections_source:
@@ -103,11 +114,13 @@ options:
       - Measure this host's truesize factors - the kernel memory charged per queued payload byte - over TCP
         sockets holding queued data (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1), receive as C(rmem_alloc) / unread bytes
         (C(idiag_rqueue)), send as C(wmem_queued) / unsent plus unacknowledged bytes (C(idiag_wqueue)), from one
-        C(inet_diag) dump per family with C(INET_DIAG_MEMINFO) (what C(ss -tm) shows). The filter uses a factor
+        C(inet_diag) dump with C(INET_DIAG_MEMINFO) (what C(ss -tm) shows). The filter uses a factor
         measured on enough sockets instead of its default.
-      - "Bounded cost: reading stops after O(calibrate_sample) sockets (the netlink socket is closed, which
-        ends the kernel's walk), so the cost does not grow past that whatever the connection count;
-        C(calibration.stopped_early) says when it stopped there. Measure under the load to size for."
+      - "Bounded cost, at most O(calibrate_sample) sockets read: one C(inet_diag) request (IPv4 and IPv6 together) with
+        C(INET_DIAG_MEMINFO) filtered to those three states; reading stops after O(calibrate_sample) sockets and
+        the netlink socket is closed, which ends the kernel's walk, so the cost does not grow past that whatever
+        the connection count; C(calibration.stopped_early) says when it stopped there. Measure under the load to
+        size for."
     type: bool
     default: false
   calibrate_sample:
