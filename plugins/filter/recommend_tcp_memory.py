@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Filter recommend_tcp_memory: a thin wrapper around plugin_utils/tcp_memory_model.
 
 Documentation: recommend_tcp_memory.yml next to this file.

@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Validation of what the recommendation model is given: the facts and the operator's arguments.
 
 Pure functions, no I/O, no Ansible imports: every rejection is a ModelInputError whose message

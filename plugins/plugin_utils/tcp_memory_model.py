@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The recommendation model: a host's facts and a workload in, sysctl values with their reasons out.
 
 Pure arithmetic, no I/O and no Ansible imports (the filter turns ModelInputError into

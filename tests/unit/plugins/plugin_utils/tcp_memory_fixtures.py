@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """ansible_facts.tcp_memory dicts built from docs/data-model.md section 1, for the model and filter tests.
 
 Boot defaults follow the kernel's formulas (net/ipv4/tcp.c tcp_init_mem / tcp_init), so a test host

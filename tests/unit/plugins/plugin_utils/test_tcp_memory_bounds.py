@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The filter refuses facts no real host has (issue 11 item 12), with the facts module's bounds (both import
 them from module_utils/tcp_memory_keys)."""
 

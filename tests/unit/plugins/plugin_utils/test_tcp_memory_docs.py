@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """docs/recommendation-model.md shows numbers produced by the model, never typed by hand.
 
 The generated blocks sit between `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name -->`.

@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Property tests of the recommendation model over wide random hosts and targets (issue 4 invariants)."""
 
 from __future__ import annotations

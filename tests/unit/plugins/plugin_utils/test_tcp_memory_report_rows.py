@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What the report playbook takes from the filter as plain data: per-key rows, whether the current
 settings hold the target, and one "not running as root" warning instead of one per key."""
 
