@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Shared fixtures for real-kernel tests: network namespaces, held connections, ad-hoc runs.
 
 Everything a fixture starts it also stops, on success and on failure: namespaces are deleted
