@@ -55,7 +55,6 @@ NOT_YET_CONVERTED = frozenset(
         "tests/hosts/install-deps.sh",
         "tests/hosts/vm-image-customize.sh",
         "tests/hosts/vm.sh",
-        "tests/integration/conftest.py",
         "tests/integration/test_bad_input_dropin_netns.py",
         "tests/integration/test_dropin_concurrency_netns.py",
         "tests/integration/test_playbooks_netns.py",
