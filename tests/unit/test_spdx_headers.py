@@ -29,7 +29,6 @@ NOT_YET_CONVERTED = frozenset(
         "molecule/_shared/files/sysctl_state.py",
         "molecule/memcg/files/memcg_push.py",
         "molecule/undo/files/hold_unread.py",
-        "plugins/filter/recommend_tcp_memory.py",
         "plugins/module_utils/sysctl_dropin_lock.py",
         "plugins/module_utils/sysctl_dropin_paths.py",
         "plugins/module_utils/sysctl_dropin_plan.py",
@@ -46,8 +45,6 @@ NOT_YET_CONVERTED = frozenset(
         "plugins/module_utils/tcp_memory_read.py",
         "plugins/modules/sysctl_dropin.py",
         "plugins/modules/tcp_memory_facts.py",
-        "plugins/plugin_utils/tcp_memory_inputs.py",
-        "plugins/plugin_utils/tcp_memory_model.py",
         "tests/check-docs.sh",
         "tests/hosts/build-container-image.sh",
         "tests/hosts/build-vm-image.sh",
@@ -70,7 +67,6 @@ NOT_YET_CONVERTED = frozenset(
         "tests/sanity_get_pip.py",
         "tests/tools/conn_holder.py",
         "tests/tools/tcp_pressure_load.py",
-        "tests/tools/tcp_threshold_probe.py",  # in progress elsewhere when this check was added
         "tests/integration/test_report_equivalence_netns.py",  # likewise
         "tests/unit/plugins/module_utils/test_sysctl_dropin_lock.py",
         "tests/unit/plugins/module_utils/test_sysctl_dropin_paths.py",
@@ -85,13 +81,6 @@ NOT_YET_CONVERTED = frozenset(
         "tests/unit/plugins/module_utils/test_tcp_memory_proc.py",
         "tests/unit/plugins/modules/test_sysctl_dropin.py",
         "tests/unit/plugins/modules/test_sysctl_dropin_absent.py",
-        "tests/unit/plugins/plugin_utils/tcp_memory_fixtures.py",
-        "tests/unit/plugins/plugin_utils/test_tcp_memory_bounds.py",
-        "tests/unit/plugins/plugin_utils/test_tcp_memory_cgroup_model.py",
-        "tests/unit/plugins/plugin_utils/test_tcp_memory_docs.py",
-        "tests/unit/plugins/plugin_utils/test_tcp_memory_model.py",
-        "tests/unit/plugins/plugin_utils/test_tcp_memory_properties.py",
-        "tests/unit/plugins/plugin_utils/test_tcp_memory_report_rows.py",
     )
 )
 
