@@ -11,13 +11,77 @@ from __future__ import annotations
 import os
 import stat
 import unicodedata
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple, Optional, Tuple
 
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import DEFAULT_LOCK_FILE
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
+    TUNED_ACTIVE_PROFILE,
+    TUNED_IN_USE_PATHS,
+    TUNED_MAIN_CONF,
+    TUNED_PROFILE_DIRS,
+    TUNED_REAPPLIED_ROOTS,
+)
 
 DROPIN_SUFFIX = ".conf"
 # systemd-sysctl's directories (sysctl.d(5)); /lib/sysctl.d only on systems without merged /usr.
 SYSCTL_D_ROOTS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
+# The legacy file `sysctl --system` applies after all drop-ins.
+SYSCTL_CONF = "/etc/sysctl.conf"
+PROC_SYS = "/proc/sys"
+
+
+class HostPaths(NamedTuple):
+    """Every host path the module reads or writes, taken under one root directory (option `root`)."""
+
+    root: str
+    proc_sys: str  # live values
+    search_roots: Tuple[str, ...]  # the sysctl.d directories, in precedence order
+    sysctl_conf: str
+    tuned_active_profile: str  # tuned's record of its active profiles (post_loaded_profile beside it)
+    tuned_main_conf: str
+    tuned_profile_dirs: Tuple[str, ...]  # tuned's profile lookup order
+    tuned_reapplied_roots: Tuple[str, ...]  # the sysctl.d directories tuned re-applies after its profile
+    tuned_in_use_paths: Tuple[str, ...]  # paths or glob patterns: tuned runs now or starts at boot
+    lock_file: str
+
+
+def under_root(root: str, path: str) -> str:
+    """`path` (absolute, as on a host) seen from `root`: /etc/sysctl.d under /srv/img is /srv/img/etc/sysctl.d."""
+    return os.path.normpath(os.path.join(root, path.lstrip("/")))
+
+
+def host_paths(root: str, lock_file: Optional[str] = None) -> HostPaths:
+    """The paths of a host whose / is `root`; `lock_file`, when given, is taken as it is."""
+
+    def each(paths: Iterable[str]) -> Tuple[str, ...]:
+        return tuple(under_root(root, path) for path in paths)
+
+    return HostPaths(
+        root=os.path.normpath(root),
+        proc_sys=under_root(root, PROC_SYS),
+        search_roots=each(SYSCTL_D_ROOTS),
+        sysctl_conf=under_root(root, SYSCTL_CONF),
+        tuned_active_profile=under_root(root, TUNED_ACTIVE_PROFILE),
+        tuned_main_conf=under_root(root, TUNED_MAIN_CONF),
+        tuned_profile_dirs=each(TUNED_PROFILE_DIRS),
+        tuned_reapplied_roots=each(TUNED_REAPPLIED_ROOTS),
+        tuned_in_use_paths=each(TUNED_IN_USE_PATHS),
+        lock_file=lock_file or under_root(root, DEFAULT_LOCK_FILE),
+    )
+
+
+def root_problem(root: str, path: str) -> Optional[str]:
+    """Why `root` cannot be the host's root for the drop-in at `path`, or None. Looks at the strings only,
+    but for whether `root` is a directory."""
+    if not root or not os.path.isabs(root) or has_control_character(root):
+        return f"root {root!r} must be an absolute path without control characters, such as /"
+    if not os.path.isdir(root):
+        return f"root {root!r} is not a directory"
+    normal_root, normal_path = os.path.normpath(root), os.path.normpath(path)
+    if os.path.isabs(normal_path) and os.path.commonpath([normal_root, normal_path]) != normal_root:
+        return f"path {path} is not under root {root}: the drop-in must be a file of that host"
+    return None
 
 
 def has_control_character(text: str) -> bool:

@@ -21,6 +21,9 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import normalise_value
 
+# tuned's record of its active profiles (post_loaded_profile sits beside it) and its main configuration.
+TUNED_ACTIVE_PROFILE = "/etc/tuned/active_profile"
+TUNED_MAIN_CONF = "/etc/tuned/tuned-main.conf"
 # Where tuned looks for PROFILE/tuned.conf, first match wins (tuned >= 2.24 uses the profiles/ subdirectories).
 TUNED_PROFILE_DIRS = ("/etc/tuned/profiles", "/etc/tuned", "/usr/lib/tuned/profiles", "/usr/lib/tuned")
 # The directories tuned re-applies after its profile when reapply_sysctl is on (tuned's SYSCTL_CONFIG_DIRS).

@@ -18,7 +18,11 @@ description:
     the kernel kept.
   - Reports files in the sysctl.d search path (or C(/etc/sysctl.conf)) that would override a managed key
     at boot, naming the file and line, and the lines of the active tuned profile that set a managed key to
-    another value (a conflict when tuned's value stays in force, see O(tuned_active_profile)).
+    another value. A tuned profile (the profiles named in C(/etc/tuned/active_profile), the profiles they include,
+    and C(post_loaded_profile)) is read only when tuned is in use. Its line is a conflict when tuned's value stays
+    in force after boot, that is when C(reapply_sysctl = 0) in C(/etc/tuned/tuned-main.conf), or when the drop-in
+    is not in C(/etc/sysctl.d) or C(/run/sysctl.d), the directories tuned re-applies after its profile; otherwise
+    it is only noted.
   - Validates every key, value and the path before touching anything, and refuses a drop-in it must not replace
     (see O(path) and O(force)); nothing is changed when it refuses.
   - Takes an exclusive lock (O(lock_file)) from reading the current state to the read-back, so two runs against
@@ -42,7 +46,8 @@ options:
         characters (newlines, tabs); systemd-sysctl ignores other names, so the settings would vanish at boot.
       - A path that is a directory, a symbolic link or another non-regular file is always refused (links are not
         followed; replacing the link's target, or the link by a file, is rarely what was meant).
-      - Without O(force), a path whose directory is not one of O(search_roots), or an existing file that does not
+      - Without O(force), a path whose directory is not one of the sysctl.d directories (see O(root)), or an
+        existing file that does not
         start with this collection's managed-by line, is refused.
       - Its directory is created (mode 0755) when missing, provided that directory's parent exists;
         a rollback removes it again.
@@ -61,15 +66,16 @@ options:
     default: present
   force:
     description:
-      - Replace the drop-in even when it is outside O(search_roots) or an existing file that this collection did
-        not write (no managed-by line). Symbolic links, directories and other non-regular files are refused anyway.
-      - With O(state=absent) it only allows a drop-in outside O(search_roots); a file without the managed-by line
-        is still refused.
+      - Replace the drop-in even when it is outside the sysctl.d directories or an existing file that this collection
+        did not write (no managed-by line). Symbolic links, directories and other non-regular files are refused anyway,
+        and so is a path outside O(root).
+      - With O(state=absent) it only allows a drop-in outside the sysctl.d directories; a file without the managed-by
+        line is still refused.
     type: bool
     default: false
   settings:
     description:
-      - Dotted sysctl key to value. Every key must exist under O(proc_sys_root), also with O(apply=false)
+      - Dotted sysctl key to value. Every key must exist under C(/proc/sys) (see O(root)), also with O(apply=false)
         (pass absent keys in O(skip)).
       - Required with O(state=present). With O(state=absent), the values to restore instead of the computed ones
         (for example the per-namespace keys of a container, whose values at creation no file records); keys not
@@ -125,72 +131,32 @@ options:
       - To change nothing at all use check mode.
     type: bool
     default: true
-  proc_sys_root:
+  root:
     description:
-      - Where the live values are read and written. Tests point it at a fixture tree.
+      - The host's root directory. Every host path the module reads or writes is taken under it - C(/proc/sys),
+        the sysctl.d directories (C(/etc/sysctl.d), C(/run/sysctl.d), C(/usr/local/lib/sysctl.d),
+        C(/usr/lib/sysctl.d), C(/lib/sysctl.d), in that precedence order), C(/etc/sysctl.conf), tuned's files
+        (C(/etc/tuned/active_profile) and C(post_loaded_profile) beside it, C(/etc/tuned/tuned-main.conf), the
+        profile directories C(/etc/tuned/profiles), C(/etc/tuned), C(/usr/lib/tuned/profiles), C(/usr/lib/tuned),
+        and whether tuned is in use - C(/run/tuned/tuned.pid) or C(/etc/systemd/system/*.wants/tuned.service))
+        and, unless O(lock_file) is given, the lock file C(/run/lock/netstack-tcp-memory.lock).
+      - O(path) must lie under it; without O(force) its directory must be one of the sysctl.d directories under it.
+      - Tests point it at a directory tree of plain files (or one whose C(proc) links to the real C(/proc)).
     type: path
-    default: /proc/sys
-  search_roots:
-    description:
-      - The sysctl.d directories in precedence order (a file name in an earlier directory masks the same
-        name in later ones), used to find files that override the drop-in at boot.
-      - Without O(force), O(path) must be in one of them. Tests point them at private directories.
-    type: list
-    elements: path
-    aliases: [search_paths]
-    default: [/etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d]
-  sysctl_conf:
-    description:
-      - The legacy file C(sysctl --system) applies after all drop-ins.
-    type: path
-    default: /etc/sysctl.conf
-  tuned_active_profile:
-    description:
-      - tuned's record of its active profiles. When it names profiles, their C(tuned.conf) files (and the
-        profiles they include, and C(post_loaded_profile) beside it) are read for C([sysctl]) lines that set a
-        managed key to another value.
-      - Such a line is a conflict when tuned's value stays in force after boot, that is when
-        C(reapply_sysctl = 0) in O(tuned_main_conf), or when the drop-in is not in C(/etc/sysctl.d) or
-        C(/run/sysctl.d), the directories tuned re-applies after its profile. Otherwise it is only noted.
-    type: path
-    default: /etc/tuned/active_profile
-  tuned_main_conf:
-    description:
-      - tuned's main configuration, read for C(reapply_sysctl) (tuned's default is on).
-    type: path
-    default: /etc/tuned/tuned-main.conf
-  tuned_profile_dirs:
-    description:
-      - Where tuned profiles live, in tuned's lookup order (the first C(PROFILE/tuned.conf) found is used).
-    type: list
-    elements: path
-    default: [/etc/tuned/profiles, /etc/tuned, /usr/lib/tuned/profiles, /usr/lib/tuned]
-  tuned_reapplied_roots:
-    description:
-      - The sysctl.d directories tuned applies again after its profile when C(reapply_sysctl) is on.
-    type: list
-    elements: path
-    default: [/run/sysctl.d, /etc/sysctl.d]
+    default: /
   lock_file:
     description:
       - The file locked with C(flock) (exclusive) while the module reads the current state, writes and reads back,
         so that one run at a time changes this host. Created when missing; the holder writes its pid into it.
+      - Default C(/run/lock/netstack-tcp-memory.lock) under O(root).
       - Not taken in check mode, which changes nothing.
     type: path
-    default: /run/lock/netstack-tcp-memory.lock
   lock_timeout:
     description:
       - Seconds to wait for another run to release O(lock_file); the module then fails, naming the pid that holds
         it, without changing anything.
     type: int
     default: 60
-  tuned_in_use_paths:
-    description:
-      - tuned counts as in use (running now, or started at boot) when one of these paths or glob patterns
-        exists. A profile recorded by a tuned that is not in use is not checked, only noted.
-    type: list
-    elements: str
-    default: [/run/tuned/tuned.pid, /etc/systemd/system/*.wants/tuned.service]
 attributes:
   check_mode:
     support: full
@@ -266,11 +232,31 @@ path:
   returned: always
   type: str
   sample: /etc/sysctl.d/99-netstack-tcp-memory.conf
+changed:
+  description:
+    - Whether this run changed the drop-in or a live value. In check mode, as Ansible has it, whether a real run
+      would. False when the run was refused; after a rollback, true only when something could not be put back.
+  returned: always
+  type: bool
+  sample: true
 file_changed:
   description:
-    - Whether the drop-in content differs (or would differ in check mode) from the file on disk.
-    - With O(state=absent), whether the file is (or would be) removed.
+    - Whether this run replaced (with O(state=absent) removed) the drop-in and left it so. False in check mode,
+      when nothing differs, when the run was refused, and after a rollback that put the previous file back.
   returned: always
+  type: bool
+  sample: true
+file_would_change:
+  description:
+    - Whether the rendered drop-in differs from the file on disk (with O(state=absent), whether there is a file to
+      remove) - what the run does, or would have done in check mode or when refused after that was known.
+  returned: success, and failures after the file was compared
+  type: bool
+  sample: true
+live_would_change:
+  description:
+    - Whether a live value must be written (a key with action V(set) and O(apply=true)), whatever the run then did.
+  returned: success, and failures after the live values were compared
   type: bool
   sample: true
 diff:
@@ -333,24 +319,25 @@ import os
 import stat
 import tempfile
 import time
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import (
-    DEFAULT_LOCK_FILE,
     LockTimeout,
     acquire,
     holder_text,
     release,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_paths import (
-    SYSCTL_D_ROOTS,
+    HostPaths,
     file_type_problem,
+    host_paths,
     in_roots,
     is_managed,
     ownership_problem,
     path_syntax_problem,
+    root_problem,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_plan import (
     keys_to_write,
@@ -366,9 +353,6 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import render_dropin
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
-    TUNED_IN_USE_PATHS,
-    TUNED_PROFILE_DIRS,
-    TUNED_REAPPLIED_ROOTS,
     active_profiles,
     profile_assignments,
     reapply_sysctl,
@@ -447,23 +431,23 @@ def read_text(path: str) -> Optional[str]:
     return None if data is None else data.decode("utf-8", "replace")
 
 
-def read_live(proc_sys_root: str, keys: List[str]) -> Dict[str, Optional[str]]:
+def read_live(proc_sys: str, keys: List[str]) -> Dict[str, Optional[str]]:
     """Normalised live values; None for keys this kernel (or namespace) does not have."""
     live: Dict[str, Optional[str]] = {}
     for key in keys:
         try:
-            with open(proc_sys_path(proc_sys_root, key), "rb") as handle:
+            with open(proc_sys_path(proc_sys, key), "rb") as handle:
                 live[key] = normalise_value(handle.read(READ_LIMIT_BYTES).decode("utf-8", "replace"))
         except (FileNotFoundError, NotADirectoryError):
             live[key] = None
     return live
 
 
-def write_live(proc_sys_root: str, key: str, value: str) -> None:
+def write_live(proc_sys: str, key: str, value: str) -> None:
     """One write(2) of the whole value, as the kernel parses a sysctl write in one go."""
     data = to_bytes(value + "\n")
     try:
-        fd = os.open(proc_sys_path(proc_sys_root, key), os.O_WRONLY | os.O_TRUNC)
+        fd = os.open(proc_sys_path(proc_sys, key), os.O_WRONLY | os.O_TRUNC)
         try:
             written = os.write(fd, data)
         finally:
@@ -474,14 +458,36 @@ def write_live(proc_sys_root: str, key: str, value: str) -> None:
         raise LiveWriteError(key, value, f"short write ({written} of {len(data)} bytes)")
 
 
+class Refused(Exception):
+    """The run must not change anything: the message says why, `fields` go into the result."""
+
+    def __init__(self, msg: str, **fields: Any) -> None:
+        super().__init__(msg)
+        self.msg, self.fields = msg, fields
+
+
+class Plan(NamedTuple):
+    """What a run would do, found without changing anything (the plan step of either state)."""
+
+    old: Optional[FileState]  # the drop-in on disk before the run
+    new_text: Optional[str]  # the drop-in to write; None with state=absent (the file goes)
+    keys: Dict[str, Dict[str, Any]]  # key -> {before, after, action, reason[, source]}
+    targets: Dict[str, str]  # key -> the live value the execute step writes and reads back
+    result: Dict[str, Any]  # path, keys, conflicts, notes, diff, file_would_change, live_would_change
+
+
 def input_problems(params: Mapping[str, Any]) -> List[str]:
-    """Every problem with the path, keys and values that the input alone shows, so one run names them all."""
+    """Every problem with the root, path, keys and values that the input alone shows, so one run names them all."""
     problems = []
     path_problem = path_syntax_problem(params["path"])
     if path_problem and params["path"] and os.path.isdir(params["path"]):  # the sysctl.d directory itself
         path_problem = f"path {params['path']!r} is a directory: give the drop-in file inside it"
     if path_problem:
         problems.append(path_problem)
+    problem = root_problem(params["root"], params["path"] or "")
+    if problem:
+        problems.append(problem)
+        path_problem = path_problem or problem
     if params["state"] == "present" and params["settings"] is None:
         problems.append("settings is required with state=present: give the sysctl key -> value dict to write")
     for option in ("settings", "boot_defaults"):
@@ -527,7 +533,7 @@ def existing_file(module: AnsibleModule, path: str) -> Tuple[Optional[FileState]
 
 
 def host_problems(
-    proc_sys_root: str, plan: Mapping[str, Mapping[str, Any]], managed: Mapping[str, str], apply_live: bool
+    proc_sys: str, plan: Mapping[str, Mapping[str, Any]], managed: Mapping[str, str], apply_live: bool
 ) -> List[str]:
     """Keys that cannot be used here: absent (also with apply=false), or not writable while their value must change."""
     problems = []
@@ -535,15 +541,15 @@ def host_problems(
         entry = plan[key]
         if entry["before"] is None:
             problems.append(
-                f"settings[{key!r}]: {key} does not exist under {proc_sys_root} here; pass it in skip with a reason"
+                f"settings[{key!r}]: {key} does not exist under {proc_sys} here; pass it in skip with a reason"
             )
-        elif apply_live and entry["action"] == "set" and not os.access(proc_sys_path(proc_sys_root, key), os.W_OK):
+        elif apply_live and entry["action"] == "set" and not os.access(proc_sys_path(proc_sys, key), os.W_OK):
             wanted = entry["after"]
             problems.append(f"{key} is read-only here (live {entry['before']}, wanted {wanted}); pass it in skip")
     return problems
 
 
-def list_search_roots(search_roots: List[str]) -> Dict[str, List[str]]:
+def list_search_roots(search_roots: Sequence[str]) -> Dict[str, List[str]]:
     """File names per sysctl.d directory; a missing directory simply holds nothing."""
     listing: Dict[str, List[str]] = {}
     for root in search_roots:
@@ -554,20 +560,18 @@ def list_search_roots(search_roots: List[str]) -> Dict[str, List[str]]:
     return listing
 
 
-def scan_conflicts(params: Mapping[str, Any], managed: Mapping[str, str]) -> Tuple[List[Dict[str, Any]], List[str]]:
+def scan_conflicts(path: str, paths: HostPaths, managed: Mapping[str, str]) -> Tuple[List[Dict[str, Any]], List[str]]:
     """Conflicting assignments in files applied after the drop-in, and warnings about the boot order."""
     notes = []
-    order = precedence(
-        params["path"], params["search_roots"], list_search_roots(params["search_roots"]), params["sysctl_conf"]
-    )
+    order = precedence(path, paths.search_roots, list_search_roots(paths.search_roots), paths.sysctl_conf)
     if not order.in_search_roots:
-        notes.append(f"{params['path']} is not in the sysctl.d search roots: nothing applies it at boot")
+        notes.append(f"{path} is not in the sysctl.d search roots: nothing applies it at boot")
     conflicts: List[Dict[str, Any]] = []
     if order.masked_by:
         conflicts.extend(masking_conflicts(managed, order.masked_by))
     parsed = []
     for later_path in order.later_files:
-        if os.path.realpath(later_path) == os.path.realpath(params["path"]):
+        if os.path.realpath(later_path) == os.path.realpath(path):
             continue
         try:
             text = read_text(later_path)
@@ -577,7 +581,7 @@ def scan_conflicts(params: Mapping[str, Any], managed: Mapping[str, str]) -> Tup
         if text is not None:
             parsed.append((later_path, parse_sysctl_conf(text)))
     conflicts.extend(find_conflicts(managed, parsed))
-    tuned_found, tuned_notes = scan_tuned(params, managed)
+    tuned_found, tuned_notes = scan_tuned(path, paths, managed)
     return conflicts + tuned_found, notes + tuned_notes
 
 
@@ -589,7 +593,7 @@ def read_tuned_text(path: str) -> Optional[str]:
         return None
 
 
-def read_tuned_profile(profile_dirs: List[str], name: str) -> Optional[Tuple[str, str]]:
+def read_tuned_profile(profile_dirs: Sequence[str], name: str) -> Optional[Tuple[str, str]]:
     """(path, text) of the first PROFILE/tuned.conf in tuned's lookup order."""
     for directory in profile_dirs:
         path = os.path.join(directory, name, "tuned.conf")
@@ -599,22 +603,22 @@ def read_tuned_profile(profile_dirs: List[str], name: str) -> Optional[Tuple[str
     return None
 
 
-def scan_tuned(params: Mapping[str, Any], managed: Mapping[str, str]) -> Tuple[List[Dict[str, Any]], List[str]]:
+def scan_tuned(path: str, paths: HostPaths, managed: Mapping[str, str]) -> Tuple[List[Dict[str, Any]], List[str]]:
     """Managed keys the active tuned profile sets to another value: conflicts where tuned's value stays."""
-    active_path = params["tuned_active_profile"]
+    active_path = paths.tuned_active_profile
     names = active_profiles(
         read_tuned_text(active_path),
         read_tuned_text(os.path.join(os.path.dirname(active_path), "post_loaded_profile")),
     )
     if not names:
         return [], []
-    if not any(glob.glob(pattern) for pattern in params["tuned_in_use_paths"]):
+    if not any(glob.glob(pattern) for pattern in paths.tuned_in_use_paths):
         return [], [
             f"tuned profile {' '.join(names)} is recorded in {active_path} but tuned is not in use: not checked"
         ]
-    ordered, problems = profile_assignments(names, lambda name: read_tuned_profile(params["tuned_profile_dirs"], name))
-    reapplies = reapply_sysctl(read_tuned_text(params["tuned_main_conf"]))
-    conflicts, notes = tuned_conflicts(managed, ordered, reapplies, params["path"], params["tuned_reapplied_roots"])
+    ordered, problems = profile_assignments(names, lambda name: read_tuned_profile(paths.tuned_profile_dirs, name))
+    reapplies = reapply_sysctl(read_tuned_text(paths.tuned_main_conf))
+    conflicts, notes = tuned_conflicts(managed, ordered, reapplies, path, list(paths.tuned_reapplied_roots))
     notes.extend(f"{problem}: check by hand that tuned does not set the managed keys" for problem in problems)
     return conflicts, notes
 
@@ -659,6 +663,9 @@ def put_back(module: AnsibleModule, path: str, old: FileState) -> None:
         raise
 
 
+RESTORE_FAILED = "RESTORE FAILED"
+
+
 def restore_file(
     module: AnsibleModule, path: str, old: Optional[FileState], created_directory: Optional[str] = None
 ) -> str:
@@ -674,7 +681,7 @@ def restore_file(
         put_back(module, path, old)
         return "restored"
     except Exception as error:  # rollback must report, not mask, the first failure
-        return f"RESTORE FAILED: {to_native(error)}"
+        return f"{RESTORE_FAILED}: {to_native(error)}"
 
 
 def remove_backup(backup_file: str) -> str:
@@ -686,23 +693,23 @@ def remove_backup(backup_file: str) -> str:
         return f"REMOVE FAILED: {to_native(error)}"
 
 
-def restore_live(proc_sys_root: str, written: List[str], plan: Mapping[str, Mapping[str, Any]]) -> Dict[str, str]:
+def restore_live(proc_sys: str, written: List[str], plan: Mapping[str, Mapping[str, Any]]) -> Dict[str, str]:
     """Write back the previous value of every key touched, newest first; report each outcome."""
     outcome = {}
     for key in reversed(written):
         previous = plan[key]["before"]
         try:
-            write_live(proc_sys_root, key, previous)
+            write_live(proc_sys, key, previous)
         except LiveWriteError as error:
-            outcome[key] = f"RESTORE FAILED: {error.error}"
+            outcome[key] = f"{RESTORE_FAILED}: {error.error}"
             continue
-        now = read_live(proc_sys_root, [key])[key]
+        now = read_live(proc_sys, [key])[key]
         outcome[key] = "restored" if now == previous else f"RESTORE MISMATCH: kernel kept {now}"
     return outcome
 
 
 def apply_live_values(
-    proc_sys_root: str, plan: Mapping[str, Mapping[str, Any]], managed: Mapping[str, str]
+    proc_sys: str, plan: Mapping[str, Mapping[str, Any]], targets: Mapping[str, str]
 ) -> Tuple[List[str], Optional[str]]:
     """Write differing keys, read all back. Returns (written keys, failure sentence or None)."""
     written: List[str] = []
@@ -710,157 +717,159 @@ def apply_live_values(
         # Counted as written before the write: a rejected vector can still have changed its first numbers.
         written.append(key)
         try:
-            write_live(proc_sys_root, key, managed[key])
+            write_live(proc_sys, key, targets[key])
         except LiveWriteError as error:
-            kept = read_live(proc_sys_root, [key])[key]
+            kept = read_live(proc_sys, [key])[key]
             return (
                 written,
                 f"{key}: wrote {error.value!r}, the kernel refused it ({error.error}) and now holds {kept!r}",
             )
-    mismatches = readback_mismatches(managed, read_live(proc_sys_root, sorted(managed)))
+    mismatches = readback_mismatches(targets, read_live(proc_sys, sorted(targets)))
     if mismatches:
         return written, "; ".join(
-            f"{key}: wrote {managed[key]!r}, the kernel kept {kept!r}" for key, kept in mismatches.items()
+            f"{key}: wrote {targets[key]!r}, the kernel kept {kept!r}" for key, kept in mismatches.items()
         )
     return written, None
 
 
-def take_lock(module: AnsibleModule, params: Mapping[str, Any]) -> Optional[int]:
+def take_lock(module: AnsibleModule, lock_file: str) -> Optional[int]:
     """The host-wide lock, or None in check mode (nothing is written then)."""
     if module.check_mode:
         return None
-    lock_file = params["lock_file"]
+    timeout = module.params["lock_timeout"]
     try:
-        return acquire(lock_file, params["lock_timeout"], holder_text(params["path"], os.getpid(), time.time()))
+        return acquire(lock_file, timeout, holder_text(module.params["path"], os.getpid(), time.time()))
     except LockTimeout as error:
         module.fail_json(
-            msg=f"{error}: another run is changing sysctls on this host (lock_timeout={params['lock_timeout']}); "
-            "nothing was changed",
+            msg=f"{error}: another run is changing sysctls on this host (lock_timeout={timeout}); nothing was changed",
             lock_holder=error.holder,
+            changed=False,
+            file_changed=False,
         )
     except OSError as error:
-        module.fail_json(msg=f"cannot take the lock lock_file={lock_file}: {to_native(error)}; nothing was changed")
+        module.fail_json(
+            msg=f"cannot take the lock lock_file={lock_file}: {to_native(error)}; nothing was changed",
+            changed=False,
+            file_changed=False,
+        )
     return None
 
 
-def run(module: AnsibleModule) -> None:
-    """Everything after the input checks, under the lock: plan, write, apply, read back, roll back."""
-    params = module.params
-    path, proc_sys_root, apply_live = params["path"], params["proc_sys_root"], params["apply"]
+def read_live_or_refuse(proc_sys: str, keys: Iterable[str]) -> Dict[str, Optional[str]]:
+    try:
+        return read_live(proc_sys, sorted(set(keys)))
+    except OSError as error:
+        raise Refused(f"cannot read the live values, nothing was changed: {to_native(error)}") from error
+
+
+def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths) -> Plan:
+    """state=present without changing anything: check the path and keys, read the file and the live values,
+    render the new drop-in, find conflicts. Raises Refused when the run must not go on."""
+    path, apply_live = params["path"], params["apply"]
     old, path_problem = existing_file(module, path)
+    old_text = None if old is None else old.data.decode("utf-8", "replace")
     if not path_problem and not params["force"]:
-        path_problem = ownership_problem(
-            path, params["search_roots"], None if old is None else old.data.decode("utf-8", "replace")
-        )
+        path_problem = ownership_problem(path, paths.search_roots, old_text)
     if path_problem:
-        module.fail_json(msg=f"refusing the drop-in, nothing was changed: {path_problem}")
+        raise Refused(f"refusing the drop-in, nothing was changed: {path_problem}")
 
     skip = {key: str(reason) for key, reason in params["skip"].items()}
     managed = managed_settings(params["settings"], skip)
-    try:
-        live = read_live(proc_sys_root, sorted(set(params["settings"]) | set(skip)))
-    except OSError as error:
-        module.fail_json(msg=f"cannot read the live values, nothing was changed: {to_native(error)}")
-    plan = plan_keys(params["settings"], skip, live, apply_live)
-    problems = host_problems(proc_sys_root, plan, managed, apply_live)
+    live = read_live_or_refuse(paths.proc_sys, set(params["settings"]) | set(skip))
+    keys = plan_keys(params["settings"], skip, live, apply_live)
+    problems = host_problems(paths.proc_sys, keys, managed, apply_live)
     if problems:
-        module.fail_json(msg="cannot apply here, nothing was changed: " + "; ".join(problems), keys=plan)
+        raise Refused("cannot apply here, nothing was changed: " + "; ".join(problems), keys=keys)
 
     comments = {key: str(text) for key, text in params["comments"].items() if key in managed}
-    old_text = None if old is None else old.data.decode("utf-8", "replace")
     old_keys = [assignment.key for assignment in parse_sysctl_conf(old_text or "")]
     records = records_to_keep(managed, old_text if is_managed(old_text) else None, old_keys, live)
     new_text = render_dropin(managed, comments, params["header"], records)
-    conflicts, notes = scan_conflicts(params, managed)
+    conflicts, notes = scan_conflicts(path, paths, managed)
     result: Dict[str, Any] = dict(
         path=path,
-        keys=plan,
+        keys=keys,
         conflicts=conflicts,
-        file_changed=old is None or old.data != to_bytes(new_text),
+        file_would_change=old is None or old.data != to_bytes(new_text),
+        live_would_change=apply_live and bool(keys_to_write(keys)),
         diff=dict(before=old_text or "", after=new_text, before_header=path, after_header=path),
     )
     if conflicts and params["conflicts"] == "fail":
-        module.fail_json(
-            msg="later sysctl files override managed keys at boot, nothing was changed: "
+        raise Refused(
+            "later sysctl files override managed keys at boot, nothing was changed: "
             + "; ".join(conflict_sentence(c) for c in conflicts),
             **result,
         )
     if params["conflicts"] != "ignore":
         notes = [conflict_sentence(conflict) for conflict in conflicts] + notes
     result["notes"] = notes
-    for note in notes:
-        module.warn(note)
+    return Plan(old, new_text, keys, managed, result)
 
-    live_changed = apply_live and bool(keys_to_write(plan))
-    result["changed"] = result["file_changed"] or live_changed
-    if module.check_mode or not result["changed"]:
-        module.exit_json(**result)
 
+def execute_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths, plan: Plan) -> Dict[str, Any]:
+    """Write the drop-in, apply and read back the live values; on any failure roll back and fail."""
+    path, result = params["path"], dict(plan.result)
     created_directory = None
-    if result["file_changed"]:
-        if params["backup"] and old is not None:
+    if result["file_would_change"]:
+        if params["backup"] and plan.old is not None:
             result["backup_file"] = module.backup_local(path)
         try:
             if not os.path.isdir(os.path.dirname(path)):
                 created_directory = os.path.dirname(path)
                 os.mkdir(created_directory, 0o755)
-            write_file_atomically(module, path, new_text)
+            write_file_atomically(module, path, plan.new_text)
         except Exception as error:
-            result["rollback"] = {"file": restore_file(module, path, old, created_directory), "live": {}}
-            roll_back_backup(result)
-            module.fail_json(msg=f"writing {path} failed: {to_native(error)}", **result)
-
-    if apply_live:
-        written, failure = apply_live_values(proc_sys_root, plan, managed)
+            file_outcome = restore_file(module, path, plan.old, created_directory)
+            fail_rolled_back(module, result, f"writing {path} failed: {to_native(error)}", file_outcome, {})
+        result["file_changed"] = True
+    if params["apply"]:
+        written, failure = apply_live_values(paths.proc_sys, plan.keys, plan.targets)
         if failure:
-            live_outcome = restore_live(proc_sys_root, written, plan)
-            file_outcome = restore_file(module, path, old, created_directory) if result["file_changed"] else "unchanged"
-            result["rollback"] = {"file": file_outcome, "live": live_outcome}
-            roll_back_backup(result)
-            restored = ", ".join(f"{key} {outcome}" for key, outcome in live_outcome.items())
-            module.fail_json(msg=f"{failure}. Rolled back: file {file_outcome}; live values: {restored}", **result)
-    module.exit_json(**result)
+            live_outcome = restore_live(paths.proc_sys, written, plan.keys)
+            file_outcome = (
+                restore_file(module, path, plan.old, created_directory) if result["file_changed"] else "unchanged"
+            )
+            fail_rolled_back(module, result, failure, file_outcome, live_outcome)
+    return result
 
 
-def removal_problem(params: Mapping[str, Any], old: Optional[FileState]) -> Optional[str]:
+def removal_problem(params: Mapping[str, Any], paths: HostPaths, old_text: Optional[str]) -> Optional[str]:
     """Why state=absent must not remove the file at `path`, or None. A file without the managed-by
     line is never removed, also not with force; force only allows a path outside the search roots."""
     path = params["path"]
-    if old is not None and not is_managed(old.data.decode("utf-8", "replace")):
+    if old_text is not None and not is_managed(old_text):
         return (
             f"path {path} exists and was not written by this collection (no managed-by header): "
             "state=absent never removes it, also not with force=true"
         )
-    if not params["force"] and not in_roots(path, params["search_roots"]):
-        return ownership_problem(path, params["search_roots"], None)
+    if not params["force"] and not in_roots(path, paths.search_roots):
+        return ownership_problem(path, paths.search_roots, None)
     return None
 
 
-def boot_order_assignments(params: Mapping[str, Any]) -> Tuple[List[Tuple[str, List[Any]]], List[str]]:
+def boot_order_assignments(path: str, paths: HostPaths) -> Tuple[List[Tuple[str, List[Any]]], List[str]]:
     """(file, assignments) of every file applied at boot once the drop-in is gone, in order, and notes
     about the files that could not be read."""
-    order = boot_order_without(
-        params["path"], params["search_roots"], list_search_roots(params["search_roots"]), params["sysctl_conf"]
-    )
+    order = boot_order_without(path, paths.search_roots, list_search_roots(paths.search_roots), paths.sysctl_conf)
     parsed, notes = [], []
-    for path in order:
+    for conf_path in order:
         try:
-            text = read_text(path)
+            text = read_text(conf_path)
         except (UnreadableFile, OSError) as error:
             notes.append(f"{to_native(error)}: not read, so not taken into account for the values restored")
             continue
         if text is not None:
-            parsed.append((path, parse_sysctl_conf(text)))
+            parsed.append((conf_path, parse_sysctl_conf(text)))
     return parsed, notes
 
 
-def restore_problems(proc_sys_root: str, plan: Mapping[str, Mapping[str, Any]], given: Mapping[str, str]) -> List[str]:
+def restore_problems(proc_sys: str, plan: Mapping[str, Mapping[str, Any]], given: Mapping[str, str]) -> List[str]:
     """Values that cannot be restored: a given key absent here, a value from a file or the facts the kernel
     would refuse, a read-only key that must change."""
     problems = []
     for key, entry in sorted(plan.items()):
         if key in given and entry["before"] is None:
-            problems.append(f"settings[{key!r}]: {key} does not exist under {proc_sys_root} here")
+            problems.append(f"settings[{key!r}]: {key} does not exist under {proc_sys} here")
             continue
         if entry["action"] != "set":
             continue
@@ -869,87 +878,107 @@ def restore_problems(proc_sys_root: str, plan: Mapping[str, Mapping[str, Any]], 
             if problem:
                 problems.append(f"{key}: {entry['reason']} gives {entry['after']!r}, which {problem}")
                 continue
-        if not os.access(proc_sys_path(proc_sys_root, key), os.W_OK):
+        if not os.access(proc_sys_path(proc_sys, key), os.W_OK):
             problems.append(
                 f"{key} is read-only here (live {entry['before']}, to restore {entry['after']}); pass it in skip"
             )
     return problems
 
 
-def run_absent(module: AnsibleModule) -> None:
-    """state=absent under the lock: plan the restore, write live values, read back, then remove the file."""
-    params = module.params
-    path, proc_sys_root, apply_live = params["path"], params["proc_sys_root"], params["apply"]
+def plan_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths) -> Plan:
+    """state=absent without changing anything: check the file may go, find each key's value after a reboot
+    without it. Raises Refused when the run must not go on."""
+    path, apply_live = params["path"], params["apply"]
     old, path_problem = existing_file(module, path)
-    path_problem = path_problem or removal_problem(params, old)
-    if path_problem:
-        module.fail_json(msg=f"refusing to remove the drop-in, nothing was changed: {path_problem}")
-
     old_text = None if old is None else old.data.decode("utf-8", "replace")
+    path_problem = path_problem or removal_problem(params, paths, old_text)
+    if path_problem:
+        raise Refused(f"refusing to remove the drop-in, nothing was changed: {path_problem}")
+
     keys, globs = dropin_keys(parse_sysctl_conf(old_text or ""))
     given = {key: normalise_value(str(value)) for key, value in (params["settings"] or {}).items()}
     boot_defaults = {key: normalise_value(str(value)) for key, value in params["boot_defaults"].items()}
     skip = {key: str(reason) for key, reason in params["skip"].items()}
     restored_keys = sorted(set(keys) | set(given))
-    try:
-        live = read_live(proc_sys_root, sorted(set(restored_keys) | set(SAME_BOOT_CONSTANT.values())))
-    except OSError as error:
-        module.fail_json(msg=f"cannot read the live values, nothing was changed: {to_native(error)}")
-    parsed, notes = boot_order_assignments(params)
+    live = read_live_or_refuse(paths.proc_sys, set(restored_keys) | set(SAME_BOOT_CONSTANT.values()))
+    parsed, notes = boot_order_assignments(path, paths)
     recorded = parse_records(old_text)
     restores = {key: restore_value(key, given, parsed, boot_defaults, live, keys, recorded) for key in restored_keys}
     plan = plan_restore(restored_keys, restores, skip, live, apply_live)
-    problems = restore_problems(proc_sys_root, plan, given)
+    problems = restore_problems(paths.proc_sys, plan, given)
     if problems:
-        module.fail_json(msg="cannot restore here, nothing was changed: " + "; ".join(problems), keys=plan)
+        raise Refused("cannot restore here, nothing was changed: " + "; ".join(problems), keys=plan)
     notes.extend(
         f"{path} sets the pattern {pattern}: the keys it matched are not restored (name them in settings)"
         for pattern in globs
     )
-    for note in notes:
-        module.warn(note)
-
     result: Dict[str, Any] = dict(
         path=path,
         keys=plan,
         conflicts=[],
         notes=notes,
-        file_changed=old is not None,
+        file_would_change=old is not None,
+        live_would_change=apply_live and bool(keys_to_write(plan)),
         diff=dict(before=old_text or "", after="", before_header=path, after_header=f"{path} (removed)"),
     )
     targets = {key: entry["after"] for key, entry in plan.items() if entry["action"] in ("set", "unchanged")}
-    live_changed = apply_live and bool(keys_to_write(plan))
-    result["changed"] = result["file_changed"] or live_changed
-    if module.check_mode or not result["changed"]:
-        module.exit_json(**result)
+    return Plan(old, None, plan, targets, result)
 
-    if result["file_changed"] and params["backup"]:
+
+def execute_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths, plan: Plan) -> Dict[str, Any]:
+    """Write the restored live values and read them back, then remove the file; on failure put back the live
+    values (the file is left) and fail."""
+    path, result = params["path"], dict(plan.result)
+    if result["file_would_change"] and params["backup"]:
         result["backup_file"] = module.backup_local(path)
     written: List[str] = []
-    if live_changed:
-        written, failure = apply_live_values(proc_sys_root, plan, targets)
+    if result["live_would_change"]:
+        written, failure = apply_live_values(paths.proc_sys, plan.keys, plan.targets)
         if failure:
-            live_outcome = restore_live(proc_sys_root, written, plan)
-            result["rollback"] = {"file": "unchanged", "live": live_outcome}
-            roll_back_backup(result)
-            restored = ", ".join(f"{key} {outcome}" for key, outcome in live_outcome.items())
-            module.fail_json(msg=f"{failure}. Rolled back: file unchanged; live values: {restored}", **result)
-    if old is not None:
+            live_outcome = restore_live(paths.proc_sys, written, plan.keys)
+            fail_rolled_back(module, result, failure, "unchanged", live_outcome)
+    if plan.old is not None:
         try:
             os.unlink(path)
         except OSError as error:
-            live_outcome = restore_live(proc_sys_root, written, plan)
-            result["rollback"] = {"file": "unchanged", "live": live_outcome}
-            roll_back_backup(result)
-            module.fail_json(msg=f"removing {path} failed: {to_native(error)}; live values put back", **result)
-    module.exit_json(**result)
+            live_outcome = restore_live(paths.proc_sys, written, plan.keys)
+            fail_rolled_back(module, result, f"removing {path} failed: {to_native(error)}", "unchanged", live_outcome)
+        result["file_changed"] = True
+    return result
 
 
-def roll_back_backup(result: Dict[str, Any]) -> None:
-    """Remove the backup a failed run made, and say so in the rollback report."""
+def fail_rolled_back(
+    module: AnsibleModule, result: Dict[str, Any], failure: str, file_outcome: str, live_outcome: Mapping[str, str]
+) -> None:
+    """Fail after a rollback, saying what was put back. `file_changed` and `changed` then say what is still
+    different from before the run: nothing, unless a restore failed."""
+    result["rollback"] = {"file": file_outcome, "live": dict(live_outcome)}
     backup_file = result.pop("backup_file", None)
     if backup_file:
         result["rollback"]["backup_file"] = remove_backup(backup_file)
+    result["file_changed"] = file_outcome.startswith(RESTORE_FAILED)
+    result["changed"] = result["file_changed"] or any(outcome != "restored" for outcome in live_outcome.values())
+    restored = ", ".join(f"{key} {outcome}" for key, outcome in live_outcome.items())
+    module.fail_json(msg=f"{failure}. Rolled back: file {file_outcome}; live values: {restored}", **result)
+
+
+def run(module: AnsibleModule, paths: HostPaths) -> None:
+    """Plan, then (unless check mode or nothing to do) execute; report what was done, or what would be."""
+    params = module.params
+    absent = params["state"] == "absent"
+    try:
+        plan = plan_absent(module, params, paths) if absent else plan_present(module, params, paths)
+    except Refused as refused:
+        module.fail_json(msg=refused.msg, **{**refused.fields, "changed": False, "file_changed": False})
+    for note in plan.result["notes"]:
+        module.warn(note)
+    would_change = plan.result["file_would_change"] or plan.result["live_would_change"]
+    if module.check_mode or not would_change:
+        # Check mode: `changed` says what a real run would change (Ansible's convention); nothing did.
+        module.exit_json(**plan.result, changed=would_change, file_changed=False)
+    plan = plan._replace(result={**plan.result, "file_changed": False})
+    execute = execute_absent if absent else execute_present
+    module.exit_json(**execute(module, params, paths, plan), changed=True)
 
 
 def main() -> None:
@@ -966,33 +995,19 @@ def main() -> None:
             conflicts=dict(type="str", choices=["warn", "fail", "ignore"], default="warn"),
             backup=dict(type="bool", default=False),
             apply=dict(type="bool", default=True),
-            proc_sys_root=dict(type="path", default="/proc/sys"),
-            search_roots=dict(
-                type="list",
-                elements="path",
-                aliases=["search_paths"],
-                default=list(SYSCTL_D_ROOTS),
-            ),
-            sysctl_conf=dict(type="path", default="/etc/sysctl.conf"),
-            lock_file=dict(type="path", default=DEFAULT_LOCK_FILE),
+            root=dict(type="path", default="/"),
+            lock_file=dict(type="path"),
             lock_timeout=dict(type="int", default=60),
-            tuned_active_profile=dict(type="path", default="/etc/tuned/active_profile"),
-            tuned_main_conf=dict(type="path", default="/etc/tuned/tuned-main.conf"),
-            tuned_profile_dirs=dict(type="list", elements="path", default=list(TUNED_PROFILE_DIRS)),
-            tuned_reapplied_roots=dict(type="list", elements="path", default=list(TUNED_REAPPLIED_ROOTS)),
-            tuned_in_use_paths=dict(type="list", elements="str", default=list(TUNED_IN_USE_PATHS)),
         ),
         supports_check_mode=True,
     )
     problems = input_problems(module.params)
     if problems:
-        module.fail_json(msg="invalid input, nothing was changed: " + "; ".join(problems))
-    lock_fd = take_lock(module, module.params)
+        module.fail_json(msg="invalid input, nothing was changed: " + "; ".join(problems), changed=False)
+    paths = host_paths(module.params["root"], module.params["lock_file"])
+    lock_fd = take_lock(module, paths.lock_file)
     try:
-        if module.params["state"] == "absent":
-            run_absent(module)
-        else:
-            run(module)
+        run(module, paths)
     finally:
         if lock_fd is not None:
             release(lock_fd)

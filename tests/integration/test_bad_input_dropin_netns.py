@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import pytest
+from conftest import dropin_root
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent  # the ansible-core under test (make compat runs each release)
@@ -55,9 +56,9 @@ print(json.dumps(values))
 
 @pytest.fixture
 def sysctl_d(tmp_path: Path) -> Path:
-    """The private sysctl.d, holding a file of another package as a real one would."""
-    directory = tmp_path / "sysctl.d"
-    directory.mkdir()
+    """The private etc/sysctl.d of a host root (the module's option root; its proc is the real /proc), holding a
+    file of another package as a real one would."""
+    directory = dropin_root(tmp_path / "root") / "etc/sysctl.d"
     (directory / "10-vendor.conf").write_text("net.ipv4.tcp_syncookies = 1\n")
     return directory
 
@@ -120,8 +121,7 @@ def module_args(sysctl_d: Path, **args: Any) -> Dict[str, Any]:
     return {
         "path": str(sysctl_d / "99-netstack-tcp-memory.conf"),
         "settings": GOOD,
-        "search_roots": [str(sysctl_d)],
-        "sysctl_conf": str(sysctl_d.parent / "sysctl.conf"),
+        "root": str(sysctl_d.parent.parent),
         **args,
     }
 
@@ -202,6 +202,14 @@ MODULE_CASES = [
     ("8-foreign-file", "foreign", module_args, ["was not written by this collection", "force=true"]),
     ("9-empty-path", None, lambda d: module_args(d, path=""), ["path is empty"]),
     ("9-relative-path", None, lambda d: module_args(d, path="50-t.conf"), ["path '50-t.conf' is relative"]),
+    # Issue 13 item 4: the drop-in must be a file of the host the root option names, also with force.
+    (
+        "13-path-outside-root",
+        None,
+        lambda d: module_args(d, path=f"{d.parent.parent.parent}/50-out.conf", force=True),
+        ["50-out.conf is not under root", "/root"],
+    ),
+    ("13-root-relative", None, lambda d: module_args(d, root="root"), ["root 'root' must be an absolute path"]),
     # Already refused before issue 11.
     (
         "ok-boolean",

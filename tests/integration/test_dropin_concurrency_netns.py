@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
+from conftest import dropin_root
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = os.environ.get("NETSTACK_TEST_COLLECTIONS", str(ROOT / ".cache/dev"))
@@ -70,16 +71,14 @@ def result_of(process: subprocess.Popen) -> dict:
 
 
 def test_two_runs_at_once_leave_file_and_kernel_agreeing_every_round(netns, tmp_path):
-    sysctl_d = tmp_path / "sysctl.d"
-    sysctl_d.mkdir()
-    dropin = sysctl_d / "99-netstack-tcp-memory.conf"
+    root = dropin_root(tmp_path / "root")  # its proc is the real /proc; both runs take root's lock file
+    dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
     args_files = {}
     for name, settings in VALUES.items():
         args = {
             "path": str(dropin),
             "settings": settings,
-            "search_roots": [str(sysctl_d)],
-            "sysctl_conf": str(tmp_path / "sysctl.conf"),
+            "root": str(root),
             "_ansible_remote_tmp": str(tmp_path / "remote_tmp"),
         }
         args_files[name] = tmp_path / f"args-{name}.json"

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, Optional
 
 import jmespath
 import pytest
+from conftest import dropin_root
 
 ROOT = Path(__file__).resolve().parents[2]
 # The ansible-core under test: the one installed next to this interpreter (make compat runs each release).
@@ -101,14 +102,16 @@ def run_module(netns: str, check: bool = False, **args: Any) -> Dict[str, Any]:
 
 def test_applies_in_the_namespace_only_is_idempotent_and_rolls_back_a_refused_value(netns, tmp_path):
     host_before = host_values()
-    dropin = tmp_path / "99-netstack-tcp-memory.conf"
-    common = {"path": str(dropin), "search_roots": [str(tmp_path)], "sysctl_conf": str(tmp_path / "sysctl.conf")}
+    root = dropin_root(tmp_path)  # proc/sys is the namespace's own; the files and the lock are private
+    dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
+    common = {"path": str(dropin), "root": str(root)}
     wanted = {"net.ipv4.tcp_rmem": "4096 131072 7340032", "net.ipv4.tcp_wmem": "4096 32768 5242880"}
     ns_before = {key: ns_value(netns, key) for key in wanted}
     assert ns_before != wanted, "pick values that differ from the kernel defaults"
 
     check = run_module(netns, check=True, settings=wanted, **common)
-    assert check["changed"] and not dropin.exists(), check
+    assert check["changed"] and check["file_would_change"] and not check["file_changed"], check
+    assert not dropin.exists()
     assert {key: ns_value(netns, key) for key in wanted} == ns_before
 
     first = run_module(netns, settings=wanted, **common)
@@ -147,6 +150,7 @@ def test_applies_in_the_namespace_only_is_idempotent_and_rolls_back_a_refused_va
         "net.ipv4.tcp_rmem": "restored",
     }
     assert failed["rollback"]["file"] == "restored"
+    assert failed["file_would_change"] and not failed["file_changed"] and not failed["changed"]
     assert {key: ns_value(netns, key) for key in wanted} == wanted
     assert ns_value(netns, "net.ipv4.udp_rmem_min") == udp_rmem_min
     assert dropin.read_text() == previous_file

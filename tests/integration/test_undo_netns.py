@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from conftest import TARGET_PYTHON, VENV_BIN, real_kernel_ready
+from conftest import TARGET_PYTHON, VENV_BIN, dropin_root, real_kernel_ready
 from test_playbooks_netns import ns_value, output, recap_changed, run_playbook
 
 pytestmark = pytest.mark.skipif(bool(real_kernel_ready()), reason=real_kernel_ready() or "ready")
@@ -42,11 +42,10 @@ def module(collections: str, netns: str, args: Dict[str, Any], check: bool = Fal
 
 def test_module_undo_restores_the_later_file_or_the_boot_value_and_is_idempotent(collections_path, netns, tmp_path):
     host_before = host_values()
-    etc, usr = tmp_path / "etc", tmp_path / "usr"
-    etc.mkdir()
-    usr.mkdir()
+    root = dropin_root(tmp_path)  # proc/sys is the namespace's own; the files and the lock are private
+    etc, usr = root / "etc/sysctl.d", root / "usr/lib/sysctl.d"
     dropin = etc / "99-netstack-tcp-memory.conf"
-    common = {"path": str(dropin), "search_roots": [str(etc), str(usr)], "sysctl_conf": str(tmp_path / "sysctl.conf")}
+    common = {"path": str(dropin), "root": str(root)}
     start = {key: ns_value(netns, key) for key in TUNED}
     assert start != TUNED
     applied = module(collections_path, netns, {**common, "settings": TUNED})
@@ -57,10 +56,11 @@ def test_module_undo_restores_the_later_file_or_the_boot_value_and_is_idempotent
     undo = {**common, "state": "absent", "boot_defaults": {RMEM: start[RMEM]}}
     dry = module(collections_path, netns, undo, check=True)
     assert dry["changed"] and dry["keys"][WMEM]["after"] == "4096 16384 3145728", dry
+    assert dry["file_would_change"] and not dry["file_changed"]
     assert dropin.exists() and {key: ns_value(netns, key) for key in TUNED} == TUNED
 
     done = module(collections_path, netns, undo)
-    assert done["changed"] and not dropin.exists(), done
+    assert done["changed"] and done["file_changed"] and not dropin.exists(), done
     assert ns_value(netns, RMEM) == start[RMEM]
     assert ns_value(netns, WMEM) == "4096 16384 3145728"
     assert done["keys"][WMEM]["source"] == "file" and "zz-local.conf line 1" in done["keys"][WMEM]["reason"]

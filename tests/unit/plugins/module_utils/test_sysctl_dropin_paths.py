@@ -7,10 +7,12 @@ import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_paths import (
     SYSCTL_D_ROOTS,
     file_type_problem,
+    host_paths,
     in_roots,
     is_managed,
     ownership_problem,
     path_syntax_problem,
+    root_problem,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
 
@@ -94,3 +96,24 @@ def test_ownership_refuses_outside_the_roots_and_foreign_files_naming_force():
     assert "was not written by this collection" in foreign and "tcp_memory_sysctl_file_force" in foreign
     assert ownership_problem("/etc/sysctl.d/99-n.conf", roots, None, **same) is None
     assert ownership_problem("/etc/sysctl.d/99-n.conf", roots, MANAGED_LINE + "\n", **same) is None
+
+
+def test_host_paths_are_the_host_s_own_under_slash_and_all_moved_under_another_root():
+    host = host_paths("/")
+    assert host.proc_sys == "/proc/sys" and host.sysctl_conf == "/etc/sysctl.conf"
+    assert host.search_roots[0] == "/etc/sysctl.d" and host.lock_file == "/run/lock/netstack-tcp-memory.lock"
+    image = host_paths("/srv/img/")
+    for field, value in image._asdict().items():
+        for path in value if isinstance(value, tuple) else (value,):
+            assert path.startswith("/srv/img"), (field, path)
+    assert image.tuned_in_use_paths[1] == "/srv/img/etc/systemd/system/*.wants/tuned.service"
+    assert host_paths("/srv/img", lock_file="/run/other.lock").lock_file == "/run/other.lock"
+
+
+def test_root_problem_names_root_and_path(tmp_path):
+    assert root_problem(str(tmp_path), str(tmp_path / "etc/sysctl.d/x.conf")) is None
+    assert root_problem("/", "/etc/sysctl.d/x.conf") is None
+    assert "root 'etc' must be an absolute path" in root_problem("etc", "/etc/sysctl.d/x.conf")
+    assert f"root {str(tmp_path / 'none')!r} is not a directory" in root_problem(str(tmp_path / "none"), "/x.conf")
+    sibling = f"{tmp_path}-other/x.conf"  # shares the prefix as a string, not as a directory
+    assert f"path {sibling} is not under root {tmp_path}" in root_problem(str(tmp_path), sibling)

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run the module for real against a temporary root: proc_sys_root and the sysctl.d roots are
-directories of plain files, so writes, read-back and rollback happen on a real filesystem."""
+"""Run the module for real against a temporary root (option root): its proc/sys and sysctl.d directories
+are directories of plain files, so writes, read-back and rollback happen on a real filesystem."""
 
 from __future__ import annotations
 
@@ -33,20 +33,17 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(root: Path, capsys, check_mode: bool = False, **args: Any) -> Dict[str, Any]:
+def run(host: Path, capsys, check_mode: bool = False, **args: Any) -> Dict[str, Any]:
     module_args = {
-        "path": str(root / "etc/sysctl.d/99-netstack-tcp-memory.conf"),
+        "path": str(host / "etc/sysctl.d/99-netstack-tcp-memory.conf"),
         "settings": WANTED,
-        "proc_sys_root": str(root / "proc/sys"),
-        "search_roots": [str(root / "etc/sysctl.d"), str(root / "usr/lib/sysctl.d")],
-        "sysctl_conf": str(root / "etc/sysctl.conf"),
-        "tuned_active_profile": str(root / "etc/tuned/active_profile"),
+        "root": str(host),
         # Beside the root, so that snapshot(root) does not see it.
-        "lock_file": str(root.parent / f"{root.name}.lock"),
+        "lock_file": str(host.parent / f"{host.name}.lock"),
         "_ansible_check_mode": check_mode,
         "_ansible_diff": True,
-        "_ansible_tmpdir": str(root),
-        "_ansible_remote_tmp": str(root),
+        "_ansible_tmpdir": str(host),
+        "_ansible_remote_tmp": str(host),
     }
     module_args.update(args)
     with patch_module_args(module_args), pytest.raises(SystemExit):
@@ -93,7 +90,9 @@ def test_first_run_writes_file_and_differing_live_values_second_run_changes_noth
 def test_check_mode_reports_diff_and_per_key_plan_and_touches_nothing(root, capsys):
     before = snapshot(root)
     result = run(root, capsys, check_mode=True)
-    assert result["changed"]
+    # changed: what a real run would change (Ansible's check mode); file_changed: what this run did.
+    assert result["changed"] and result["file_would_change"] and result["live_would_change"]
+    assert not result["file_changed"]
     assert result["diff"]["before"] == "" and "net.ipv4.tcp_rmem = 4096 131072 16777216" in result["diff"]["after"]
     assert result["keys"]["net.ipv4.tcp_wmem"]["before"] == "4096 16384 4194304"
     assert result["keys"]["net.ipv4.tcp_wmem"]["action"] == "set"
@@ -145,6 +144,9 @@ def test_later_file_setting_a_managed_key_warns_and_can_fail_before_writing(root
     before = snapshot(root)
     failed = run(root, capsys, conflicts="fail")
     assert failed["failed"] and "sysctl.conf line 2 sets net.ipv4.tcp_rmem" in failed["msg"]
+    assert "nothing was changed" in failed["msg"]
+    # The refused run says what it would have changed, and that it changed nothing.
+    assert failed["file_would_change"] and not failed["file_changed"] and not failed["changed"]
     assert snapshot(root) == before
     warned = run(root, capsys)
     assert warned["changed"] and not warned.get("failed")
@@ -155,8 +157,8 @@ def test_later_file_setting_a_managed_key_warns_and_can_fail_before_writing(root
     assert run(root, capsys, conflicts="ignore")["notes"] == []
 
 
-def tuned_profile(root: Path, reapply: str) -> Dict[str, Any]:
-    """An active tuned profile that sets tcp_rmem to another value than the drop-in's."""
+def tuned_profile(root: Path, reapply: str) -> None:
+    """An active, enabled tuned profile under the root that sets tcp_rmem to another value than the drop-in's."""
     (root / "etc/tuned/mine").mkdir(parents=True)
     (root / "etc/tuned/active_profile").write_text("mine\n")
     (root / "etc/tuned/tuned-main.conf").write_text(f"daemon = 1\nreapply_sysctl = {reapply}\n")
@@ -165,29 +167,20 @@ def tuned_profile(root: Path, reapply: str) -> Dict[str, Any]:
     (root / "etc/tuned/mine/tuned.conf").write_text(
         '[main]\nsummary=x\n\n[sysctl]\nnet.ipv4.tcp_rmem="4096 87380 6291456"\n'
     )
-    return {
-        "tuned_active_profile": str(root / "etc/tuned/active_profile"),
-        "tuned_main_conf": str(root / "etc/tuned/tuned-main.conf"),
-        "tuned_profile_dirs": [str(root / "etc/tuned"), str(root / "usr/lib/tuned")],
-        "tuned_reapplied_roots": [str(root / "etc/sysctl.d")],
-        "tuned_in_use_paths": [
-            str(root / "run/tuned/tuned.pid"),
-            str(root / "etc/systemd/system/*.wants/tuned.service"),
-        ],
-    }
 
 
 def test_tuned_profile_that_stays_in_force_is_a_conflict_naming_file_and_line(root, capsys):
-    tuned = tuned_profile(root, reapply="0")
+    tuned_profile(root, reapply="0")
     before = snapshot(root)
-    failed = run(root, capsys, conflicts="fail", **tuned)
+    failed = run(root, capsys, conflicts="fail")
     assert failed["failed"] and snapshot(root) == before
     assert f"{root}/etc/tuned/mine/tuned.conf line 5 sets net.ipv4.tcp_rmem = 4096 87380 6291456" in failed["msg"]
     assert "reapply_sysctl = 0" in failed["msg"]
 
 
 def test_tuned_profile_overridden_by_its_reapply_is_only_noted(root, capsys):
-    result = run(root, capsys, check_mode=True, conflicts="fail", **tuned_profile(root, reapply="1"))
+    tuned_profile(root, reapply="1")
+    result = run(root, capsys, check_mode=True, conflicts="fail")
     assert not result.get("failed") and result["conflicts"] == []
     # Warnings also go to the controller's display; `notes` carries them in the result.
     assert any("tuned re-applies the drop-in" in note and "line 5" in note for note in result["notes"])
@@ -207,6 +200,8 @@ def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
     result = run(root, capsys, backup=True)
     assert result["failed"]
     assert "net.ipv4.tcp_wmem: wrote '4096 16384 16777216', the kernel kept ''" in result["msg"]
+    # Everything was put back: the run changed nothing, though it would have changed the file.
+    assert result["file_would_change"] and not result["file_changed"] and not result["changed"]
     # Every key written is restored, the mismatching one included, newest first.
     # The backup made for this run is removed again: the directory is as it was.
     assert result["rollback"] == {
@@ -241,7 +236,8 @@ def test_unreadable_live_value_fails_before_touching_anything(root, capsys):
 
 def test_apply_false_writes_only_the_file(root, capsys):
     result = run(root, capsys, apply=False)
-    assert result["changed"] and result["file_changed"]
+    assert result["changed"] and result["file_changed"] and result["file_would_change"]
+    assert not result["live_would_change"]
     assert live(root, "net/ipv4/tcp_rmem") == LIVE["net/ipv4/tcp_rmem"]
     assert "apply=false" in result["keys"]["net.ipv4.tcp_rmem"]["reason"]
     assert not run(root, capsys, apply=False)["changed"]
@@ -276,14 +272,14 @@ def test_a_path_under_a_missing_tree_is_refused(root, capsys):
 
 
 def test_a_profile_recorded_by_a_tuned_not_in_use_is_only_noted(root, capsys):
-    tuned = tuned_profile(root, reapply="0")
+    tuned_profile(root, reapply="0")
     (root / "etc/systemd/system/multi-user.target.wants/tuned.service").unlink()
-    result = run(root, capsys, check_mode=True, conflicts="fail", **tuned)
+    result = run(root, capsys, check_mode=True, conflicts="fail")
     assert not result.get("failed") and result["conflicts"] == []
     assert any("tuned is not in use: not checked" in note for note in result["notes"])
     (root / "run/tuned").mkdir(parents=True)
     (root / "run/tuned/tuned.pid").write_text("123\n")
-    assert run(root, capsys, check_mode=True, conflicts="fail", **tuned)["failed"]
+    assert run(root, capsys, check_mode=True, conflicts="fail")["failed"]
 
 
 # Issue 11: every bad input is refused naming the option and the value, and nothing changes.
@@ -422,3 +418,57 @@ def test_a_fifo_among_the_later_files_is_noted_not_read(root, capsys):
     result = run(root, capsys, check_mode=True)
     assert not result.get("failed")
     assert any("zz-fifo.conf is not a regular file: not checked" in note for note in result["notes"]), result
+
+
+# Issue 13 item 4: one option, root, instead of seven test seams.
+def test_without_lock_file_the_lock_is_taken_under_the_root(root, capsys):
+    held = acquire(str(root / "run/lock/netstack-tcp-memory.lock"), 0, "pid 4242 (another run)")
+    try:
+        result = run(root, capsys, lock_file=None, lock_timeout=0)
+        assert result["failed"] and f"lock {root}/run/lock/netstack-tcp-memory.lock is still held" in result["msg"]
+        assert not result["changed"] and not result["file_changed"]
+    finally:
+        release(held)
+    assert run(root, capsys, lock_file=None)["file_changed"]
+
+
+@pytest.mark.parametrize("relative", ["run/sysctl.d", "usr/local/lib/sysctl.d", "lib/sysctl.d"])
+def test_every_sysctl_d_directory_is_taken_under_the_root(root, capsys, relative):
+    (root / relative).mkdir(parents=True)
+    (root / relative / "zz-later.conf").write_text("net.ipv4.tcp_rmem = 4096 87380 6291456\n")
+    result = run(root, capsys, check_mode=True)
+    assert result["conflicts"] == [
+        {
+            "key": "net.ipv4.tcp_rmem",
+            "file": str(root / relative / "zz-later.conf"),
+            "line": 1,
+            "value": "4096 87380 6291456",
+        }
+    ]
+    # A drop-in in that directory is in the search roots: no force needed.
+    placed = run(root, capsys, check_mode=True, path=str(root / relative / "50-netstack.conf"))
+    assert not placed.get("failed") and placed["file_would_change"], placed
+
+
+def test_a_path_outside_the_root_is_refused_naming_both(root, capsys, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "99-netstack-tcp-memory.conf"
+    before = snapshot(root)
+    result = run(root, capsys, path=str(elsewhere), force=True)
+    assert result["failed"] and f"path {elsewhere} is not under root {root}" in result["msg"], result
+    assert not elsewhere.exists() and snapshot(root) == before
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [("relative/root", "must be an absolute path"), ("/no/such/root", "is not a directory")],
+)
+def test_a_root_that_is_not_a_directory_is_refused_naming_it(root, capsys, given, fragment):
+    before = snapshot(root)
+    result = run(root, capsys, root=given)
+    assert result["failed"] and f"root {given!r}" in result["msg"] and fragment in result["msg"], result
+    assert snapshot(root) == before
+
+
+def test_the_removed_test_options_are_refused(root, capsys):
+    result = run(root, capsys, proc_sys_root=str(root / "proc/sys"))
+    assert result["failed"] and "proc_sys_root" in result["msg"]

@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""state=absent run for real against a temporary root (proc_sys_root and sysctl.d roots are plain
+"""state=absent run for real against a temporary root (option root: its proc/sys and sysctl.d are plain
 directories): the drop-in goes, each key it set goes back to what a reboot without it would give."""
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def test_check_mode_shows_the_restore_and_changes_nothing(root, capsys):
     before = snapshot(root)
     result = undo(root, capsys, check_mode=True)
     assert result["changed"] and result["keys"]["net.ipv4.tcp_wmem"]["after"] == "4096 16384 4194304"
+    # It would remove the file and set live values; it removed nothing.
+    assert result["file_would_change"] and result["live_would_change"] and not result["file_changed"]
     assert result["keys"]["net.ipv4.tcp_wmem"]["action"] == "set"
     assert snapshot(root) == before
 
@@ -91,6 +93,7 @@ def test_a_file_this_collection_did_not_write_is_never_removed_even_with_force(r
     for force in (False, True):
         result = undo(root, capsys, force=force)
         assert result["failed"] and "was not written by this collection" in result["msg"], result
+        assert not result["changed"] and not result["file_changed"]
         assert "nothing was changed" in result["msg"]
     assert snapshot(root) == before
 
@@ -142,6 +145,7 @@ def test_a_refused_restore_puts_back_the_live_values_and_keeps_the_file(root, ca
     assert result["failed"] and "net.ipv4.tcp_wmem" in result["msg"], result
     assert result["rollback"]["file"] == "unchanged" and result["rollback"]["backup_file"] == "removed"
     assert result["rollback"]["live"]["net.ipv4.tcp_rmem"] == "restored"
+    assert result["file_would_change"] and not result["file_changed"] and not result["changed"]
     assert live(root, "net/ipv4/tcp_rmem") == rmem_before
     assert dropin.exists() and entries(root / "etc/sysctl.d") == before
 
