@@ -20,7 +20,6 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_key
     KERNEL_TCP_RMEM_MAX_32MIB,
     KEYS,
     LONG_MAX,
-    MANAGED_KEYS,
     MEM_TOTAL_MAX_BYTES,
     MEM_TOTAL_MIN_BYTES,
     PAGE_SIZE_MAX_BYTES,
@@ -57,13 +56,6 @@ TCPEXT_PRESSURE_COUNTERS = (
     "TCPRcvCollapsed",
     "TCPRcvQDrop",
 )
-
-# Kept for the tests that still unpack (unit, count, scope rule) per key; derived from the key table, not a
-# copy of it. New code reads tcp_memory_keys.KEYS.
-SYSCTL_KEYS = {
-    key.name: (key.unit, key.arity, "global" if key.per_netns_since is None else ("netns", key.per_netns_since))
-    for key in MANAGED_KEYS
-}
 
 # Read beside the managed keys, never written (facts tcp_max_orphans): sockets closed with data still
 # queued that the kernel keeps, their buffers in tcp_mem. net/ipv4/tcp.c tcp_init() sets it to half
