@@ -48,7 +48,8 @@ def run_playbook(
     options: List[str] = (),
 ) -> subprocess.CompletedProcess:
     command = ["ip", "netns", "exec", netns] if netns else []
-    command += [str(VENV_BIN / "ansible-playbook"), f"netstack.tcp_tuning.{name}", "-i", "localhost,", "-c", "local"]
+    playbook = name if name.endswith(".yml") else f"netstack.tcp_tuning.{name}"  # a path, or one of ours by name
+    command += [str(VENV_BIN / "ansible-playbook"), playbook, "-i", "localhost,", "-c", "local"]
     command += ["-e", json.dumps(extra_vars), *options]
     return subprocess.run(
         command,
