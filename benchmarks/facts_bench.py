@@ -115,13 +115,14 @@ def module_worker(args: dict) -> None:
             break
         captured = io.StringIO()
         with patch_module_args(args), contextlib.redirect_stdout(captured):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             with contextlib.suppress(SystemExit):  # exit_json() ends with sys.exit(0)
                 tcp_memory_facts.main()
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         result = json.loads(captured.getvalue())
         connections = result["ansible_facts"]["tcp_memory"]["connections"]
-        reply.write(json.dumps({"seconds": elapsed, "sockets": connections and connections["total"]}) + "\n")
+        sockets = connections and connections["total"]
+        reply.write(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "sockets": sockets}) + "\n")
         reply.flush()
 
 
@@ -130,15 +131,16 @@ def naive_worker() -> None:
     for line in sys.stdin:
         if line.strip() != "run":
             break
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         states = {}
         for path in ("/proc/net/tcp", "/proc/net/tcp6"):
             with open(path) as handle:
                 for row in handle.readlines()[1:]:
                     state = row.split()[3]
                     states[state] = states.get(state, 0) + 1
-        elapsed = time.perf_counter() - start
-        sys.stdout.write(json.dumps({"seconds": elapsed, "sockets": sum(states.values())}) + "\n")
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        result = {"seconds": elapsed, "cpu_seconds": cpu, "sockets": sum(states.values())}
+        sys.stdout.write(json.dumps(result) + "\n")
         sys.stdout.flush()
 
 
@@ -196,8 +198,18 @@ class Worker:
             time.sleep(0.01)
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_process(command) -> dict:
-    """Run a command to completion: wall seconds (wait4 on the command itself)."""
+    """Run a command to completion: wall seconds, and CPU seconds (user + system) of it and its children.
+
+    The CPU figure is the growth of RUSAGE_CHILDREN over the run: the long-lived workers are reaped only
+    at the end, so the command's tree is the only one waited for meanwhile.
+    """
+    cpu_start = _children_cpu_seconds()
     start = time.perf_counter()
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -209,7 +221,7 @@ def run_process(command) -> dict:
     elapsed = time.perf_counter() - start
     if process.returncode:
         raise RuntimeError(f"{command} exited {process.returncode}: {stderr.decode()[-500:]}")
-    return {"seconds": elapsed}
+    return {"seconds": elapsed, "cpu_seconds": _children_cpu_seconds() - cpu_start}
 
 
 def peak_of(command) -> int:
@@ -241,6 +253,7 @@ def measure(runs: int, target_python: str) -> dict:
     env_before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = collections + (os.pathsep + env_before if env_before else "")
     samples = {name: [] for name in CASE_ORDER}
+    cpu_samples = {name: [] for name in CASE_ORDER}
     peaks = {}
     counted = {}
     try:
@@ -250,6 +263,7 @@ def measure(runs: int, target_python: str) -> dict:
             for name in CASE_ORDER:
                 result = workers[name].run() if name in workers else run_process(commands.get(name, module_process))
                 samples[name].append(result["seconds"])
+                cpu_samples[name].append(result["cpu_seconds"])
         for name in CASE_ORDER:
             if name not in workers:
                 peaks[name] = peak_of(commands.get(name, module_process))
@@ -265,6 +279,9 @@ def measure(runs: int, target_python: str) -> dict:
                 "median_ms": round(statistics.median(samples[name]) * 1000, 2),
                 "min_ms": round(min(samples[name]) * 1000, 2),
                 "max_ms": round(max(samples[name]) * 1000, 2),
+                # CPU time (user + system, the kernel's walk included): less moved by other load than wall time
+                "cpu_min_ms": round(min(cpu_samples[name]) * 1000, 2),
+                "cpu_median_ms": round(statistics.median(cpu_samples[name]) * 1000, 2),
                 "peak_rss_mb": round(peaks[name] / 1024, 1),
                 "runs": len(samples[name]),
             }
@@ -331,13 +348,19 @@ def run_size(size: int, runs: int, target_python: str) -> dict:
             timeout=600,
         )
         setup_seconds = time.monotonic() - start
+        load_before = [round(load, 2) for load in os.getloadavg()]
         command = ["ip", "netns", "exec", netns, sys.executable, os.path.abspath(__file__), "measure"]
         command += ["--runs", str(runs), "--target-python", target_python]
         out = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT * runs * 10, check=False)
         if out.returncode:
             raise RuntimeError(f"measuring {size} failed:\n{out.stderr[-3000:]}")
         result = json.loads(out.stdout)
-        result.update(connections=holder.connections, setup_seconds=round(setup_seconds, 1))
+        result.update(
+            connections=holder.connections,
+            setup_seconds=round(setup_seconds, 1),
+            load_average_before=load_before,
+            load_average_after=[round(load, 2) for load in os.getloadavg()],
+        )
         return result
     finally:
         if holder is not None:
@@ -414,11 +437,18 @@ def markdown(results: dict, checked: dict) -> str:
         cells = ["{min_ms} / {median_ms} ({peak_rss_mb})".format(**results[s]["cases"][name]) for s in sizes]
         lines.append(f"| {name.replace('|', '&#124;')} | " + " | ".join(cells) + " |")
     lines.append("")
+    lines.append("| case | " + " | ".join(f"{int(s):,} conn. CPU ms best / median" for s in sizes) + " |")
+    lines.append("|---|" + "---:|" * len(sizes))
+    for name in CASE_ORDER:
+        cells = ["{cpu_min_ms} / {cpu_median_ms}".format(**results[s]["cases"][name]) for s in sizes]
+        lines.append(f"| {name.replace('|', '&#124;')} | " + " | ".join(cells) + " |")
+    lines.append("")
     for s in sizes:
         counted = results[s]["sockets_counted"]
         lines.append(
             f"- {int(s):,} connections: setup {results[s]['setup_seconds']} s; sockets counted by "
-            f"states=true {counted['module states=true']}, by the naive parse {counted['naive /proc/net/tcp parse']}"
+            f"states=true {counted['module states=true']}, by the naive parse {counted['naive /proc/net/tcp parse']}; "
+            f"load average {results[s]['load_average_before']} before, {results[s]['load_average_after']} after"
         )
     lines.append(f"- host checks (read only): {json.dumps(checked)}")
     lines.append(f"- peak RSS measured with {'GNU time (the command alone)' if GNU_TIME else 'wait4 (upper bound)'}")
@@ -426,6 +456,12 @@ def markdown(results: dict, checked: dict) -> str:
     lines.append("")
     for what, ok, detail in verdicts(results):
         lines.append(f"- {'PASS' if ok else 'FAIL'}: {what}: {detail}")
+    cpu = [results[s]["cases"]["module process states=true"]["cpu_min_ms"] for s in sizes]
+    pipeline_cpu = results[sizes[-1]]["cases"]["ss -tan state all | wc -l"]["cpu_min_ms"]
+    lines.append(
+        f"- info, CPU time (not judged): states=true as a process {cpu[-1]} ms vs the ss pipeline {pipeline_cpu} ms "
+        f"({cpu[-1] / pipeline_cpu:.2f}x); largest / smallest {cpu[-1] / cpu[0]:.2f}x"
+    )
     return "\n".join(lines)
 
 
