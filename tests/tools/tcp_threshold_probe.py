@@ -284,7 +284,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--hold-connections", type=int, default=500)
     parser.add_argument("--hold-bytes", type=int, default=65536, help="unread payload per held connection")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="netem delay each way (RTT = twice)")
-    parser.add_argument("--flow-s", type=float, default=3.0, help="seconds each flow sends")
+    parser.add_argument("--flow-s", type=float, default=2.0, help="seconds each flow sends")
     parser.add_argument("--sample-ms", type=float, default=50.0)
     parser.add_argument("--flow-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--output", help="also write the JSON summary to this file")
