@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,23 @@ def test_small_load_fills_every_connection_without_stalls():
     assert summary["workload"]["workers"] == 2
     # Measured while the receivers held everything unread.
     assert summary["signals"]["receive_queue_bytes"] + summary["signals"]["send_queue_bytes"] == 24 * 32768
+
+
+def test_nodelay_load_sets_tcp_nodelay_and_sends_one_kib_at_a_time():
+    listener, clients, servers = load.open_connections(3, nodelay=True)
+    try:
+        assert [client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for client in clients] == [1, 1, 1]
+    finally:
+        for sock in [listener, *clients, *servers]:
+            sock.close()
+    summary = run_load(
+        "--connections", "8", "--workers", "1", "--tx-bytes", "16384", "--chunk-bytes", "1024", "--nodelay",
+        "--hold-s", "0.2",
+    )  # fmt: skip
+    assert summary["workload"]["nodelay"] is True
+    assert summary["workload"]["sends_per_connection"] == 16
+    assert summary["sends"]["total"] == 8 * 16
+    assert summary["connections"]["filled"] == 8
 
 
 def test_full_own_send_buffer_is_attributed_to_flow_control(tmp_path):
