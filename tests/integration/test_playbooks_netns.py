@@ -213,3 +213,20 @@ def test_report_directory_defaults_to_the_working_directory_without_pwd(collecti
             for child in stray.iterdir():
                 child.unlink()
             stray.rmdir()
+
+
+def test_untune_refuses_an_undo_value_for_a_key_it_does_not_manage(collections_path, netns, tmp_path):
+    """Issue 13 item 2: the role's one check on the undo path (sysctl_dropin would set any existing key)."""
+    dropin = tmp_path / "99-netstack-tcp-memory.conf"
+    common = {"tcp_memory_sysctl_file": str(dropin), "tcp_memory_sysctl_file_force": True}
+    tune = run_playbook("tune", {**common, "tcp_memory_connections": 1000}, collections_path, netns=netns)
+    assert tune.returncode == 0 and dropin.is_file(), output(tune)
+    dropin_before, syncookies_before = dropin.read_bytes(), ns_value(netns, "net.ipv4.tcp_syncookies")
+    wrong = "0" if syncookies_before != "0" else "2"
+    untune = run_playbook(
+        "untune", {**common, "tcp_memory_undo_values": {"net.ipv4.tcp_syncookies": wrong}}, collections_path, netns
+    )
+    refused = "tcp_memory_undo_values names keys this collection does not manage: net.ipv4.tcp_syncookies"
+    assert untune.returncode != 0 and refused in output(untune), output(untune)
+    assert ns_value(netns, "net.ipv4.tcp_syncookies") == syncookies_before
+    assert dropin.read_bytes() == dropin_before
