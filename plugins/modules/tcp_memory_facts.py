@@ -21,7 +21,7 @@ description:
   - "Cost against N, the TCP sockets of the host: the default call reads a fixed set of small files, constant in N.
     O(states) alone receives a message per non-ESTABLISHED socket only, but the kernel walks its socket hash
     tables, linear in N at about 0.1 microsecond per socket. O(top_sockets) and O(connection_bytes) receive a message
-    per socket, linear in N at about 1.5 microseconds per socket (netlink C(inet_diag), streamed, memory flat in N;
+    per socket, linear in N at about 1 microsecond per socket (netlink C(inet_diag), streamed, memory flat in N;
     C(/proc/net/tcp) as a fallback, slower). O(calibrate) reads at most O(calibrate_sample) sockets. Each
     option's entry says what the kernel walks; C(docs/benchmarks.md) has the measurements."
   - Inside a non-initial network namespace (a container) C(net.ipv4.tcp_mem) and C(udp_mem) are absent and
@@ -62,7 +62,7 @@ options:
         closed meanwhile.
       - With O(top_sockets) or O(connection_bytes), or when the counters disagree (noted in C(status.notes)), every
         socket is dumped (C(connections.method=dump)) - the same walk plus a message per socket, linear in N at about
-        1.5 microseconds per socket. From C(/proc/net/tcp) (O(connections_source=proc), or a O(proc_root) that is not
+        1 microsecond per socket. From C(/proc/net/tcp) (O(connections_source=proc), or a O(proc_root) that is not
         the live one) every socket is formatted and parsed as text, slower still.
     type: bool
     default: false
@@ -71,15 +71,15 @@ options:
       - Also list the N sockets holding the most buffer memory (receive allocation plus send queue).
         V(0) lists none.
       - "Cost: a full dump, linear in N - one C(inet_diag) request with C(INET_DIAG_MEMINFO) for every connection state,
-        IPv4 and IPv6 together: the kernel walks its hash tables and builds a message per socket (about 1.5
-        microseconds per socket with the parsing); memory stays flat (a heap of N entries)."
+        IPv4 and IPv6 together: the kernel walks its hash tables and builds a message per socket (about 1
+        microsecond per socket with the parsing); memory stays flat (a heap of N entries)."
     type: int
     default: 0
   connection_bytes:
     description:
       - Also sum the buffer memory (C(rmem_alloc), C(wmem_queued)) and the queued payload of every socket into
         C(connections). Implies counting states. Without it those sums are V(null).
-      - "Cost: the full dump of O(top_sockets), linear in N, one message per socket: about fifteen times O(states) alone
+      - "Cost: the full dump of O(top_sockets), linear in N, one message per socket: about ten times O(states) alone
         at 100,000 connections (C(docs/benchmarks.md))."
     type: bool
     default: false
