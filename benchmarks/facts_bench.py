@@ -19,6 +19,9 @@ is printed next to it.
   module process default    the module file run as a process with no options: start-up and imports
   module process states     the module file run by the target Python as Ansible would run it
                             (python tcp_memory_facts.py ARGS.json): start-up included
+  module AnsiballZ states   the AnsiballZ file Ansible sends a target (kept by ANSIBLE_KEEP_REMOTE_FILES),
+                            run by the target Python: also unzips its payload and compiles ansible-core's
+                            module_utils from source (not judged; the issue's target is the case above)
   ss -s                     the ss binary
   ss -tan state all | wc -l the pipeline the issue compares with
   naive /proc/net/tcp       readlines + split + count states of /proc/net/tcp{,6}, in-process
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import io
 import json
 import os
@@ -81,6 +85,7 @@ CASE_ORDER = [
     "module calibrate=true",
     "module process default",
     "module process states=true",
+    "module AnsiballZ states=true",
     "ss -s",
     "ss -tan state all | wc -l",
     "naive /proc/net/tcp parse",
@@ -101,6 +106,25 @@ def _import_root() -> str:
     os.symlink(ROOT, link)
     os.symlink(os.path.dirname(ansible.__file__), os.path.join(base, "ansible"))
     return base
+
+
+def ansiballz_payload(collections: str, target_python: str, args: dict, workdir: str) -> str:
+    """The AnsiballZ file Ansible sends a target to run the module with `args`.
+
+    `ansible localhost -c local` runs the module once (read only) with ANSIBLE_KEEP_REMOTE_FILES=1, which
+    keeps the file in ANSIBLE_REMOTE_TMP (`workdir`).
+    """
+    env = dict(os.environ, ANSIBLE_KEEP_REMOTE_FILES="1", ANSIBLE_REMOTE_TMP=workdir)
+    env.update(ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_PIPELINING="0")
+    env.pop("PYTHONPATH", None)
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local"]
+    command += ["-m", "netstack.tcp_tuning.tcp_memory_facts", "-a", json.dumps(args)]
+    command += ["-e", f"ansible_python_interpreter={target_python}"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    found = glob.glob(os.path.join(workdir, "*", "AnsiballZ_tcp_memory_facts.py"))
+    if out.returncode or len(found) != 1:
+        raise RuntimeError(f"no AnsiballZ file from {command} (exit {out.returncode}): {out.stdout[-500:]}")
+    return found[0]
 
 
 def module_worker(args: dict) -> None:
@@ -250,6 +274,10 @@ def measure(runs: int, target_python: str) -> dict:
     module_process = [target_python, MODULE_FILE, args_file.name]
     # start-up, imports and the default call: the floor of any module run as a process
     commands = dict(PROCESS_CASES, **{"module process default": [target_python, MODULE_FILE, default_args_file.name]})
+    ansiballz_dir = tempfile.mkdtemp(prefix="facts-bench-ansiballz-")
+    payload = ansiballz_payload(collections, target_python, {"states": True}, ansiballz_dir)
+    # as on a target: the payload brings its own ansible and collection code, nothing on PYTHONPATH
+    commands["module AnsiballZ states=true"] = ["env", "-u", "PYTHONPATH", target_python, payload]
     env_before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = collections + (os.pathsep + env_before if env_before else "")
     samples = {name: [] for name in CASE_ORDER}
@@ -273,6 +301,7 @@ def measure(runs: int, target_python: str) -> dict:
         os.unlink(args_file.name)
         os.unlink(default_args_file.name)
         shutil.rmtree(collections, ignore_errors=True)
+        shutil.rmtree(ansiballz_dir, ignore_errors=True)
     return {
         "cases": {
             name: {
@@ -456,6 +485,13 @@ def markdown(results: dict, checked: dict) -> str:
     lines.append("")
     for what, ok, detail in verdicts(results):
         lines.append(f"- {'PASS' if ok else 'FAIL'}: {what}: {detail}")
+    ansiballz = [results[s]["cases"]["module AnsiballZ states=true"]["min_ms"] for s in sizes]
+    pipeline = results[sizes[-1]]["cases"]["ss -tan state all | wc -l"]["min_ms"]
+    lines.append(
+        f"- info, AnsiballZ (not judged): states=true as Ansible runs it on a target {ansiballz[-1]} ms vs the "
+        f"ss pipeline {pipeline} ms ({ansiballz[-1] / pipeline:.2f}x); "
+        f"largest / smallest {ansiballz[-1] / ansiballz[0]:.2f}x"
+    )
     cpu = [results[s]["cases"]["module process states=true"]["cpu_min_ms"] for s in sizes]
     pipeline_cpu = results[sizes[-1]]["cases"]["ss -tan state all | wc -l"]["cpu_min_ms"]
     lines.append(
