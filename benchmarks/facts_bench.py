@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Benchmark tcp_memory_facts at 10k/50k/100k established loopback connections against ss.
 
 For each size: create a network namespace, hold N connections in it with

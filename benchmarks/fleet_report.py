@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Fleet: playbooks/report.yml against 20 podman container hosts with forks 10, seconds per host.
 
 Starts N containers with tests/hosts/container.sh (privileged, --network none: never podman's

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Role cost per host: the tcp_memory role against one ansible.posix.sysctl task per key.
 
 Against the same test host, a podman container and a QEMU VM, round after round:

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # `make bench`: every figure of docs/benchmarks.md, in one go.
 #   facts - tcp_memory_facts at 10k/50k/100k connections against ss (benchmarks/facts_bench.py)
 #   role  - the tcp_memory role against one ansible.posix.sysctl task per key, container and VM

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Prove the built collection is clean and its documentation renders: every module, filter
 # and role must render with ansible-doc from the collection installed from the tarball.
 set -euo pipefail

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The unit tests and the network-namespace integration tests under each older ansible-core release,
 # each in its own venv (.cache/compat/coreX.Y, from requirements/coreX.Y.txt and its constraints).
 # The newest release (the dev venv, requirements.txt) runs the same tests in `make unit integration`

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Run every Molecule scenario (molecule/*/molecule.yml) with `molecule test`, one after the
 # other, and exit non-zero if any failed. Whatever happens, leave no VM or container behind.
 # Prints the time of each stage (image builds, each scenario) and, per scenario, the guests'

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Run `ansible-test sanity` on a copy of the working tree placed where ansible-test wants it:
 # .../ansible_collections/netstack/tcp_tuning. Copies what git tracks plus untracked files that
 # are not ignored, so the result matches what a commit would contain.

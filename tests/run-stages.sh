@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Run the stages of `make test` one after the other, each as its own `make STAGE`, and print how
 # long each took at the end, also when one failed. Every stage runs even after a failure, so one
 # run of CI shows everything that is wrong; the exit status is non-zero if any stage failed.

@@ -1,3 +1,5 @@
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Offline stand-in for the get-pip bootstrap script that ansible-test downloads.
 
 ansible-test --venv fetches get-pip from a host this network cannot reach. This script does the

@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Shared by benchmarks/role_cost.py and benchmarks/fleet_report.py: test hosts and timed playbook runs.
 
 Test hosts come from tests/hosts/ (container.sh: podman, --network none, never a bridge; vm.sh: QEMU

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """One sysctl_dropin run at a time per host: an exclusive flock(2) on a lock file.
 
 Two runs at once (two inventory names for one host, or two playbooks) would otherwise interleave

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Decide whether the sysctl_dropin module may write a given drop-in path (pure functions).
 
 systemd-sysctl reads only regular, non-hidden files named *.conf in its search directories

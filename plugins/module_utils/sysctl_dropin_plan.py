@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Decide, per key, what the sysctl_dropin module does with the live value (pure functions)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Which sysctl.d files would override the drop-in at boot (pure functions of listings and texts).
 
 systemd-sysctl and `sysctl --system` merge the *.conf files of all search directories, sorted by

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Whether tuned's active profile overrides a managed key (pure functions of file texts).
 
 tuned applies the [sysctl] section of its active profile (includes first, then the profile's own

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What each managed key goes back to when the drop-in is removed (pure functions, state=absent).
 
 The value to restore is the one the host would hold after a reboot without the drop-in:

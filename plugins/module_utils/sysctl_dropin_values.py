@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Validate and normalise sysctl keys and values for the sysctl_dropin module (pure functions)."""
 
 from __future__ import annotations

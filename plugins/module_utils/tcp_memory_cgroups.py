@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Find the memory cgroups that own a host's TCP sockets, and how much room their limits leave.
 
 The kernel charges a socket's buffer memory to the memory cgroup of the task that created or

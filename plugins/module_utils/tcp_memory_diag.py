@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Count TCP sockets by state and find those holding the most buffer memory.
 
 Two sources, both streamed so memory stays flat however many sockets exist:

@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Read a host's TCP memory state from a /proc and a /sys root into ansible_facts.tcp_memory.
 
 The only I/O of the facts module lives here: each file is read once and handed to the pure

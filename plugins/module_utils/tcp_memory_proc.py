@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Pure parsers and arithmetic for the text the kernel exposes under /proc.
 
 Every parser takes the file's text and the name to blame in errors, and either returns plain

@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Bounded reads of kernel files: regular files only, never more than a cap per kind of file.
 
 Every /proc and /sys file the facts module reads is a regular file (procfs and sysfs report

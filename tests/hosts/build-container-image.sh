@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Build the Debian 12 root filesystem tarball for the container test hosts: what ansible needs
 # (python3) and what the tests read or run (procps for sysctl, iproute2 for ss). No init:
 # the container runs a sleep loop and ansible execs into it.

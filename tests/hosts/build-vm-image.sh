@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Build a Debian guest used as a VM test host: an ext4 root image, the kernel and initrd taken
 # from that rootfs, and the ssh key that logs in as root and as the unprivileged user netops.
 #

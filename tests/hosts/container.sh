@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Podman container test hosts (rootful podman + runc, network none). See README.md.
 #
 #   container.sh image                 import the Debian 12 image if needed, print its name

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Install the Debian packages the real-kernel tests need (test hosts: QEMU VMs and podman
 # containers). Idempotent: does nothing when everything is present.
 set -euo pipefail

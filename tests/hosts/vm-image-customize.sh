@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # mmdebstrap customize hook for the VM guest image: runs on the host with the guest's root
 # filesystem as $1, before build-vm-image.sh uploads root's authorized_keys. Each setting keeps
 # boot fast or the guest quiet, so timing-sensitive scenarios (pressure) see little noise.

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Start, reach and stop QEMU test VMs (Debian 11, 12 or 13 guests). Interface in README.md.
 #
 #   vm.sh image [--release N]                    build the guest image if needed, print its rootfs path

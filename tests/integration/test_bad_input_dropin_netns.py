@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Issue 11 bad-input matrix: the sysctl_dropin module (run by ansible as a module) and the
 tcp_memory role, in a fresh network namespace with a private sysctl.d directory.
 

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Issue 11 item 11: two sysctl_dropin runs against one host at once, round after round.
 
 Each round starts two runs of the module at the same moment in one network namespace, on the same

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The tune and report playbooks as users run them, with the ansible-core next to this interpreter
 (`make compat` runs this file once per release: 2.16, 2.17, 2.18 and 2.19).
 

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The report's HTML fleet page, rendered with the real template and read back by headless Chromium.
 
 The fixture `fixtures/report-three-hosts.json` is a tcp-memory-report.json the report playbook wrote

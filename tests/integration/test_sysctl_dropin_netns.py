@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The sysctl_dropin module and the tcp_memory role against a real kernel, inside a network
 namespace this test creates (what a container sees: global keys absent or read-only).
 

@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """tcp_memory_facts calibrate (issue 17 item 2) against an independent `ss -tmi` parse, in a netns.
 
 A helper process in a fresh network namespace holds 150 loopback connections whose receivers never

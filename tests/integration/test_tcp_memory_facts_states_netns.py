@@ -1,5 +1,5 @@
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Fast state counts (issue 14) against a full dump and `ss`, with sockets in many states.
 
 A helper process in a fresh network namespace holds listeners, accepted and unaccepted

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Undo (sysctl_dropin state=absent, the untune playbook) against a real kernel, inside a network
 namespace this test creates. Only per-namespace keys (tcp_rmem, tcp_wmem) are written, only there;
 the drop-in and the sysctl.d directories are private directories under tmp_path."""

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 # Copyright: netstack.tcp_tuning contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Hold N established loopback TCP connections, then close them cleanly.
 
 Each worker process owns a listener and both ends of its connections (2 fds per

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Reproduce the TCP memory stall: queue data on many loopback connections, time every send().
 
 Runs IN a test host as root (Python 3.8+ standard library only). Several worker processes each

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Print, as JSON, what the scenarios compare before and after a run on a test host.
 
 - ``sysctl_d``: every entry of the sysctl.d directories and /etc/sysctl.conf with type, mode,

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A push service and its clients on loopback, to make a memory cgroup stall TCP writers.
 
 Two roles, run as two processes in two cgroups by the memcg scenario:

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Hold a few MiB of TCP buffer memory on loopback: CONNECTIONS connections whose receivers never read.
 
 Fixed buffer sizes (SO_SNDBUF/SO_RCVBUF, which also stop autotuning) make the total independent of

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The lock with real flock(2) calls: a second open file description conflicts like another process."""
 
 from __future__ import annotations

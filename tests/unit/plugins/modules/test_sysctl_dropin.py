@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Run the module for real against a temporary root (option root): its proc/sys and sysctl.d directories
 are directories of plain files, so writes, read-back and rollback happen on a real filesystem."""
 

@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """state=absent run for real against a temporary root (option root: its proc/sys and sysctl.d are plain
 directories): the drop-in goes, each key it set goes back to what a reboot without it would give."""
 
