@@ -17,8 +17,11 @@ export ANSIBLE_COLLECTIONS_PATH
 # role, the tune and report playbooks); the container and VM tests run once, under the newest release.
 # The report-equivalence test compares the report with its frozen previous version: a refactoring check,
 # run once under the newest release (test_playbooks_netns runs the report itself under each release).
-default_tests="tests/unit $(ls tests/integration/test_*_netns.py | grep -v test_report_equivalence_netns.py | tr '\n' ' ')"
-read -r -a tests <<<"${COMPAT_TESTS:-$default_tests}"
+default_tests=(tests/unit)
+for test_file in tests/integration/test_*_netns.py; do
+  [ "$test_file" = tests/integration/test_report_equivalence_netns.py ] || default_tests+=("$test_file")
+done
+read -r -a tests <<<"${COMPAT_TESTS:-${default_tests[*]}}"
 [ "$#" -gt 0 ] || { echo "usage: run-compat.sh RELEASE..." >&2; exit 2; }
 
 venv_for() {  # RELEASE -> venv dir, (re)built when its requirements change

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """One sysctl_dropin run at a time per host: an exclusive flock(2) on a lock file.
 

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Decide whether the sysctl_dropin module may write a given drop-in path (pure functions).
 

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Decide, per key, what the sysctl_dropin module does with the live value (pure functions)."""
 

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Which sysctl.d files would override the drop-in at boot (pure functions of listings and texts).
 

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Render a whole sysctl.d drop-in deterministically (pure function of its inputs)."""
 

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Whether tuned's active profile overrides a managed key (pure functions of file texts).
 

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What each managed key goes back to when the drop-in is removed (pure functions, state=absent).
 

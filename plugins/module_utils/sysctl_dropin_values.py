@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Validate and normalise sysctl keys and values for the sysctl_dropin module (pure functions)."""
 

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Issue 11 bad-input matrix: the sysctl_dropin module (run by ansible as a module) and the
 tcp_memory role, in a fresh network namespace with a private sysctl.d directory.

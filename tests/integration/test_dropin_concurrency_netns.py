@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Issue 11 item 11: two sysctl_dropin runs against one host at once, round after round.
 

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The tune and report playbooks as users run them, with the ansible-core next to this interpreter
 (`make compat` runs this file once per release: 2.16, 2.17, 2.18 and 2.19).

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The report's HTML fleet page, rendered with the real template and read back by headless Chromium.
 

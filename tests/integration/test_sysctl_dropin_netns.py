@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The sysctl_dropin module and the tcp_memory role against a real kernel, inside a network
 namespace this test creates (what a container sees: global keys absent or read-only).

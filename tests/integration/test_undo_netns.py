@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Undo (sysctl_dropin state=absent, the untune playbook) against a real kernel, inside a network
 namespace this test creates. Only per-namespace keys (tcp_rmem, tcp_wmem) are written, only there;

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Reproduce the TCP memory stall: queue data on many loopback connections, time every send().
 

@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A push service and its clients on loopback, to make a memory cgroup stall TCP writers.
 

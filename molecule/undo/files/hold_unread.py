@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Hold a few MiB of TCP buffer memory on loopback: CONNECTIONS connections whose receivers never read.
 

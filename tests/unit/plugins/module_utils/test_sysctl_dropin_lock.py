@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The lock with real flock(2) calls: a second open file description conflicts like another process."""
 

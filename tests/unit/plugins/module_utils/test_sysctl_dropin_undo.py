@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Which value a key goes back to once the drop-in is gone (state=absent), pure functions."""
 

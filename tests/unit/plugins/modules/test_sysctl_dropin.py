@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Run the module for real against a temporary root (option root): its proc/sys and sysctl.d directories
 are directories of plain files, so writes, read-back and rollback happen on a real filesystem."""

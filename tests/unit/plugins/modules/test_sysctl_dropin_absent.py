@@ -1,3 +1,4 @@
+# Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """state=absent run for real against a temporary root (option root: its proc/sys and sysctl.d are plain
 directories): the drop-in goes, each key it set goes back to what a reboot without it would give."""
