@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-# The unit tests and the network-namespace integration tests under each older ansible-core release,
-# each in its own venv (.cache/compat/coreX.Y, from requirements/coreX.Y.txt and its constraints).
+# The unit tests and the network-namespace integration tests under each older ansible-core release
+# (which tests: see below), each in its own venv (.cache/compat/coreX.Y, from requirements/coreX.Y.txt and its constraints).
 # The newest release (the dev venv, requirements.txt) runs the same tests in `make unit integration`
 # and sanity in `make sanity`. Every test id ends in [coreX.Y.Z] (tests/conftest.py), so a failure
 # line names its release; the summary at the end lists each release, its Python and its time.
@@ -13,15 +13,19 @@ cd "$root"
 python=${PYTHON:-python3}
 : "${ANSIBLE_COLLECTIONS_PATH:=$root/.cache/dev}"
 export ANSIBLE_COLLECTIONS_PATH
-# The unit tests and the network-namespace tests (tests/integration/test_*_netns.py: the modules, the
-# role, the tune and report playbooks); the container and VM tests run once, under the newest release.
-# The report-equivalence test compares the report with its frozen previous version: a refactoring check,
-# run once under the newest release (test_playbooks_netns runs the report itself under each release).
-default_tests=(tests/unit)
+# The oldest release given (the first argument) runs the unit tests and every network-namespace test
+# (tests/integration/test_*_netns.py: the modules, the role, the tune, untune and report playbooks);
+# the releases after it run the unit tests and the tests that go through the role and the playbooks,
+# where the controller's ansible-core matters (templating, argument specs, include_role, the modules'
+# arguments): tune, report, untune, the drop-in module with and without the role. The module-internal
+# tests (facts faults, states, calibration, the lock under concurrency, the textfile metrics) and the
+# report-equivalence check run under the newest release (make integration). COMPAT_TESTS overrides both.
+full_tests=(tests/unit)
 for test_file in tests/integration/test_*_netns.py; do
-  [ "$test_file" = tests/integration/test_report_equivalence_netns.py ] || default_tests+=("$test_file")
+  [ "$test_file" = tests/integration/test_report_equivalence_netns.py ] || full_tests+=("$test_file")
 done
-read -r -a tests <<<"${COMPAT_TESTS:-${default_tests[*]}}"
+role_tests=(tests/unit tests/integration/test_playbooks_netns.py tests/integration/test_sysctl_dropin_netns.py
+  tests/integration/test_undo_netns.py)
 [ "$#" -gt 0 ] || { echo "usage: run-compat.sh RELEASE..." >&2; exit 2; }
 
 venv_for() {  # RELEASE -> venv dir, (re)built when its requirements change
@@ -42,8 +46,16 @@ venv_for() {  # RELEASE -> venv dir, (re)built when its requirements change
 
 summary=()
 failed=0
+first=$1
 for release in "$@"; do
   start=$SECONDS
+  if [ -n "${COMPAT_TESTS:-}" ]; then
+    read -r -a tests <<<"$COMPAT_TESTS"
+  elif [ "$release" = "$first" ]; then
+    tests=("${full_tests[@]}")
+  else
+    tests=("${role_tests[@]}")
+  fi
   venv=$(venv_for "$release")
   core=$("$venv/bin/python" -c 'from ansible.release import __version__; print(__version__)')
   py=$("$venv/bin/python" -c 'import platform; print(platform.python_version())')
