@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
-from conftest import TARGET_PYTHON, VENV_BIN, real_kernel_ready
+from conftest import VENV_BIN, ansible_env, real_kernel_ready
 
 pytestmark = pytest.mark.skipif(bool(real_kernel_ready()), reason=real_kernel_ready() or "ready")
 
@@ -25,15 +25,7 @@ WANTED_RMEM = "4096 131072 7340032"
 
 
 def playbook_env(collections: str, drop: tuple = ()) -> Dict[str, str]:
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=collections,
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-        ANSIBLE_PYTHON_INTERPRETER=TARGET_PYTHON,
-    )
+    env = ansible_env(collections)
     for name in drop:
         env.pop(name, None)
     return env
