@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import pytest
-from conftest import dropin_root
+from conftest import ansible_env, dropin_root
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent  # the ansible-core under test (make compat runs each release)
@@ -85,15 +85,7 @@ def tree(directory: Path) -> Dict[str, Any]:
 
 
 def env() -> Dict[str, str]:
-    return dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-        ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
-    )
+    return ansible_env(COLLECTIONS)
 
 
 def run_module(netns: str, args: Dict[str, Any]) -> Dict[str, Any]:
