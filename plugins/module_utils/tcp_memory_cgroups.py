@@ -169,38 +169,69 @@ def tcp_table_inodes(lines, name: str):
             yield inode
 
 
+def resolve_cgroup_path(cgroup_path: str):
+    """`cgroup_path` with '.' and '..' folded, None when '..' climbs above '/'.
+
+    /proc/PID/cgroup names a cgroup relative to the reader's cgroup namespace root; a process of another
+    cgroup namespace shows up as '/../..' and the like: a cgroup outside what this reader can see.
+    """
+    parts = []
+    for part in cgroup_path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
 def filesystem_dir(mount, cgroup_path: str, fs_root: str):
-    """The directory of `cgroup_path` under the mount (root, mountpoint), or None when outside it."""
+    """The directory of `cgroup_path` under the mount (root, mountpoint), or None when outside it.
+
+    The path is resolved first ('..' folded, refused above '/'), then must lie under the mount's root; the
+    directory found is resolved again (links followed) and must stay under the mountpoint.
+    """
     if mount is None or cgroup_path is None:
         return None
     mount_root, mountpoint = mount
+    resolved = resolve_cgroup_path(cgroup_path)
     prefix = mount_root.rstrip("/")
-    if cgroup_path != mount_root and not cgroup_path.startswith(prefix + "/"):
+    if resolved is None or (resolved != (prefix or "/") and not resolved.startswith(prefix + "/")):
         return None  # e.g. '/../other' from another cgroup namespace
-    relative = cgroup_path[len(prefix) :].lstrip("/")
-    return os.path.join(fs_root, mountpoint.lstrip("/"), relative)
+    relative = resolved[len(prefix) :].lstrip("/")
+    top = os.path.join(fs_root, mountpoint.lstrip("/"))
+    directory = os.path.join(top, relative)
+    real_top, real_directory = os.path.realpath(top), os.path.realpath(directory)
+    if real_directory != real_top and not real_directory.startswith(real_top.rstrip("/") + "/"):
+        return None
+    return directory
 
 
 def socket_headroom(chain, own_sock_bytes: int):
     """Room left for the sockets of one cgroup under every limit on its way up, the tightest one.
 
-    `chain` lists (cgroup path, current bytes or None, {limit file: bytes or None}) from the cgroup
-    itself up to the top of the hierarchy. Under a limit L of a cgroup whose usage is `current`,
-    the sockets of our cgroup can grow to L - (current - own_sock_bytes): the limit minus all the
-    other memory charged there. Returns None when no finite limit applies.
+    `chain` lists (cgroup path, current bytes or None, {limit file: bytes or None}, file bytes or None) from the
+    cgroup itself up to the top of the hierarchy. Under a limit L of a cgroup whose usage is `current`, the
+    sockets of our cgroup can grow to L - (current - own_sock_bytes - file): the limit minus the other memory
+    charged there, page cache (memory.stat `file`) excepted, which reclaim frees before a charge fails.
+    Returns None when no finite limit applies.
     """
     tightest = None
-    for path, current_bytes, limits in chain:
+    for path, current_bytes, limits, file_bytes in chain:
         for limit_file, limit_bytes in limits.items():
             if limit_bytes is None or current_bytes is None:
                 continue
-            other_bytes = max(0, current_bytes - own_sock_bytes)
+            other_bytes = max(0, current_bytes - own_sock_bytes - (file_bytes or 0))
             headroom_bytes = limit_bytes - other_bytes
             if tightest is None or headroom_bytes < tightest["headroom_bytes"]:
                 tightest = {
                     "cgroup": path,
                     "file": limit_file,
                     "limit_bytes": limit_bytes,
+                    "file_bytes": file_bytes,
                     "other_bytes": other_bytes,
                     "headroom_bytes": headroom_bytes,
                 }
@@ -355,7 +386,10 @@ def v2_cgroup(directory: str, path: str) -> dict:
         "memory_high_bytes": _read_limit(directory, "memory.high"),
         "memory_current_bytes": _read_bytes(directory, "memory.current"),
         "memory_stat_sock_bytes": stat_values.get("sock"),
+        "file_bytes": stat_values.get("file"),
         "memory_events": {name: event_values.get(name) for name in V2_EVENTS} if events is not None else None,
+        # Counted by newer kernels (socket pressure episodes, mem_cgroup_under_socket_pressure()): None elsewhere.
+        "sock_throttled": event_values.get("sock_throttled"),
         "limit_files_present": _file_exists(directory, "memory.max"),
     }
 
@@ -382,21 +416,28 @@ def describe_owner(version: int, mount, cgroup_path: str, fs_root: str, sockets:
         return entry
     entry["readable"] = True
     chain = []
-    if version == 2:
-        own = v2_cgroup(directory, cgroup_path)
-        own_sock = own["memory_stat_sock_bytes"] or 0
-        for path in ancestors(cgroup_path, mount[0]):
-            node = own if path == cgroup_path else v2_cgroup(filesystem_dir(mount, path, fs_root), path)
+    resolved = resolve_cgroup_path(cgroup_path)
+    read_node = v2_cgroup if version == 2 else v1_cgroup
+    own = read_node(directory, cgroup_path)
+    for path in ancestors(resolved, mount[0]):
+        if path == resolved:
+            node = own
+        else:
+            ancestor_dir = filesystem_dir(mount, path, fs_root)
+            if ancestor_dir is None:
+                continue
+            node = read_node(ancestor_dir, path)
+        if version == 2:
             limits = {"memory.high": node["memory_high_bytes"], "memory.max": node["memory_max_bytes"]}
-            chain.append((path, node["memory_current_bytes"], limits))
+            chain.append((path, node["memory_current_bytes"], limits, node["file_bytes"]))
+        else:
+            limits = {"memory.kmem.tcp.limit_in_bytes": node["kmem_tcp_limit_bytes"]}
+            chain.append((path, node["kmem_tcp_usage_bytes"], limits, None))
+    if version == 2:
+        own_sock = own["memory_stat_sock_bytes"] or 0
         own.pop("limit_files_present")
     else:
-        own = v1_cgroup(directory, cgroup_path)
         own_sock = own["kmem_tcp_usage_bytes"] or 0
-        for path in ancestors(cgroup_path, mount[0]):
-            node = own if path == cgroup_path else v1_cgroup(filesystem_dir(mount, path, fs_root), path)
-            limits = {"memory.kmem.tcp.limit_in_bytes": node["kmem_tcp_limit_bytes"]}
-            chain.append((path, node["kmem_tcp_usage_bytes"], limits))
     del own["path"]
     entry.update(own)
     tightest = socket_headroom(chain, own_sock)

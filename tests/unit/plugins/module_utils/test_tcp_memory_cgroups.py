@@ -113,30 +113,63 @@ def test_filesystem_dir_inside_and_outside_the_mount():
     assert cg.filesystem_dir(None, "/a", "/") is None
 
 
+@pytest.mark.parametrize("path", ["/..", "/../..", "/../../other.slice/x", "/a/../../b", "/../system.slice"])
+def test_filesystem_dir_refuses_paths_of_another_cgroup_namespace(path):
+    # /proc/PID/cgroup of a process in another cgroup namespace names its cgroup relative to the reader's
+    # namespace root: '/../..' climbs out of the mount, whatever the mount's root is.
+    assert cg.filesystem_dir(("/", "/sys/fs/cgroup"), path, "/r") is None
+    assert cg.filesystem_dir(("/machine.slice/x", "/sys/fs/cgroup"), "/machine.slice/x" + path, "/r") is None
+
+
+def test_filesystem_dir_folds_harmless_dot_components():
+    assert cg.filesystem_dir(("/", "/sys/fs/cgroup"), "/a/./b/../c", "/r") == "/r/sys/fs/cgroup/a/c"
+
+
+def test_a_cgroup_of_another_namespace_is_not_followed_out_of_the_mount(tmp_path):
+    root = materialize("v2_scope", str(tmp_path))
+    with open(os.path.join(root, "proc/901/cgroup"), "w") as handle:
+        handle.write("0::/../../..\n")  # from the mount /sys/fs/cgroup, three levels up is the root itself
+    for name, content in (("memory.max", "1000\n"), ("memory.current", "500\n")):
+        with open(os.path.join(root, name), "w") as handle:  # planted outside the cgroup mount
+            handle.write(content)
+    facts = cg.gather_cgroups(proc_root=os.path.join(root, "proc"), fs_root=root)
+    escaped = owner(facts, "/../../..")
+    assert escaped["readable"] is False
+    assert "memory_max_bytes" not in escaped and escaped["socket_limit"] is None
+
+
 def test_ancestors_stop_at_the_mount_root():
     assert cg.ancestors("/a/b/c", "/") == ["/a/b/c", "/a/b", "/a", "/"]
     assert cg.ancestors("/m/x/c", "/m/x") == ["/m/x/c", "/m/x"]
 
 
 def test_headroom_is_the_limit_minus_the_other_memory():
-    chain = [("/s", 66, {"memory.high": None, "memory.max": 100}), ("/", None, {"memory.max": 5})]
+    chain = [("/s", 66, {"memory.high": None, "memory.max": 100}, None), ("/", None, {"memory.max": 5}, None)]
     assert cg.socket_headroom(chain, own_sock_bytes=50) == {
         "cgroup": "/s",
         "file": "memory.max",
         "limit_bytes": 100,
+        "file_bytes": None,
         "other_bytes": 16,
         "headroom_bytes": 84,
     }
 
 
+def test_headroom_leaves_reclaimable_file_pages_out_of_the_other_memory():
+    # 66 charged: 50 of our sockets, 10 of page cache reclaim frees before a charge fails, 6 of other memory.
+    chain = [("/s", 66, {"memory.max": 100}, 10)]
+    tightest = cg.socket_headroom(chain, own_sock_bytes=50)
+    assert (tightest["file_bytes"], tightest["other_bytes"], tightest["headroom_bytes"]) == (10, 6, 94)
+
+
 def test_headroom_takes_the_tightest_limit_on_the_way_up():
-    chain = [("/a/b", 10, {"memory.max": 1000}), ("/a", 900, {"memory.high": 950, "memory.max": 2000})]
+    chain = [("/a/b", 10, {"memory.max": 1000}, 0), ("/a", 900, {"memory.high": 950, "memory.max": 2000}, 0)]
     tightest = cg.socket_headroom(chain, own_sock_bytes=5)
     assert (tightest["cgroup"], tightest["file"], tightest["headroom_bytes"]) == ("/a", "memory.high", 55)
 
 
 def test_headroom_none_without_a_finite_limit():
-    assert cg.socket_headroom([("/a", 10, {"memory.max": None, "memory.high": None})], 0) is None
+    assert cg.socket_headroom([("/a", 10, {"memory.max": None, "memory.high": None}, None)], 0) is None
 
 
 # ---------------------------------------------------------------- the reader on fixture trees
@@ -157,17 +190,21 @@ def test_v2_scope_names_the_limited_cgroup_first(tmp_path):
         "memory_high_bytes": None,
         "memory_current_bytes": 66000000,
         "memory_stat_sock_bytes": 55000000,
+        "file_bytes": 2097152,
         "memory_events": {"low": 0, "high": 0, "max": 27, "oom": 0, "oom_kill": 0},
+        "sock_throttled": 3,  # a kernel that counts it in memory.events
         "socket_limit": {
             "cgroup": "/system.slice/run-load.scope",
             "file": "memory.max",
             "limit_bytes": 67108864,
-            "other_bytes": 11000000,
-            "headroom_bytes": 56108864,
+            "file_bytes": 2097152,
+            "other_bytes": 66000000 - 55000000 - 2097152,  # current - sock - reclaimable file
+            "headroom_bytes": 67108864 - (66000000 - 55000000 - 2097152),
         },
-        "socket_headroom_bytes": 56108864,
+        "socket_headroom_bytes": 67108864 - (66000000 - 55000000 - 2097152),
     }
     ssh = owner(facts, "/system.slice/ssh.service")
+    assert ssh["sock_throttled"] is None  # its memory.events has no such line (an older kernel)
     assert ssh["tcp_sockets"] == 1 and ssh["socket_limit"] is None and ssh["socket_headroom_bytes"] is None
     assert facts["scan"] == {
         "processes_listed": 6,
@@ -192,8 +229,9 @@ def test_v2_limit_on_an_ancestor_binds_and_missing_files_are_none(tmp_path):
         "cgroup": "/machine.slice/libpod-abc.scope",
         "file": "memory.high",
         "limit_bytes": 201326592,
-        "other_bytes": 189000000,
-        "headroom_bytes": 12326592,
+        "file_bytes": 2097152,
+        "other_bytes": 189000000 - 2097152,
+        "headroom_bytes": 201326592 - (189000000 - 2097152),
     }
     gone = owner(facts, "/gone.scope")
     assert gone == {
@@ -229,6 +267,7 @@ def test_v1_hybrid_reports_kmem_tcp_and_says_v1(tmp_path):
             "cgroup": "/docker/abc",
             "file": "memory.kmem.tcp.limit_in_bytes",
             "limit_bytes": 16777216,
+            "file_bytes": None,
             "other_bytes": 0,
             "headroom_bytes": 16777216,
         },
