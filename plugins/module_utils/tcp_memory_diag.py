@@ -19,6 +19,7 @@ socket whose state is asked for costs a message.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import socket
@@ -26,7 +27,10 @@ import struct
 import sys
 
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import (
+    ProcParseError,
+    round_up_to_unit,
+)
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -533,21 +537,43 @@ def dump_proc(paths, top_n: int = 0) -> dict:
 CALIBRATE_STATES = (1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) | (1 << TCP_FIN_WAIT1)
 
 
-class Calibration:
-    """Sums over sampled sockets with data queued in each direction; stops at max_sockets read."""
+LOOPBACK_V6 = socket.inet_pton(socket.AF_INET6, "::1")
+V4_MAPPED_PREFIX = b"\0" * 10 + b"\xff\xff"
+_MEMINFO_FULL = struct.Struct("=HHIII")  # rta_len, rta_type, rmem_alloc, wmem_queued, fwd_alloc
+MEMINFO_FWD_ALLOC_ATTR_BYTES = _MEMINFO_FULL.size
 
-    def __init__(self, max_sockets: int) -> None:
-        self.max_sockets = max_sockets
-        self.sampled = 0
-        self.complete = False  # the kernel's dump ended before max_sockets were read
+
+def _loopback_v4(address: bytes) -> bool:
+    return address[0] == 127
+
+
+def is_loopback_pair(family: int, src: bytes, dst: bytes) -> bool:
+    """Whether a socket's traffic stays on lo: both ends in 127.0.0.0/8 (also v4-mapped) or ::1, or one address.
+
+    `src` and `dst` are the 16-byte idiag_src / idiag_dst of inet_diag_sockid (IPv4 in the first 4 bytes).
+    """
+    if family == socket.AF_INET:
+        return (_loopback_v4(src) and _loopback_v4(dst)) or src[:4] == dst[:4]
+    if src == dst:
+        return True
+    if src == LOOPBACK_V6 and dst == LOOPBACK_V6:
+        return True
+    mapped = src[:12] == V4_MAPPED_PREFIX and dst[:12] == V4_MAPPED_PREFIX
+    return mapped and _loopback_v4(src[12:]) and _loopback_v4(dst[12:])
+
+
+class SocketClass:
+    """Sums over the sampled sockets of one class (loopback or other)."""
+
+    def __init__(self) -> None:
+        self.sockets = 0
         self.rx = [0, 0, 0]  # sockets, payload bytes, charged bytes
         self.tx = [0, 0, 0]
+        self.fwd_alloc = 0
+        self.charged_total = 0
 
-    def full(self) -> bool:
-        return self.sampled >= self.max_sockets
-
-    def add(self, rqueue: int, wqueue: int, rmem: int, wmem: int) -> None:
-        self.sampled += 1
+    def add(self, rqueue: int, wqueue: int, rmem: int, wmem: int, fwd: int, unit_bytes: int) -> None:
+        self.sockets += 1
         if rqueue > 0:
             self.rx[0] += 1
             self.rx[1] += rqueue
@@ -556,6 +582,50 @@ class Calibration:
             self.tx[0] += 1
             self.tx[1] += wqueue
             self.tx[2] += wmem
+        self.fwd_alloc += fwd
+        # What the socket holds of tcp_mem: everything it queued plus what it has charged but not used yet
+        # (sk_forward_alloc), in whole units as __sk_mem_raise_allocated() charges them.
+        self.charged_total += round_up_to_unit(rmem + wmem + fwd, unit_bytes)
+
+    def report(self) -> dict:
+        return {
+            "sockets": self.sockets,
+            "rx": _direction(self.rx),
+            "tx": _direction(self.tx),
+            "fwd_alloc_bytes": self.fwd_alloc,
+            "charged_total_bytes": self.charged_total,
+        }
+
+
+class Calibration:
+    """Per-class sums over sampled sockets; stops at max_sockets read."""
+
+    def __init__(self, max_sockets: int, unit_bytes: int = 4096) -> None:
+        self.max_sockets = max_sockets
+        self.unit_bytes = unit_bytes
+        self.sampled = 0
+        self.complete = False  # the kernel's dump ended before max_sockets were read
+        self.loopback = SocketClass()
+        self.other = SocketClass()
+
+    def full(self) -> bool:
+        return self.sampled >= self.max_sockets
+
+    def add(self, loopback: bool, rqueue: int, wqueue: int, rmem: int, wmem: int, fwd: int = 0) -> None:
+        self.sampled += 1
+        (self.loopback if loopback else self.other).add(rqueue, wqueue, rmem, wmem, fwd, self.unit_bytes)
+
+
+def _socket_meminfo(buffer, offset: int, length: int) -> tuple:
+    """(rmem_alloc, wmem_queued, fwd_alloc) of one socket message; zeros without INET_DIAG_MEMINFO."""
+    found = _find_meminfo(buffer, offset + FIRST_ATTR_BYTES, offset + length)
+    if found is None:
+        return 0, 0, 0
+    attr_len = _RTATTR.unpack_from(buffer, found)[0]
+    if attr_len >= MEMINFO_FWD_ALLOC_ATTR_BYTES and found + MEMINFO_FWD_ALLOC_ATTR_BYTES <= offset + length:
+        return _MEMINFO_FULL.unpack_from(buffer, found)[2:]
+    rmem, wmem = _MEMINFO_ATTR.unpack_from(buffer, found)[2:]
+    return rmem, wmem, 0
 
 
 def _sample(calibration: Calibration):
@@ -564,9 +634,11 @@ def _sample(calibration: Calibration):
     def consume(messages, buffer) -> bool:
         calibration.complete = False
         for offset, length, _state, rqueue, wqueue in messages:
-            found = _find_meminfo(buffer, offset + FIRST_ATTR_BYTES, offset + length)
-            rmem, wmem = _MEMINFO_ATTR.unpack_from(buffer, found)[2:] if found is not None else (0, 0)
-            calibration.add(rqueue, wqueue, rmem, wmem)
+            body = offset + MSG_HEADER_BYTES
+            _sport, _dport, src, dst = _SOCKID.unpack_from(buffer, body + 4)
+            loopback = is_loopback_pair(buffer[body], src, dst)
+            rmem, wmem, fwd = _socket_meminfo(buffer, offset, length)
+            calibration.add(loopback, rqueue, wqueue, rmem, wmem, fwd)
             if calibration.full():
                 return False
         calibration.complete = True
@@ -585,14 +657,15 @@ def _direction(sums) -> dict:
     }
 
 
-def sample_skmeminfo(max_sockets: int, timeout: float = 60.0) -> dict:
-    """Kernel memory charged per queued payload byte, receive and send, over at most max_sockets sockets.
+def sample_skmeminfo(max_sockets: int, unit_bytes: int = 4096, timeout: float = 60.0) -> dict:
+    """Kernel memory charged per queued payload byte, loopback sockets apart, over at most max_sockets sockets.
 
-    One inet_diag dump (IPv4 and IPv6 in one request) with INET_DIAG_MEMINFO, filtered to ESTABLISHED,
-    CLOSE_WAIT and FIN_WAIT1; reading stops (and the netlink socket is closed, ending the kernel's walk)
-    once max_sockets sockets were read, so the cost is bounded whatever the connection count.
+    One inet_diag dump (IPv4 and IPv6 in one request) with INET_DIAG_MEMINFO (rmem_alloc, wmem_queued and
+    fwd_alloc), filtered to ESTABLISHED, CLOSE_WAIT and FIN_WAIT1; reading stops (and the netlink socket is
+    closed, ending the kernel's walk) once max_sockets sockets were read, so the cost is bounded whatever the
+    connection count. `unit_bytes` is the unit sockets are charged in (proc.charge_unit_bytes()).
     """
-    calibration = Calibration(max_sockets)
+    calibration = Calibration(max_sockets, unit_bytes)
     sock = _netlink_socket(timeout)
     try:
         _read_dump(sock, CALIBRATE_STATES, MEMINFO_EXT, _sample(calibration))
@@ -601,10 +674,70 @@ def sample_skmeminfo(max_sockets: int, timeout: float = 60.0) -> dict:
     finally:
         sock.close()
     return {
-        "rx": _direction(calibration.rx),
-        "tx": _direction(calibration.tx),
+        "loopback": calibration.loopback.report(),
+        "other": calibration.other.report(),
+        "charge_unit_bytes": unit_bytes,
         "sampled_sockets": calibration.sampled,
         "stopped_early": not calibration.complete,
         "max_sockets": max_sockets,
-        "method": "inet_diag INET_DIAG_MEMINFO: rx rmem_alloc / idiag_rqueue, tx wmem_queued / idiag_wqueue",
+        "method": (
+            "inet_diag INET_DIAG_MEMINFO: rx rmem_alloc / idiag_rqueue, tx wmem_queued / idiag_wqueue; "
+            "charged_total: rmem_alloc + wmem_queued + fwd_alloc per socket, rounded up to charge_unit_bytes"
+        ),
     }
+
+
+# --- the initial send buffer: tcp_sndbuf_expand() measured on one loopback connection ---------------------
+
+PROBE_MSS_BYTES = 1460  # Ethernet's MSS (1500 MTU - 40): per_mss for the segments a NIC carries
+PROBE_TIMEOUT_S = 5.0
+PROBE_ADDRESSES = ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"))
+# struct tcp_info (include/uapi/linux/tcp.h): tcpi_snd_cwnd and tcpi_reordering, u32 at bytes 80 and 88
+_TCP_INFO_CWND_REORDERING = struct.Struct("=80xI4xI")
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets, no TIME_WAIT is left
+TCP_CONGESTION_NAME_BYTES = 16  # TCP_CA_NAME_MAX
+
+
+def _probe_once(family: int, address: str, mss_bytes: int, timeout: float) -> dict:
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+        listener.settimeout(timeout)
+        listener.bind((address, 0))
+        listener.listen(1)
+        client = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        client.settimeout(timeout)
+        # Before connect: the SYN advertises it and mss_clamp takes it, so per_mss is the one for this MSS.
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss_bytes)
+        client.connect(listener.getsockname()[:2])
+        # connect() returns once tcp_finish_connect() -> tcp_init_transfer() -> tcp_init_buffer_space() ran.
+        sndbuf = client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        info = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        if len(info) < _TCP_INFO_CWND_REORDERING.size:
+            raise OSError(errno.EINVAL, f"TCP_INFO is {len(info)} bytes, too short")
+        snd_cwnd, reordering = _TCP_INFO_CWND_REORDERING.unpack_from(info)
+        name = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, TCP_CONGESTION_NAME_BYTES)
+        return {
+            "mss_bytes": mss_bytes,
+            "sndbuf_bytes": sndbuf,
+            "snd_cwnd": snd_cwnd,
+            "reordering": reordering,
+            "congestion_control": name.split(b"\0", 1)[0].decode("ascii", "replace") or None,
+            "address": address,
+        }
+
+
+def probe_initial_sndbuf(mss_bytes: int = PROBE_MSS_BYTES, timeout: float = PROBE_TIMEOUT_S) -> dict:
+    """SO_SNDBUF, cwnd, reordering and congestion control of a new loopback connection with TCP_MAXSEG set.
+
+    One listener and one client on 127.0.0.1 (else ::1), both closed before returning (the client with a
+    reset, so no TIME_WAIT is left); nothing is sent. Raises OSError when neither loopback address works
+    (no loopback up in this network namespace).
+    """
+    errors = []
+    for family, address in PROBE_ADDRESSES:
+        try:
+            return _probe_once(family, address, mss_bytes, timeout)
+        except OSError as exc:
+            errors.append(f"{address}: {exc.strerror or exc}")
+    raise OSError(errno.ENETUNREACH, "; ".join(errors))

@@ -20,6 +20,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_mem
 
 SCHEMA_VERSION = 1
 HOST_WIDE_SOCKSTAT_FIELDS = ["alloc", "orphan", "mem"]
+LIVE = object()  # gather(probe=LIVE): measure on the live /proc only
 
 
 def read_text(root: str, relative: str, required: bool = False, max_bytes: int = reader.SMALL_FILE_MAX_BYTES):
@@ -145,7 +146,8 @@ def namespace_facts(proc_root: str, version, tcp_mem_present) -> dict:
     )
 
 
-def sockstat_facts(proc_root: str, page_size: int, initial) -> dict:
+def sockstat_facts(proc_root: str, unit_bytes: int, initial) -> dict:
+    """sockstat and sockstat6; `mem` counts units of `unit_bytes` (proc.charge_unit_bytes())."""
     path = os.path.join(proc_root, "net/sockstat")
     sockstat = proc.parse_sockstat(read_text(proc_root, "net/sockstat", required=True), path)
     if "TCP" not in sockstat:
@@ -153,16 +155,20 @@ def sockstat_facts(proc_root: str, page_size: int, initial) -> dict:
     text6 = read_text(proc_root, "net/sockstat6")
     sockstat6 = proc.parse_sockstat(text6, os.path.join(proc_root, "net/sockstat6")) if text6 else {}
 
-    def pages_and_bytes(fields):
-        pages = fields.get("mem")
-        return {"mem_pages": pages, "mem_bytes": pages * page_size if pages is not None else None}
+    def units_and_bytes(fields):
+        units = fields.get("mem")
+        return {
+            "mem_units": units,
+            "mem_unit_bytes": unit_bytes,
+            "mem_bytes": units * unit_bytes if units is not None else None,
+        }
 
     tcp, udp = sockstat["TCP"], sockstat.get("UDP")
     return {
         "sockets_used": sockstat.get("sockets", {}).get("used"),
-        "tcp": dict({key: tcp.get(key) for key in ("inuse", "orphan", "tw", "alloc")}, **pages_and_bytes(tcp)),
+        "tcp": dict({key: tcp.get(key) for key in ("inuse", "orphan", "tw", "alloc")}, **units_and_bytes(tcp)),
         "tcp6": {"inuse": sockstat6["TCP6"].get("inuse")} if "TCP6" in sockstat6 else None,
-        "udp": dict({"inuse": udp.get("inuse")}, **pages_and_bytes(udp)) if udp is not None else None,
+        "udp": dict({"inuse": udp.get("inuse")}, **units_and_bytes(udp)) if udp is not None else None,
         "udp6": {"inuse": sockstat6["UDP6"].get("inuse")} if "UDP6" in sockstat6 else None,
         "host_wide_fields": [] if initial is True else list(HOST_WIDE_SOCKSTAT_FIELDS),
     }
@@ -196,10 +202,10 @@ def pressure_facts(proc_root: str) -> dict:
     }
 
 
-def status_facts(sysctl, sockstat, pressure, namespace, notes: list) -> dict:
+def status_facts(sysctl, sockstat, pressure, namespace, page_size: int, notes: list) -> dict:
     tcp = sockstat["tcp"]
     status = proc.memory_status(
-        sysctl["net.ipv4.tcp_mem"]["value"], tcp["mem_pages"], pressure["tcp_under_pressure_now"]
+        sysctl["net.ipv4.tcp_mem"]["value"], tcp["mem_bytes"], page_size, pressure["tcp_under_pressure_now"]
     )
     if sysctl["net.ipv4.tcp_mem"]["value"] is None:
         notes.append("net.ipv4.tcp_mem is not visible here (it is global, absent in a non-initial network namespace)")
@@ -306,13 +312,52 @@ def max_orphans(proc_root: str):
     return value
 
 
-def calibration_facts(max_sockets: int, notes: list):
+def calibration_facts(max_sockets: int, unit_bytes: int, notes: list):
     """Measured kernel memory per queued payload byte (tcp_memory_diag.sample_skmeminfo); None without netlink."""
     try:
-        return diag.sample_skmeminfo(max_sockets)
+        return diag.sample_skmeminfo(max_sockets, unit_bytes)
     except diag.DiagUnavailable as exc:
         notes.append(f"calibrate: {exc}; no calibration")
         return None
+
+
+def optional_sysctl(proc_root: str, relative: str, parse):
+    """parse(text, path) of an optional sysctl file, None when the kernel has no such file."""
+    raw = read_text(proc_root, relative)
+    return None if raw is None else parse(raw, os.path.join(proc_root, relative))
+
+
+def socket_memory_facts(proc_root: str, tcp_wmem, congestion_control, probe, notes: list) -> dict:
+    """The socket_memory facts: per-CPU reserve, prot-mem bypass and the measured per_mss.
+
+    `probe()` returns diag.probe_initial_sndbuf()'s dict (or raises OSError); None runs no probe.
+    """
+    facts = {
+        "mem_pcpu_rsv_pages": optional_sysctl(proc_root, proc.MEM_PCPU_RSV_PATH, proc.parse_mem_pcpu_rsv),
+        "bypass_prot_mem": optional_sysctl(proc_root, proc.BYPASS_PROT_MEM_PATH, proc.parse_bypass_prot_mem),
+        "per_mss_bytes": None,
+        "initial_sndbuf_bytes": None,
+        "probe_mss_bytes": None,
+    }
+    if probe is None:
+        return facts
+    try:
+        measured = probe()
+    except OSError as exc:
+        notes.append(f"per_mss not measured: no loopback connection ({exc})")
+        return facts
+    facts["probe_mss_bytes"] = measured["mss_bytes"]
+    facts["initial_sndbuf_bytes"] = measured["sndbuf_bytes"]
+    if tcp_wmem is None:
+        notes.append("per_mss not measured: net.ipv4.tcp_wmem is not readable")
+        return facts
+    factor = proc.sndbuf_expand_factor(measured.get("congestion_control") or congestion_control)
+    segments = proc.sndbuf_segments(measured["snd_cwnd"], measured["reordering"])
+    per_mss, why = proc.per_mss_from_sndbuf(measured["sndbuf_bytes"], factor, segments, tcp_wmem)
+    if why:
+        notes.append(f"per_mss not measured: {why}")
+    facts["per_mss_bytes"] = per_mss
+    return facts
 
 
 def gather(
@@ -327,19 +372,26 @@ def gather(
     blocked_writers_interval_ms: int = 100,
     calibrate: bool = False,
     calibrate_sample: int = 10000,
+    probe=LIVE,
+    page_size=None,
 ) -> dict:
     """Return the ansible_facts.tcp_memory dict (docs/data-model.md section 1).
+
+    `proc_root` and `sys_root` name the trees read (tests pass fixture trees). `probe` measures the
+    initial send buffer (diag.probe_initial_sndbuf): LIVE runs it on the live /proc only, None never,
+    a callable instead of it. `page_size` (bytes) stands for sysconf(SC_PAGE_SIZE) when given.
 
     Raises ProcParseError for a file whose content is wrong, DiagUnavailable when
     connections_source='netlink' was forced and netlink cannot be used.
     """
     notes = []
     kernel = kernel_facts(proc_root)
-    page_size = page_size_bytes()
+    page_size = page_size_bytes() if page_size is None else proc.check_page_size(page_size, "page_size")
     memory, defaults = memory_facts(proc_root, page_size, kernel["version"], notes)
     sysctl = sysctl_facts(proc_root, kernel["version"], page_size, notes)
     namespace = namespace_facts(proc_root, kernel["version"], sysctl["net.ipv4.tcp_mem"]["present"])
-    sockstat = sockstat_facts(proc_root, page_size, namespace["initial"])
+    unit_bytes = proc.charge_unit_bytes(kernel["version"], page_size)
+    sockstat = sockstat_facts(proc_root, unit_bytes, namespace["initial"])
     pressure = pressure_facts(proc_root)
     if keys.at_least(kernel["version"], keys.KERNEL_ADV_WIN_SCALE_OBSOLETE):
         notes.append(
@@ -361,6 +413,7 @@ def gather(
         "pressure": pressure,
         "tcp_congestion_control": congestion_control(proc_root),
         "tcp_max_orphans": max_orphans(proc_root),
+        "socket_memory": None,
         "connections": None,
         "top_sockets": None,
         "blocked_writers": None,
@@ -371,7 +424,12 @@ def gather(
         facts["blocked_writers"] = writers.sample_blocked_writers(
             proc_root, blocked_writers_samples, blocked_writers_interval_ms
         )
-    facts["calibration"] = calibration_facts(calibrate_sample, notes) if calibrate else None
+    if probe is LIVE:
+        probe = diag.probe_initial_sndbuf if os.path.realpath(proc_root) == "/proc" else None
+    facts["socket_memory"] = socket_memory_facts(
+        proc_root, sysctl["net.ipv4.tcp_wmem"]["value"], facts["tcp_congestion_control"], probe, notes
+    )
+    facts["calibration"] = calibration_facts(calibrate_sample, unit_bytes, notes) if calibrate else None
     # Last: the notes list collects what every step above had to say.
-    facts["status"] = status_facts(sysctl, sockstat, pressure, namespace, notes)
+    facts["status"] = status_facts(sysctl, sockstat, pressure, namespace, page_size, notes)
     return facts

@@ -46,6 +46,8 @@ ZONES_COUNTED = ("DMA", "DMA32", "Normal")  # nr_free_buffer_pages(): zones <= Z
 # memory the kernel booted with (seen on VMs whose balloon/hotplug drivers shrink zones).
 ZONEINFO_CONSISTENT_FRACTION = 0.9
 
+# The TcpExt counters of memory pressure (include/uapi/linux/snmp.h LINUX_MIB_TCPMEMORYPRESSURES ..., shown in
+# /proc/net/netstat by net/ipv4/proc.c snmp4_net_list): the one list the facts report.
 TCPEXT_PRESSURE_COUNTERS = (
     "TCPMemoryPressures",
     "TCPMemoryPressuresChrono",
@@ -66,6 +68,91 @@ TCP_MAX_ORPHANS_PATH = "sys/net/ipv4/tcp_max_orphans"
 CONGESTION_CONTROL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
+# --- units of sockstat `mem` --------------------------------------------------------------------
+# proto_memory_allocated() counts SK_MEM_QUANTUM units. bd68a2a854ad ("net: set SK_MEM_QUANTUM to 4096",
+# 5.5) fixed the quantum at 4096 bytes whatever the page size; e70f3c701276 and 100fdd1faf50 (6.0) went back
+# to pages and removed SK_MEM_QUANTUM. tcp_mem and udp_mem stay in pages on every kernel (before 6.0
+# sk_prot_mem_limits() converted them to quanta).
+SK_MEM_QUANTUM_BYTES = 4096
+KERNEL_SK_MEM_QUANTUM_4096 = (5, 5)
+KERNEL_SK_MEM_QUANTUM_REMOVED = (6, 0)
+
+
+def charge_unit_bytes(version, page_size: int) -> int:
+    """Bytes per unit of sockstat `mem` (and per unit a socket is charged in) on a kernel of `version`."""
+    if at_least(version, KERNEL_SK_MEM_QUANTUM_4096) and not at_least(version, KERNEL_SK_MEM_QUANTUM_REMOVED):
+        return SK_MEM_QUANTUM_BYTES
+    return page_size
+
+
+def round_up_to_unit(amount_bytes: int, unit_bytes: int) -> int:
+    """`amount_bytes` rounded up to whole charge units, as sk_mem_pages() counts them (0 stays 0)."""
+    return -(-max(amount_bytes, 0) // unit_bytes) * unit_bytes
+
+
+# --- socket memory sysctls ------------------------------------------------------------------------
+# net.core.mem_pcpu_rsv (net/core/sysctl_net_core.c, global): pages each CPU may batch before
+# sk_memory_allocated_add() folds them into tcp_memory_allocated; its minimum is SK_MEMORY_PCPU_RESERVE.
+MEM_PCPU_RSV_PATH = "sys/net/core/mem_pcpu_rsv"
+# net.core.bypass_prot_mem (netns_core_table, per namespace, a u8 0..1): sockets created with it set are charged
+# to their memory cgroup only, never to tcp_mem / sockstat (sk_is_bypass_prot_mem()).
+BYPASS_PROT_MEM_PATH = "sys/net/core/bypass_prot_mem"
+
+
+def parse_mem_pcpu_rsv(text: str, name: str) -> int:
+    """net.core.mem_pcpu_rsv in pages (a C int, proc_dointvec_minmax with a positive minimum)."""
+    value = parse_sysctl_value(text, 1, name)
+    if not 1 <= value <= INT_MAX:
+        raise ProcParseError(name, f"net.core.mem_pcpu_rsv value {value} is outside 1..{INT_MAX} (pages)")
+    return value
+
+
+def parse_bypass_prot_mem(text: str, name: str) -> bool:
+    """net.core.bypass_prot_mem: 0 or 1 (proc_dou8vec_minmax, 0..1)."""
+    value = parse_sysctl_value(text, 1, name)
+    if value not in (0, 1):
+        raise ProcParseError(name, f"net.core.bypass_prot_mem value {value} is not 0 or 1")
+    return value == 1
+
+
+# --- tcp_sndbuf_expand(): the initial send buffer of an established socket --------------------------
+# net/ipv4/tcp_input.c: sk_sndbuf = max(sk_sndbuf, min(factor * nr_segs * per_mss, tcp_wmem[2])) with
+# per_mss = roundup_pow_of_two(max(mss_clamp, mss_cache) + MAX_TCP_HEADER + SKB_DATA_ALIGN(skb_shared_info))
+#           + SKB_DATA_ALIGN(sizeof(struct sk_buff)),
+# nr_segs = max(TCP_INIT_CWND, snd_cwnd, reordering + 1), factor = ca_ops->sndbuf_expand() (3 for bbr) or 2.
+TCP_INIT_CWND = 10
+SNDBUF_EXPAND_FACTOR = 2
+SNDBUF_EXPAND_FACTORS = {"bbr": 3}  # congestion controls with their own sndbuf_expand (net/ipv4/tcp_bbr.c)
+
+
+def sndbuf_segments(snd_cwnd: int, reordering: int) -> int:
+    """nr_segs of tcp_sndbuf_expand(): max(TCP_INIT_CWND, snd_cwnd, reordering + 1)."""
+    return max(TCP_INIT_CWND, snd_cwnd, reordering + 1)
+
+
+def sndbuf_expand_factor(congestion_control) -> int:
+    """tcp_sndbuf_expand()'s multiplier: the congestion control's sndbuf_expand() (bbr: 3), else 2."""
+    return SNDBUF_EXPAND_FACTORS.get(congestion_control, SNDBUF_EXPAND_FACTOR)
+
+
+def per_mss_from_sndbuf(sndbuf_bytes: int, factor: int, segments: int, tcp_wmem) -> tuple:
+    """(per_mss bytes or None, why not) from the SO_SNDBUF an established socket started with.
+
+    The buffer is tcp_wmem[1] until tcp_sndbuf_expand() raises it to min(factor * segments * per_mss,
+    tcp_wmem[2]): per_mss is only known when the buffer is above tcp_wmem[1], below tcp_wmem[2] and a
+    whole multiple of factor * segments.
+    """
+    _low, default, high = tcp_wmem
+    if sndbuf_bytes >= high:
+        return None, f"SO_SNDBUF {sndbuf_bytes} reached tcp_wmem[2] {high}: capped, per_mss not derivable"
+    if sndbuf_bytes <= default:
+        return None, f"SO_SNDBUF {sndbuf_bytes} is not above tcp_wmem[1] {default}: tcp_sndbuf_expand did not raise it"
+    per_mss, rest = divmod(sndbuf_bytes, factor * segments)
+    if rest:
+        return None, f"SO_SNDBUF {sndbuf_bytes} is not a multiple of {factor} x {segments} segments"
+    return per_mss, None
+
+
 def parse_congestion_control(text: str, name: str) -> str:
     """The algorithm name in /proc/sys/net/ipv4/tcp_congestion_control ('cubic', 'bbr', ...)."""
     value = text.strip()
@@ -73,8 +160,6 @@ def parse_congestion_control(text: str, name: str) -> str:
         raise ProcParseError(name, f"not a congestion control name: {value[:40]!r}")
     return value
 
-
-STATUS_LEVELS = ("ok", "above_min", "pressure", "at_max", "unknown")
 
 # The plausibility bounds of the facts (MEM_TOTAL_*, PAGE_SIZE_*, CPU_COUNT_MAX) and the C types of the
 # sysctl values come from tcp_memory_keys: a value outside them is not a machine the model can size for,
@@ -474,8 +559,13 @@ def decide_namespace(self_link, init_link, version, tcp_mem_present) -> dict:
 # --- derived status ------------------------------------------------------------------------
 
 
-def memory_status(tcp_mem_pages, used_pages, under_pressure_now) -> dict:
-    """Level of TCP buffer pages against tcp_mem [min, pressure, max], and used fractions."""
+def memory_status(tcp_mem_pages, used_bytes, page_size: int, under_pressure_now) -> dict:
+    """Level of TCP buffer memory against tcp_mem [min, pressure, max] (pages), and used fractions.
+
+    `used_bytes` is sockstat's TCP mem in bytes (its units times their size): compared in bytes, so a
+    kernel counting 4096-byte quanta on 64 KiB pages is read right. used_pages is it in whole pages.
+    """
+    used_pages = None if used_bytes is None else -(-used_bytes // page_size)
     status = {
         "level": "unknown",
         "used_pages": used_pages,
@@ -483,22 +573,22 @@ def memory_status(tcp_mem_pages, used_pages, under_pressure_now) -> dict:
         "fraction_of_pressure": None,
         "fraction_of_max": None,
     }
-    if not tcp_mem_pages or used_pages is None:
+    if not tcp_mem_pages or used_bytes is None:
         return status
-    low, pressure, high = tcp_mem_pages
-    if used_pages >= high:
+    low, pressure, high = (pages * page_size for pages in tcp_mem_pages)
+    if used_bytes >= high:
         level = "at_max"
-    elif used_pages >= pressure or under_pressure_now:
+    elif used_bytes >= pressure or under_pressure_now:
         # The kernel stays in pressure until usage falls below tcp_mem[0].
         level = "pressure"
-    elif used_pages >= low:
+    elif used_bytes >= low:
         level = "above_min"
     else:
         level = "ok"
     status.update(
         level=level,
-        fraction_of_min=round(used_pages / low, 6) if low else None,
-        fraction_of_pressure=round(used_pages / pressure, 6) if pressure else None,
-        fraction_of_max=round(used_pages / high, 6) if high else None,
+        fraction_of_min=round(used_bytes / low, 6) if low else None,
+        fraction_of_pressure=round(used_bytes / pressure, 6) if pressure else None,
+        fraction_of_max=round(used_bytes / high, 6) if high else None,
     )
     return status

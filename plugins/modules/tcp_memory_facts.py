@@ -19,12 +19,12 @@ description:
     initial network namespace and how it decided, the eleven relevant sysctls with presence, writability and
     scope, socket counts and buffer pages from C(/proc/net/sockstat), C(CurrEstab) from C(/proc/net/snmp),
     memory-pressure counters from C(/proc/net/netstat), and a derived status against C(tcp_mem).
-  - "Cost against N, the TCP sockets of the host: the default call reads a fixed set of small files, constant in N.
-    O(states) alone receives a message per non-ESTABLISHED socket only, but the kernel walks its socket hash
-    tables, linear in N at about 0.1 microsecond per socket. O(top_sockets) and O(connection_bytes) receive a message
-    per socket, linear in N at about 1 microsecond per socket (netlink C(inet_diag), streamed, memory flat in N;
-    C(/proc/net/tcp) as a fallback, slower). O(calibrate) reads at most O(calibrate_sample) sockets. Each
-    option's entry says what the kernel walks; C(docs/benchmarks.md) has the measurements."
+  - Also measures, with one loopback connection (127.0.0.1, else ::1) that sends nothing and is closed with a
+    reset, the send buffer an established socket starts with, and from it the per-segment charge the kernel
+    assumes (C(socket_memory.per_mss_bytes)).
+  - "Cost: the default call reads a fixed set of small files and opens that one connection, the same time
+    whatever the number of connections. The diagnostics below cost more; each option says what, and
+    C(docs/benchmarks.md) has the measurements."
   - Inside a non-initial network namespace (a container) C(net.ipv4.tcp_mem) and C(udp_mem) are absent and
     C(net.core.*mem*) are read-only on recent kernels; the facts say so instead of failing, and list the
     C(sockstat) fields that are host-wide there.
@@ -32,63 +32,39 @@ description:
 author:
   - netstack.tcp_tuning developers (@netstack)
 options:
-  proc_root:
-    description:
-      - Directory to read instead of C(/proc). Unit tests point it at fixture trees.
-      - Sockets are enumerated through netlink only when this is the live C(/proc), unless
-        O(connections_source=netlink).
-    type: path
-    default: /proc
-  sys_root:
-    description:
-      - Directory to read instead of C(/sys) (the online CPU list).
-    type: path
-    default: /sys
   states:
     description:
       - Count TCP sockets (IPv4 and IPv6) by state, every socket of the kernel's listening and established hash
-        tables (what C(/proc/net/tcp) lists); a socket only bound, neither listening nor connecting, is no
-        connection and not counted.
-      - "Cost on the live C(/proc) through netlink (C(connections.method=counters)): a constant number of messages, a
-        kernel walk linear in N. ESTABLISHED is C(CurrEstab) of C(/proc/net/snmp) (ESTABLISHED plus CLOSE_WAIT) minus
-        the CLOSE_WAIT sockets of ONE C(inet_diag) request, IPv4 and IPv6 together, filtered (C(idiag_states)) to
-        every other state: the kernel builds a message only for listeners, TIME_WAIT, SYN_RECV, FIN_WAIT,
-        CLOSE_WAIT... sockets. For that filter C(inet_diag_dump_icsk) walks the listening hash and the whole
-        established hash, every bucket and every socket of every network namespace (the hash is shared), testing each
-        socket's namespace and state under the bucket lock: about 0.1 microsecond per socket, 15 to 20 ms at 200,000
-        sockets on the benchmark host. Only a listeners-only filter skips that walk; no kernel counter tells
-        CLOSE_WAIT, SYN_RECV or FIN_WAIT sockets apart, so exact counts need it."
-      - C(CurrEstab) is read before and after the dump and the dump repeated (three tries) while it moves;
-        C(connections.curr_estab_drift) is the last move, the most ESTABLISHED can be off by connections opened or
-        closed meanwhile.
-      - With O(top_sockets) or O(connection_bytes), or when the counters disagree (noted in C(status.notes)), every
-        socket is dumped (C(connections.method=dump)) - the same walk plus a message per socket, linear in N at about
-        1 microsecond per socket. From C(/proc/net/tcp) (O(connections_source=proc), or a O(proc_root) that is not
-        the live one) every socket is formatted and parsed as text, slower still.
+        tables (what C(/proc/net/tcp) lists); a socket only bound, neither listening nor connecting, is not counted.
+        ESTABLISHED is C(CurrEstab) of C(/proc/net/snmp) minus the CLOSE_WAIT sockets; C(connections.curr_estab_drift)
+        says by how much connections opened or closed during the count can make it off.
+      - "Cost: one netlink request with a message per socket that is not ESTABLISHED, but the kernel walks every
+        socket of its hash tables for it, so the time grows with the connection count (milliseconds per hundred
+        thousand sockets)."
     type: bool
     default: false
   top_sockets:
     description:
       - Also list the N sockets holding the most buffer memory (receive allocation plus send queue).
         V(0) lists none.
-      - "Cost: a full dump, linear in N - one C(inet_diag) request with C(INET_DIAG_MEMINFO) for every connection state,
-        IPv4 and IPv6 together: the kernel walks its hash tables and builds a message per socket (about 1
-        microsecond per socket with the parsing); memory stays flat (a heap of N entries)."
+      - "Cost: a full dump with one message per socket, about ten times O(states) alone; memory stays flat
+        (N entries kept)."
     type: int
     default: 0
   connection_bytes:
     description:
       - Also sum the buffer memory (C(rmem_alloc), C(wmem_queued)) and the queued payload of every socket into
         C(connections). Implies counting states. Without it those sums are V(null).
-      - "Cost: the full dump of O(top_sockets), linear in N, one message per socket: about ten times O(states) alone
-        at 100,000 connections (C(docs/benchmarks.md))."
+      - "Cost: the full dump of O(top_sockets), one message per socket, about ten times O(states) alone."
     type: bool
     default: false
   connections_source:
     description:
       - Where sockets are enumerated from. V(auto) uses netlink C(inet_diag) and falls back to
         C(/proc/net/tcp) and C(tcp6) when netlink is unavailable; V(netlink) fails instead of falling back;
-        V(proc) always reads the text files (slower, no per-socket memory, only queued payload bytes).
+        V(proc) always reads the text files.
+      - "Cost: V(proc) has the kernel format every socket as a line of text, several times slower than netlink,
+        and gives no per-socket memory, only queued payload bytes."
     type: str
     choices: [auto, netlink, proc]
     default: auto
@@ -98,16 +74,20 @@ options:
         blocked in C(sk_stream_wait_memory), the function writers wait in for TCP memory.
       - A writer whose own socket send buffer is full waits there too; read the result together with
         C(ansible_facts.tcp_memory.status.level).
+      - "Cost: per sample, the C(wchan) of every thread of the host and the stack of those asleep where a writer
+        waits, so it grows with the thread count; the task lasts the sampling window,
+        (O(blocked_writers_samples) - 1) x O(blocked_writers_interval_ms)."
     type: bool
     default: false
   blocked_writers_samples:
     description:
-      - How many times to sample the stacks, between 1 and 50.
+      - How many times to sample the stacks, between 1 and 50; each sample reads every thread again.
     type: int
     default: 5
   blocked_writers_interval_ms:
     description:
-      - Milliseconds between samples, between 10 and 2000. The whole window is at most 10 seconds.
+      - Milliseconds between samples, between 10 and 2000. The whole window is at most 10 seconds, and the task
+        waits for it.
     type: int
     default: 100
   calibrate:
@@ -117,11 +97,11 @@ options:
         (C(idiag_rqueue)), send as C(wmem_queued) / unsent plus unacknowledged bytes (C(idiag_wqueue)), from one
         C(inet_diag) dump with C(INET_DIAG_MEMINFO) (what C(ss -tm) shows). The filter uses a factor
         measured on enough sockets instead of its default.
-      - "Bounded cost, at most O(calibrate_sample) sockets read: one C(inet_diag) request (IPv4 and IPv6 together) with
-        C(INET_DIAG_MEMINFO) filtered to those three states; reading stops after O(calibrate_sample) sockets and
-        the netlink socket is closed, which ends the kernel's walk, so the cost does not grow past that whatever
-        the connection count; C(calibration.stopped_early) says when it stopped there. Measure under the load to
-        size for."
+      - "Sockets whose both ends are on loopback are reported apart (C(calibration.loopback)) from the others
+        (C(calibration.other)): loopback coalesces segments and costs far less per byte than a network card.
+        Each class also sums the forward-allocated memory and what its sockets hold of C(tcp_mem) in all."
+      - "Cost: bounded, at most O(calibrate_sample) sockets read, whatever the connection count (reading stops
+        there and C(calibration.stopped_early) says so). Measure under the load to size for."
     type: bool
     default: false
   calibrate_sample:
@@ -136,12 +116,11 @@ options:
         leaves for socket buffers. On cgroup v2 the kernel charges socket buffers to the owning process's
         memory cgroup and puts its sockets under memory pressure near C(memory.high) or C(memory.max),
         however far C(tcp_mem) is; on cgroup v1 only C(memory.kmem.tcp.limit_in_bytes) does.
-      - "Bounded cost: reads C(/proc/PID/status) of at most O(cgroups_max_processes) processes, then the fd
-        links of those with the largest fd tables first, at most O(cgroups_max_fds) links in all, and matches
-        socket inodes against C(/proc/net/tcp) and C(tcp6); processes of other network namespaces are skipped.
+      - "Cost: bounded, C(/proc/PID/status) of at most O(cgroups_max_processes) processes, then at most
+        O(cgroups_max_fds) fd links (largest fd tables first), matched against C(/proc/net/tcp) and C(tcp6).
         Needs root to see other users' processes."
-      - Cgroup files are read under the parent directory of O(proc_root) (V(/) for C(/proc)), at the
-        mountpoints C(/proc/self/mountinfo) names.
+      - Cgroup files are read at the mountpoints C(/proc/self/mountinfo) names; a cgroup path that leads out of
+        the mount (a process of another cgroup namespace) is reported as not readable and never followed.
     type: bool
     default: false
   cgroups_max_processes:
@@ -270,7 +249,9 @@ ansible_facts:
           returned: always
           sample: 4096
         cpu_count:
-          description: Online CPUs (from kernel 6.0 C(sockstat) mem lags the truth by up to 1 MiB per CPU, either way).
+          description:
+            - Online CPUs (from kernel 6.0 C(sockstat) mem lags the truth by up to C(net.core.mem_pcpu_rsv), 1 MiB by
+              default, per CPU, either way).
           type: int
           returned: always
           sample: 2
@@ -306,11 +287,27 @@ ansible_facts:
           description:
             - C(sockets_used), C(tcp), C(tcp6), C(udp), C(udp6) counters and C(host_wide_fields), the
               fields that are host-wide because the module runs outside the initial network namespace.
+            - C(inuse), C(orphan), C(tw), C(alloc) count sockets. C(mem_units) is sockstat's C(mem) as printed, in
+              units of C(mem_unit_bytes) - 4096 bytes (C(SK_MEM_QUANTUM)) on kernels 5.5 to 5.19, the page size
+              before and from 6.0 - and C(mem_bytes) is their product.
           type: dict
           returned: always
-          sample: {sockets_used: 123, tcp: {inuse: 10, orphan: 0, tw: 2, alloc: 12, mem_pages: 3,
-                   mem_bytes: 12288}, tcp6: {inuse: 1}, udp: {inuse: 2, mem_pages: 1, mem_bytes: 4096},
-                   udp6: {inuse: 0}, host_wide_fields: []}
+          sample: {sockets_used: 123, tcp: {inuse: 10, orphan: 0, tw: 2, alloc: 12, mem_units: 3, mem_unit_bytes: 4096,
+                   mem_bytes: 12288}, tcp6: {inuse: 1}, udp: {inuse: 2, mem_units: 1, mem_unit_bytes: 4096,
+                   mem_bytes: 4096}, udp6: {inuse: 0}, host_wide_fields: []}
+        socket_memory:
+          description:
+            - C(mem_pcpu_rsv_pages) (C(net.core.mem_pcpu_rsv), pages each CPU batches before sockstat sees them;
+              V(null) where the kernel has no such file, also inside a network namespace), C(bypass_prot_mem)
+              (C(net.core.bypass_prot_mem) of this namespace, V(true) when new sockets are charged only to their memory
+              cgroup, not to C(tcp_mem); V(null) where absent).
+            - C(per_mss_bytes), the bytes C(tcp_sndbuf_expand) reserves per segment of C(probe_mss_bytes) payload,
+              derived from C(initial_sndbuf_bytes), the send buffer of the loopback probe once established; V(null)
+              when there was no loopback, or the buffer was capped by C(tcp_wmem[2]) (see C(status.notes)).
+          type: dict
+          returned: always
+          sample: {mem_pcpu_rsv_pages: 256, bypass_prot_mem: null, per_mss_bytes: 4352, initial_sndbuf_bytes: 87040,
+                   probe_mss_bytes: 1460}
         snmp:
           description: C(tcp_curr_estab) (ESTABLISHED plus CLOSE_WAIT), C(tcp_active_opens), C(tcp_passive_opens).
           type: dict
@@ -327,8 +324,9 @@ ansible_facts:
                    tcp_under_pressure_now: false}
         status:
           description:
-            - C(level) (V(ok), V(above_min), V(pressure), V(at_max), V(unknown)), C(used_pages), fractions of
-              the C(tcp_mem) thresholds, C(buffer_bytes_per_connection) and C(notes).
+            - C(level) (V(ok), V(above_min), V(pressure), V(at_max), V(unknown)), C(used_pages) (sockstat's TCP
+              memory in whole pages, the unit of C(tcp_mem)), fractions of the C(tcp_mem) thresholds,
+              C(buffer_bytes_per_connection) and C(notes).
           type: dict
           returned: always
           sample: {level: ok, used_pages: 3, fraction_of_min: 0.000133, fraction_of_pressure: 0.0001,
@@ -363,15 +361,26 @@ ansible_facts:
                    note: a full per-socket send buffer also waits in sk_stream_wait_memory}
         calibration:
           description:
-            - "With O(calibrate) only (else V(null), also when netlink is not usable, with a note). C(rx) and C(tx)
-              each have C(factor) (charged / payload bytes, V(null) without a socket holding data that way),
-              C(sockets) holding data that way, C(payload_bytes) and C(charged_bytes); C(sampled_sockets) read,
-              C(max_sockets), C(stopped_early) and C(method)."
+            - "With O(calibrate) only (else V(null), also when netlink is not usable, with a note). C(loopback)
+              (both ends on 127.0.0.0/8 or ::1, or one address) and C(other) each have C(sockets) sampled, C(rx) and
+              C(tx) (C(factor) = charged / payload bytes, V(null) without a socket holding data that way; C(sockets)
+              holding data that way, C(payload_bytes), C(charged_bytes)), C(fwd_alloc_bytes) (forward-allocated
+              memory) and C(charged_total_bytes) (receive + send + forward-allocated memory, each socket rounded up to
+              C(charge_unit_bytes)). Also C(sampled_sockets) read, C(max_sockets), C(stopped_early) and C(method)."
           type: dict
           returned: always
-          sample: {rx: {factor: 1.0623, sockets: 200, payload_bytes: 13107200, charged_bytes: 13924352},
-                   tx: {factor: null, sockets: 0, payload_bytes: 0, charged_bytes: 0}, sampled_sockets: 400,
-                   max_sockets: 10000, stopped_early: false, method: "inet_diag INET_DIAG_MEMINFO"}
+          sample:
+            loopback: {sockets: 400, rx: {factor: 1.0623, sockets: 200, payload_bytes: 13107200,
+                       charged_bytes: 13924352}, tx: {factor: null, sockets: 0, payload_bytes: 0, charged_bytes: 0},
+                       fwd_alloc_bytes: 81920, charged_total_bytes: 14008320}
+            other: {sockets: 0, rx: {factor: null, sockets: 0, payload_bytes: 0, charged_bytes: 0},
+                    tx: {factor: null, sockets: 0, payload_bytes: 0, charged_bytes: 0}, fwd_alloc_bytes: 0,
+                    charged_total_bytes: 0}
+            charge_unit_bytes: 4096
+            sampled_sockets: 400
+            max_sockets: 10000
+            stopped_early: false
+            method: inet_diag INET_DIAG_MEMINFO
         cgroups:
           description:
             - "With O(cgroups) only (else V(null)). C(memory_controller) (V(v2), V(v1) or V(null)), C(scan)
@@ -381,8 +390,11 @@ ansible_facts:
               C(file), C(limit_bytes), C(other_bytes) charged there besides this cgroup's sockets,
               C(headroom_bytes); V(null) without a finite limit) and C(socket_headroom_bytes)."
             - "On v2 also: C(memory_max_bytes), C(memory_high_bytes) (V(null) for C(max) or a missing file),
-              C(memory_current_bytes), C(memory_stat_sock_bytes) and C(memory_events) (C(low), C(high), C(max),
-              C(oom), C(oom_kill) counts). On v1: C(memory_limit_bytes), C(memory_usage_bytes),
+              C(memory_current_bytes), C(memory_stat_sock_bytes), C(file_bytes) (C(memory.stat) C(file), page cache
+              reclaimed before a charge fails), C(memory_events) (C(low), C(high), C(max), C(oom), C(oom_kill)
+              counts) and C(sock_throttled) (C(memory.events) count of socket pressure episodes, V(null) where the
+              kernel does not count them). C(socket_limit.other_bytes) leaves out the limit cgroup's C(file) pages
+              (C(socket_limit.file_bytes)). On v1: C(memory_limit_bytes), C(memory_usage_bytes),
               C(kmem_tcp_limit_bytes), C(kmem_tcp_usage_bytes), C(kmem_tcp_max_usage_bytes), C(kmem_tcp_failcnt)
               and C(kmem_tcp_present)."
           type: dict
@@ -399,9 +411,11 @@ ansible_facts:
                 memory_high_bytes: null
                 memory_current_bytes: 66000000
                 memory_stat_sock_bytes: 55000000
+                file_bytes: 0
                 memory_events: {low: 0, high: 0, max: 27, oom: 0, oom_kill: 0}
+                sock_throttled: 0
                 socket_limit: {cgroup: /system.slice/run-load.scope, file: memory.max, limit_bytes: 67108864,
-                               other_bytes: 11000000, headroom_bytes: 56108864}
+                               file_bytes: 0, other_bytes: 11000000, headroom_bytes: 56108864}
                 socket_headroom_bytes: 56108864
             scan: {processes_listed: 90, processes_other_netns: 0, processes_read: 60, processes_unreadable: 0,
                    fds_read: 2300, tcp_sockets_seen: 1003, tcp_sockets_attributed: 1003, max_processes: 4096,
@@ -422,8 +436,6 @@ MAX_WINDOW_MS = 10000
 
 def argument_spec() -> dict:
     return {
-        "proc_root": {"type": "path", "default": "/proc"},
-        "sys_root": {"type": "path", "default": "/sys"},
         "states": {"type": "bool", "default": False},
         "top_sockets": {"type": "int", "default": 0},
         "connection_bytes": {"type": "bool", "default": False},
@@ -459,7 +471,7 @@ def check_bounds(params: dict):
     return None
 
 
-def cgroup_facts(module, proc_root: str, max_processes: int, max_fds: int) -> dict:
+def cgroup_facts(module, max_processes: int, max_fds: int) -> dict:
     """The cgroups facts; a file with unexpected content fails the task naming it.
 
     Imported here, not at the top: a module run compiles its module_utils from source, and only a call
@@ -468,12 +480,7 @@ def cgroup_facts(module, proc_root: str, max_processes: int, max_fds: int) -> di
     from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups
 
     try:
-        return tcp_memory_cgroups.gather_cgroups(
-            proc_root=proc_root,
-            fs_root=os.path.dirname(os.path.normpath(proc_root)),
-            max_processes=max_processes,
-            max_fds=max_fds,
-        )
+        return tcp_memory_cgroups.gather_cgroups(max_processes=max_processes, max_fds=max_fds)
     except tcp_memory_cgroups.CgroupParseError as exc:
         module.fail_json(msg=str(exc), file=exc.name)
 
@@ -488,9 +495,7 @@ def main() -> None:
     try:
         facts = gather(**params)
         facts["cgroups"] = (
-            cgroup_facts(
-                module, params["proc_root"], cgroup_options["cgroups_max_processes"], cgroup_options["cgroups_max_fds"]
-            )
+            cgroup_facts(module, cgroup_options["cgroups_max_processes"], cgroup_options["cgroups_max_fds"])
             if cgroup_options["cgroups"]
             else None
         )

@@ -34,15 +34,20 @@ def diag_msg(
     extra_attrs=b"",
     family=socket.AF_INET,
     kind=diag.TCPDIAG_GETSOCK,
+    fwd=0,
+    local=None,
+    remote=None,
 ):
     """One socket's reply as the kernel lays it out (attributes optional); a reply has its request's type."""
-    src = socket.inet_pton(family, "127.0.0.1" if family == socket.AF_INET else "::1").ljust(16, b"\0")
+    loopback = "127.0.0.1" if family == socket.AF_INET else "::1"
+    src = socket.inet_pton(family, local or loopback).ljust(16, b"\0")
+    dst = socket.inet_pton(family, remote or loopback).ljust(16, b"\0")
     body = struct.pack("=BBBB", family, state, 0, 0)
-    body += struct.pack(">HH16s16s", sport, dport, src, src) + struct.pack("=III", 0, 0, 0)
+    body += struct.pack(">HH16s16s", sport, dport, src, dst) + struct.pack("=III", 0, 0, 0)
     body += struct.pack("=IIIII", 0, rqueue, wqueue, 0, 12345)
     body += extra_attrs
     if rmem is not None:
-        body += attr(diag.INET_DIAG_MEMINFO, struct.pack("=IIII", rmem, wmem, 0, 0))
+        body += attr(diag.INET_DIAG_MEMINFO, struct.pack("=IIII", rmem, wmem, fwd, 0))
     return struct.pack("=IHHII", 16 + len(body), kind, 2, 1, 0) + body
 
 
@@ -143,10 +148,64 @@ def test_calibration_stops_reading_at_its_sample_and_sends_no_other_request():
     calibration = diag.Calibration(3)
     diag._read_dump(fake, diag.CALIBRATE_STATES, diag.MEMINFO_EXT, diag._sample(calibration))
     assert len(fake.sent) == 2  # the compat request and the AF_INET one; stopped before AF_INET6
-    assert (calibration.sampled, calibration.complete, calibration.rx) == (3, False, [3, 3000, 6144])
+    assert (calibration.sampled, calibration.complete, calibration.loopback.rx) == (3, False, [3, 3000, 6144])
     ended = diag.Calibration(10)
     diag._read_dump(FakeNetlink([messages + done()]), diag.CALIBRATE_STATES, diag.MEMINFO_EXT, diag._sample(ended))
     assert (ended.sampled, ended.complete) == (5, True)
+
+
+def test_calibration_reads_forward_allocation_and_rounds_each_socket_as_charged():
+    # rmem + wmem + fwd of one socket is what it holds of tcp_mem, in whole charge units per socket:
+    # 3000 + 0 + 1096 = 4096 (one unit), 5000 + 2000 + 0 = 7000 (two units, 8192), 0 + 0 + 100 (one unit).
+    messages = (
+        diag_msg(ESTABLISHED, 1, 2, rmem=3000, wmem=0, fwd=1096, rqueue=2900)
+        + diag_msg(ESTABLISHED, 3, 4, rmem=5000, wmem=2000, fwd=0, rqueue=4000, wqueue=1900)
+        + diag_msg(ESTABLISHED, 5, 6, rmem=0, wmem=0, fwd=100)
+    )
+    calibration = diag.Calibration(100, unit_bytes=4096)
+    diag._read_dump(
+        FakeNetlink([messages + done()]), diag.CALIBRATE_STATES, diag.MEMINFO_EXT, diag._sample(calibration)
+    )
+    report = calibration.loopback.report()
+    assert report == {
+        "sockets": 3,
+        "rx": {"factor": round(8000 / 6900, 4), "sockets": 2, "payload_bytes": 6900, "charged_bytes": 8000},
+        "tx": {"factor": round(2000 / 1900, 4), "sockets": 1, "payload_bytes": 1900, "charged_bytes": 2000},
+        "fwd_alloc_bytes": 1196,
+        "charged_total_bytes": 4096 + 8192 + 4096,
+    }
+    assert calibration.other.report()["sockets"] == 0
+
+
+def test_calibration_reports_loopback_sockets_apart():
+    v4, v6 = socket.AF_INET, socket.AF_INET6
+    cases = [  # (family, local, remote, loopback?)
+        (v4, "127.0.0.1", "127.0.0.1", True),
+        (v4, "127.0.0.2", "127.1.2.3", True),
+        (v4, "10.0.0.1", "10.0.0.1", True),  # one address at both ends: routed over lo
+        (v4, "10.0.0.1", "10.0.0.2", False),
+        (v4, "127.0.0.1", "10.0.0.2", False),
+        (v6, "::1", "::1", True),
+        (v6, "::ffff:127.0.0.1", "::ffff:127.0.0.9", True),
+        (v6, "::ffff:10.0.0.1", "::ffff:127.0.0.1", False),
+        (v6, "fd00::1", "fd00::2", False),
+    ]
+    messages = b"".join(
+        diag_msg(ESTABLISHED, 1, 2, rmem=4096, wmem=0, rqueue=4000, family=family, local=local, remote=remote)
+        for family, local, remote, _loopback in cases
+    )
+    calibration = diag.Calibration(100)
+    diag._read_dump(
+        FakeNetlink([messages + done()]), diag.CALIBRATE_STATES, diag.MEMINFO_EXT, diag._sample(calibration)
+    )
+    expected_loopback = sum(1 for case in cases if case[3])
+    assert (calibration.loopback.sockets, calibration.other.sockets) == (
+        expected_loopback,
+        len(cases) - expected_loopback,
+    )
+    for family, local, remote, loopback in cases:
+        pair = [socket.inet_pton(family, address).ljust(16, b"\0") for address in (local, remote)]
+        assert diag.is_loopback_pair(family, *pair) is loopback, (local, remote)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ TOP_LEVEL = {
     "tcp_congestion_control",
     "tcp_max_orphans",
     "calibration",
+    "socket_memory",
 }
 
 
@@ -98,18 +99,6 @@ EXPECTED_SYSCTL = {
         "net.core.optmem_max": rw("global", BYTES, 20480),
     },
 }
-# The TcpExt counters of memory pressure (include/uapi/linux/snmp.h LINUX_MIB_TCPMEMORYPRESSURES ...,
-# shown in /proc/net/netstat by net/ipv4/proc.c snmp4_net_list).
-PRESSURE_COUNTERS = {
-    "TCPMemoryPressures",
-    "TCPMemoryPressuresChrono",
-    "TCPAbortOnMemory",
-    "PruneCalled",
-    "RcvPruned",
-    "OfoPruned",
-    "TCPRcvCollapsed",
-    "TCPRcvQDrop",
-}
 # sockstat's TCP mem against tcp_mem of each tree (see its tree.json).
 EXPECTED_LEVEL = {"normal_host": "ok", "pressure_host": "pressure", "container_netns": "unknown", "old_kernel": "ok"}
 
@@ -131,7 +120,7 @@ def test_every_tree_gives_the_whole_contract(tmp_path, name):
         for key, entry in facts["sysctl"].items()
     }
     assert rows == EXPECTED_SYSCTL[name]
-    assert set(facts["pressure"]["counters"]) == PRESSURE_COUNTERS
+    assert tuple(facts["pressure"]["counters"]) == proc.TCPEXT_PRESSURE_COUNTERS
     assert facts["status"]["level"] == EXPECTED_LEVEL[name]
     assert facts["connections"] is None and facts["top_sockets"] is None and facts["blocked_writers"] is None
 
@@ -165,9 +154,17 @@ def test_normal_host(tmp_path):
     assert facts["sysctl"]["net.core.optmem_max"]["scope"] == "global"  # per netns only from 6.8
     assert facts["sockstat"] == {
         "sockets_used": 150,
-        "tcp": {"inuse": 12, "orphan": 0, "tw": 2, "alloc": 14, "mem_pages": 3, "mem_bytes": 12288},
+        "tcp": {
+            "inuse": 12,
+            "orphan": 0,
+            "tw": 2,
+            "alloc": 14,
+            "mem_units": 3,
+            "mem_unit_bytes": 4096,
+            "mem_bytes": 12288,
+        },
         "tcp6": {"inuse": 1},
-        "udp": {"inuse": 2, "mem_pages": 1, "mem_bytes": 4096},
+        "udp": {"inuse": 2, "mem_units": 1, "mem_unit_bytes": 4096, "mem_bytes": 4096},
         "udp6": {"inuse": 0},
         "host_wide_fields": [],
     }
@@ -312,6 +309,7 @@ BROKEN_PROBLEMS = {
     "sockstat_garbage": ("proc/net/sockstat", "field inuse: 'twelve' is not an integer"),
     "sockstat_truncated": ("proc/net/sockstat", "is not 'PROTO: name N name N ...'"),
     "tcp_mem_garbage": ("proc/sys/net/ipv4/tcp_mem", "expected 3 integer(s)"),
+    "mem_pcpu_rsv_garbage": ("proc/sys/net/core/mem_pcpu_rsv", "mem_pcpu_rsv value 0 is outside 1..2147483647"),
     "tcp_table_garbage": ("proc/net/tcp", "line 2 is not a socket line"),
     "tcp_table_truncated": ("proc/net/tcp", "line 2 is truncated"),
     "zoneinfo_bad_number": ("proc/zoneinfo", "line 2: '6x2' is not an integer"),
@@ -370,3 +368,118 @@ def test_congestion_control_is_read_and_checked(tmp_path):
     assert proc.parse_congestion_control("bbr\n", "x") == "bbr"
     with pytest.raises(ProcParseError, match="not a congestion control name"):
         proc.parse_congestion_control("cubic reno\n", "x")
+
+
+# --- socket memory: the per-CPU reserve and the prot-mem bypass, per kernel --------------------------------
+# net.core.mem_pcpu_rsv sits in net_core_table (initial namespace only) on kernels where the reserve became a
+# sysctl; net.core.bypass_prot_mem in netns_core_table (every namespace) on newer ones.
+EXPECTED_SOCKET_SYSCTLS = {
+    "normal_host": (None, None),  # 6.1: the fixed SK_MEMORY_PCPU_RESERVE, no sysctl
+    "pressure_host": (256, None),  # 6.12, initial namespace
+    "container_netns": (None, None),  # 6.18 in a namespace: net_core_table is not shown there
+    "old_kernel": (None, None),  # 4.9: no per-CPU reserve at all
+}
+
+
+@pytest.mark.parametrize("name", TREES)
+def test_socket_memory_sysctls_per_kernel(tmp_path, name):
+    facts = facts_of(tmp_path, name)
+    socket_memory = facts["socket_memory"]
+    assert (socket_memory["mem_pcpu_rsv_pages"], socket_memory["bypass_prot_mem"]) == EXPECTED_SOCKET_SYSCTLS[name]
+    # A fixture tree is not the live kernel: no loopback probe ran.
+    assert socket_memory["per_mss_bytes"] is None and socket_memory["probe_mss_bytes"] is None
+
+
+@pytest.mark.parametrize(("content", "expected"), [("0\n", False), ("1\n", True)])
+def test_bypass_prot_mem_where_the_kernel_has_it(tmp_path, content, expected):
+    proc_root, sys_root = materialize("container_netns", str(tmp_path))
+    with open(os.path.join(proc_root, "sys/kernel/osrelease"), "w") as handle:
+        handle.write("6.19.0-1-amd64\n")
+    with open(os.path.join(proc_root, proc.BYPASS_PROT_MEM_PATH), "w") as handle:
+        handle.write(content)
+    assert gather(proc_root=proc_root, sys_root=sys_root)["socket_memory"]["bypass_prot_mem"] is expected
+
+
+def test_bypass_prot_mem_garbage_names_the_file(tmp_path):
+    proc_root, sys_root = materialize("container_netns", str(tmp_path))
+    path = os.path.join(proc_root, proc.BYPASS_PROT_MEM_PATH)
+    with open(path, "w") as handle:
+        handle.write("2\n")
+    with pytest.raises(ProcParseError, match="bypass_prot_mem value 2 is not 0 or 1") as caught:
+        gather(proc_root=proc_root, sys_root=sys_root)
+    assert caught.value.name == path
+
+
+# --- per_mss from the probe's initial send buffer ------------------------------------------------------------
+
+
+def probe_result(sndbuf, snd_cwnd=10, reordering=3, congestion_control="cubic"):
+    result = {"mss_bytes": 1460, "sndbuf_bytes": sndbuf, "snd_cwnd": snd_cwnd, "reordering": reordering}
+    return lambda: dict(result, congestion_control=congestion_control, address="127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("probe", "per_mss"),
+    [
+        (probe_result(87040), 4352),  # Debian generic: 2 x 10 x 4352
+        (probe_result(46080), 2304),  # Debian cloud: 2 x 10 x 2304
+        (probe_result(69120, congestion_control="bbr"), 2304),  # bbr asks 3x
+        (probe_result(2 * 20 * 4352, snd_cwnd=20), 4352),  # a route's initcwnd 20
+        (probe_result(2 * 10 * 4352, reordering=300), None),  # reordering + 1 = 301 segments: not a multiple
+        (probe_result(2 * 301 * 2304, reordering=300), 2304),
+    ],
+)
+def test_per_mss_follows_tcp_sndbuf_expand(tmp_path, probe, per_mss):
+    facts = facts_of(tmp_path, "normal_host", probe=probe)
+    assert facts["socket_memory"]["per_mss_bytes"] == per_mss
+    assert facts["socket_memory"]["probe_mss_bytes"] == 1460
+
+
+@pytest.mark.parametrize(
+    ("sndbuf", "why"),
+    [
+        (4194304, "reached tcp_wmem[2] 4194304: capped"),
+        (16384, "not above tcp_wmem[1] 16384"),
+    ],
+)
+def test_per_mss_is_null_when_the_buffer_does_not_show_it(tmp_path, sndbuf, why):
+    facts = facts_of(tmp_path, "normal_host", probe=probe_result(sndbuf))
+    assert facts["socket_memory"]["per_mss_bytes"] is None
+    assert facts["socket_memory"]["initial_sndbuf_bytes"] == sndbuf
+    assert any(why in note for note in facts["status"]["notes"])
+
+
+def test_per_mss_is_null_without_loopback(tmp_path):
+    def no_loopback():
+        raise OSError(101, "127.0.0.1: Network is unreachable; ::1: Network is unreachable")
+
+    facts = facts_of(tmp_path, "normal_host", probe=no_loopback)
+    assert facts["socket_memory"]["per_mss_bytes"] is None and facts["socket_memory"]["probe_mss_bytes"] is None
+    assert any("no loopback connection" in note for note in facts["status"]["notes"])
+
+
+# --- sockstat units: SK_MEM_QUANTUM before 6.0 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("release", "unit_bytes", "level"),
+    [
+        ("4.19.0-27-arm64", 65536, "above_min"),  # SK_MEM_QUANTUM was PAGE_SIZE
+        ("5.10.0-30-arm64", 4096, "ok"),  # bd68a2a854ad: 4096 bytes whatever the page size
+        ("6.1.0-31-arm64", 65536, "above_min"),  # 6.0 went back to pages
+    ],
+)
+def test_sockstat_mem_on_64k_pages_counts_the_kernels_unit(tmp_path, release, unit_bytes, level):
+    proc_root, sys_root = materialize("normal_host", str(tmp_path))  # tcp_mem 23520 31362 47040 pages
+    with open(os.path.join(proc_root, "sys/kernel/osrelease"), "w") as handle:
+        handle.write(release + "\n")
+    with open(os.path.join(proc_root, "net/sockstat"), "w") as handle:
+        handle.write("sockets: used 150\nTCP: inuse 12 orphan 0 tw 2 alloc 14 mem 30000\nUDP: inuse 2 mem 1\n")
+    facts = gather(proc_root=proc_root, sys_root=sys_root, page_size=65536)
+    tcp = facts["sockstat"]["tcp"]
+    assert (tcp["mem_units"], tcp["mem_unit_bytes"], tcp["mem_bytes"]) == (30000, unit_bytes, 30000 * unit_bytes)
+    status = facts["status"]
+    # tcp_mem stays in pages: 30000 quanta of 4 KiB are 1875 pages of 64 KiB, below tcp_mem[0].
+    assert status["used_pages"] == 30000 * unit_bytes // 65536
+    assert status["fraction_of_min"] == round(30000 * unit_bytes / (23520 * 65536), 6)
+    assert status["level"] == level

@@ -316,19 +316,72 @@ def test_namespace_by_tcp_mem_presence_on_older_kernels():
     ],
 )
 def test_memory_status_levels(used, press, level):
-    assert proc.memory_status([1000, 1500, 2000], used, press)["level"] == level
+    assert proc.memory_status([1000, 1500, 2000], used * 4096, 4096, press)["level"] == level
 
 
 def test_memory_status_fractions_and_unknown():
-    status = proc.memory_status([1000, 1500, 2000], 1800, True)
+    status = proc.memory_status([1000, 1500, 2000], 1800 * 4096, 4096, True)
     assert (status["fraction_of_min"], status["fraction_of_pressure"], status["fraction_of_max"]) == (1.8, 1.2, 0.9)
-    assert proc.memory_status(None, 5, None) == {
+    assert proc.memory_status(None, 5 * 4096, 4096, None) == {
         "level": "unknown",
         "used_pages": 5,
         "fraction_of_min": None,
         "fraction_of_pressure": None,
         "fraction_of_max": None,
     }
+
+
+def test_used_pages_round_up_partial_pages():
+    # 17 quanta of 4 KiB on 64 KiB pages: 1.06 pages, counted as 2 whole pages, compared exactly.
+    status = proc.memory_status([1, 2, 3], 17 * 4096, 65536, False)
+    assert (status["used_pages"], status["level"], status["fraction_of_min"]) == (2, "above_min", 1.0625)
+
+
+@pytest.mark.parametrize(
+    ("version", "page_size", "unit"),
+    [
+        ([4, 19, 0], 4096, 4096),
+        ([4, 19, 0], 65536, 65536),
+        ([5, 4, 0], 65536, 65536),
+        ([5, 5, 0], 65536, 4096),
+        ([5, 19, 17], 65536, 4096),
+        ([6, 0, 0], 65536, 65536),
+        ([6, 12, 0], 16384, 16384),
+    ],
+)
+def test_charge_unit_follows_sk_mem_quantum(version, page_size, unit):
+    assert proc.charge_unit_bytes(version, page_size) == unit
+
+
+def test_round_up_to_unit_counts_whole_units():
+    assert [proc.round_up_to_unit(n, 4096) for n in (0, 1, 4096, 4097, -5)] == [0, 4096, 4096, 8192, 0]
+
+
+@pytest.mark.parametrize(
+    ("sndbuf", "factor", "segments", "expected"),
+    [
+        (87040, 2, 10, (4352, None)),
+        (46080, 2, 10, (2304, None)),
+        (69120, 3, 10, (2304, None)),
+        (87041, 2, 10, (None, "SO_SNDBUF 87041 is not a multiple of 2 x 10 segments")),
+        (4194304, 2, 10, (None, "SO_SNDBUF 4194304 reached tcp_wmem[2] 4194304: capped, per_mss not derivable")),
+        (16384, 2, 10, (None, "SO_SNDBUF 16384 is not above tcp_wmem[1] 16384: tcp_sndbuf_expand did not raise it")),
+    ],
+)
+def test_per_mss_from_sndbuf(sndbuf, factor, segments, expected):
+    assert proc.per_mss_from_sndbuf(sndbuf, factor, segments, [4096, 16384, 4194304]) == expected
+
+
+def test_sndbuf_segments_and_factor():
+    assert proc.sndbuf_segments(10, 3) == 10
+    assert proc.sndbuf_segments(4, 3) == 10  # never below TCP_INIT_CWND
+    assert proc.sndbuf_segments(32, 3) == 32
+    assert proc.sndbuf_segments(10, 20) == 21
+    assert (proc.sndbuf_expand_factor("bbr"), proc.sndbuf_expand_factor("cubic"), proc.sndbuf_expand_factor(None)) == (
+        3,
+        2,
+        2,
+    )
 
 
 # --- nothing but ProcParseError, whatever the bytes -----------------------------------------

@@ -1,59 +1,75 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The tcp_memory_facts module: arguments, documentation, exit and failure paths."""
+"""The tcp_memory_facts module: arguments, documentation, exit and failure paths.
+
+The module reads only the live /proc and /sys (no option points it elsewhere): a run here reads this
+machine. Fixture trees are read by calling tcp_memory_gather.gather() with their roots - directly in the
+module_utils tests, and here through the module's own gather name where the failure path is under test.
+"""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import yaml
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_gather
 from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules import module_args
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import ExitJson, FailJson
+
+TEST_ONLY_OPTIONS = {"proc_root", "sys_root", "root"}
 
 
 def run_module(args):
     return module_args.run_module(tcp_memory_facts.main, args)
 
 
-def test_returns_facts_and_never_changes(tmp_path):
-    proc_root, sys_root = materialize("normal_host", str(tmp_path))
-    kind, result = run_module({"proc_root": proc_root, "sys_root": sys_root, "_ansible_check_mode": True})
+def test_returns_facts_of_this_host_and_never_changes():
+    kind, result = run_module({"_ansible_check_mode": True})
     assert kind is ExitJson
     assert result["changed"] is False
     facts = result["ansible_facts"]["tcp_memory"]
     assert facts["schema_version"] == 1
-    assert facts["status"]["level"] == "ok"
+    assert facts["status"]["level"] in ("ok", "above_min", "pressure", "at_max", "unknown")
+    assert set(facts["socket_memory"]) == {
+        "mem_pcpu_rsv_pages",
+        "bypass_prot_mem",
+        "per_mss_bytes",
+        "initial_sndbuf_bytes",
+        "probe_mss_bytes",
+    }
 
 
-def test_states_and_top_sockets_options(tmp_path):
-    proc_root, sys_root = materialize("normal_host", str(tmp_path))
-    kind, result = run_module({"proc_root": proc_root, "sys_root": sys_root, "states": True, "top_sockets": 1})
-    assert kind is ExitJson
-    facts = result["ansible_facts"]["tcp_memory"]
-    assert facts["connections"]["by_state"]["ESTABLISHED"] == 2
-    assert facts["top_sockets"][0]["total_bytes"] == 65536
+@pytest.mark.parametrize("option", sorted(TEST_ONLY_OPTIONS))
+def test_no_option_points_the_module_at_another_tree(option):
+    kind, result = run_module({option: "/tmp"})
+    assert kind is FailJson
+    assert "Unsupported parameters" in result["msg"] and option in result["msg"]
 
 
-def test_garbage_file_fails_with_a_message_naming_it(tmp_path):
+def test_garbage_file_fails_with_a_message_naming_it(tmp_path, monkeypatch):
     proc_root, sys_root = materialize("broken/sockstat_truncated", str(tmp_path))
-    kind, result = run_module({"proc_root": proc_root, "sys_root": sys_root})
+    # The real gather, reading a broken tree instead of /proc: what the module does with its error is under test.
+    monkeypatch.setattr(
+        tcp_memory_facts, "gather", functools.partial(tcp_memory_gather.gather, proc_root=proc_root, sys_root=sys_root)
+    )
+    kind, result = run_module({})
     assert kind is FailJson
     assert result["msg"].startswith(proc_root + "/net/sockstat: line 2 ")
     assert result["file"] == proc_root + "/net/sockstat"
 
 
-def test_forced_netlink_failure_fails_cleanly(tmp_path, monkeypatch):
+def test_forced_netlink_failure_fails_cleanly(monkeypatch):
     from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag
 
     def refuse(**_):
         raise tcp_memory_diag.DiagUnavailable("cannot open a NETLINK_SOCK_DIAG socket: denied")
 
     monkeypatch.setattr(tcp_memory_diag, "dump_netlink", refuse)
-    proc_root, sys_root = materialize("normal_host", str(tmp_path))
-    kind, result = run_module(
-        {"proc_root": proc_root, "sys_root": sys_root, "states": True, "connections_source": "netlink"}
-    )
+    monkeypatch.setattr(tcp_memory_gather, "fast_state_counts", lambda *_args: None)
+    kind, result = run_module({"states": True, "connections_source": "netlink"})
     assert kind is FailJson
     assert result["msg"] == "connections_source=netlink: cannot open a NETLINK_SOCK_DIAG socket: denied"
 
@@ -80,6 +96,7 @@ def test_documentation_matches_the_argument_spec():
     documented = yaml.safe_load(tcp_memory_facts.DOCUMENTATION)["options"]
     spec = tcp_memory_facts.argument_spec()
     assert set(documented) == set(spec)
+    assert not TEST_ONLY_OPTIONS & set(spec)
     for name, option in spec.items():
         assert documented[name]["type"] == option["type"], name
         assert documented[name].get("default") == option.get("default"), name
