@@ -1,30 +1,54 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""tcp_memory_facts run by `ansible` as a module, inside a network namespace, over a proc root with faults.
+"""The facts reader over a proc root with faults, and the module on a namespace's live /proc.
 
-Issue 11 items 12-14: a FIFO, a link to /dev/zero, a huge file and absurd values where kernel
-files should be. Each run is bounded (2 GiB of address space, 90 s) so the code before the fix,
-which hung on the FIFO and read /dev/zero until memory ran out, fails here instead of hurting
-the machine; what it left running in the namespace is killed with the namespace.
+Issue 11 items 12-14: a FIFO, a link to /dev/zero, a huge file and absurd values where kernel files should
+be. The module reads only the live /proc (no option points it elsewhere), so the reader it runs,
+tcp_memory_gather.gather(), is called on the faulty tree in a child process of the target's Python,
+inside a namespace and bounded (2 GiB of address space, 90 s): the code before the fix, which hung on
+the FIFO and read /dev/zero until memory ran out, fails here instead of hurting the machine; what it
+left running in the namespace is killed with the namespace. The last test runs the module itself.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 
 import pytest
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
-from conftest import ansible_adhoc
+from conftest import TARGET_PYTHON, ansible_adhoc, in_netns
 
 MODULE = "netstack.tcp_tuning.tcp_memory_facts"
 ADDRESS_SPACE_BYTES = 2 << 30
 RUN_SECONDS = 90
+# gather() on the tree, its facts or its ProcParseError as one JSON line (what the module turns into fail_json).
+GATHER = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+try:
+    facts = gather(**json.loads(sys.argv[2]))
+except ProcParseError as exc:
+    print(json.dumps({"failed": True, "file": exc.name, "msg": str(exc)}))
+else:
+    print(json.dumps({"ansible_facts": {"tcp_memory": facts}}))
+"""
 
 
 def run_bounded(netns_name: str, collections: str, args: dict) -> dict:
-    """`ansible localhost -m tcp_memory_facts` in the namespace, under prlimit --as and a deadline."""
-    wrapper = ("prlimit", f"--as={ADDRESS_SPACE_BYTES}")
-    return ansible_adhoc(MODULE, args, collections, netns_name, timeout=RUN_SECONDS, wrapper=wrapper)
+    """gather(**args) with the target's Python in the namespace, under prlimit --as and a deadline."""
+    command = [*in_netns(netns_name), "prlimit", f"--as={ADDRESS_SPACE_BYTES}", TARGET_PYTHON, "-c", GATHER]
+    try:
+        out = subprocess.run(
+            [*command, collections, json.dumps(args)], capture_output=True, text=True, timeout=RUN_SECONDS
+        )
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"gather({args}) did not finish in {RUN_SECONDS} s") from None
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 @pytest.fixture
@@ -104,6 +128,7 @@ def test_a_huge_sparse_cpu_list_fails_without_being_read(netns, collections_path
 
 
 def test_the_live_proc_of_the_namespace_still_gathers(netns, collections_path):
-    result = run_bounded(netns, collections_path, {"states": True})
+    wrapper = ("prlimit", f"--as={ADDRESS_SPACE_BYTES}")
+    result = ansible_adhoc(MODULE, {"states": True}, collections_path, netns, timeout=RUN_SECONDS, wrapper=wrapper)
     assert result.get("failed") is not True, result
     assert result["ansible_facts"]["tcp_memory"]["connections"]["source"] == "netlink"

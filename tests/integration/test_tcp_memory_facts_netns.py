@@ -10,12 +10,14 @@ say what a container sees (tcp_mem absent, net.core.*mem* read-only).
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
 
 import pytest
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import ExitJson, run_module
+from conftest import _delete_netns, ns_value, real_kernel_ready, ss_count
 
 MODULE = "netstack.tcp_tuning.tcp_memory_facts"
 CONNECTIONS = 3000
@@ -141,6 +143,44 @@ def test_boot_defaults_match_this_untuned_host(run_ansible_module):
     ):
         expected = facts["sysctl"][live]["value"]
         assert facts["boot_defaults"][boot] == pytest.approx(expected, rel=0.01), (boot, facts["memory"])
+
+
+def test_per_mss_is_measured_on_loopback_and_plausible(netns, run_ansible_module):
+    """tcp_sndbuf_expand() on this kernel: per_mss = roundup_pow_of_two(1460 + MAX_TCP_HEADER + skb_shared_info)
+    + SKB_DATA_ALIGN(sizeof(struct sk_buff)), and a fresh connection starts at factor x 10 x per_mss."""
+    socket_memory = run_ansible_module(MODULE, {}, netns_name=netns)["ansible_facts"]["tcp_memory"]["socket_memory"]
+    per_mss = socket_memory["per_mss_bytes"]
+    assert socket_memory["probe_mss_bytes"] == 1460
+    assert per_mss is not None, socket_memory
+    power = 1 << (per_mss.bit_length() - 1)
+    assert power in (2048, 4096) and 192 <= per_mss - power <= 320, socket_memory  # sk_buff: 192..320 B aligned
+    factor = 3 if ns_value(netns, "net.ipv4.tcp_congestion_control") == "bbr" else 2
+    # A fresh namespace: TCP_INIT_CWND (10) and reordering 3 (+1) segments, far below tcp_wmem[2].
+    assert socket_memory["initial_sndbuf_bytes"] == factor * 10 * per_mss
+    # net.core.mem_pcpu_rsv is in net_core_table, shown in the initial namespace only.
+    assert socket_memory["mem_pcpu_rsv_pages"] is None
+    if not os.path.exists("/proc/sys/net/core/bypass_prot_mem"):  # per namespace where the kernel has it
+        assert socket_memory["bypass_prot_mem"] is None
+    else:
+        assert socket_memory["bypass_prot_mem"] is False  # a fresh namespace starts at 0
+    # Nothing left behind: the probe's client closed with a reset, its listener went with it.
+    assert ss_count(netns, "all") == 0
+
+
+def test_per_mss_is_null_without_loopback(run_ansible_module):
+    """A namespace whose lo is down: no address to connect to, per_mss is null and a note says why."""
+    reason = real_kernel_ready()
+    if reason:
+        pytest.skip(reason)
+    name = f"ns-nolo-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        facts = run_ansible_module(MODULE, {}, netns_name=name)["ansible_facts"]["tcp_memory"]
+    finally:
+        _delete_netns(name)
+    assert facts["socket_memory"]["per_mss_bytes"] is None
+    assert facts["socket_memory"]["initial_sndbuf_bytes"] is None
+    assert any("no loopback connection" in note for note in facts["status"]["notes"]), facts["status"]["notes"]
 
 
 BLOCKED_WRITER = r"""
