@@ -405,7 +405,7 @@ def established_from_counters(curr_estab: int, close_wait: int, hashed_sockets) 
 
 
 def count_states_fast(read_curr_estab, read_hashed_sockets, attempts: int = 3, timeout: float = 60.0) -> dict:
-    """Connections by state without a message per ESTABLISHED socket (issue 14).
+    """Connections by state without a message per ESTABLISHED socket.
 
     One inet_diag dump (IPv4 and IPv6 in one request) filtered to every connection state but ESTABLISHED
     (listeners, CLOSE_WAIT, TIME_WAIT, SYN_RECV, FIN_WAIT...), read between two reads of CurrEstab

@@ -260,7 +260,7 @@ def connection_facts(
     """Enumerate sockets: netlink when allowed and reading the live /proc, else /proc/net/tcp{,6}.
 
     States alone (no top_sockets, no connection_bytes) on the live /proc take the fast way:
-    CurrEstab minus a dump of every state but ESTABLISHED (issue 14).
+    CurrEstab minus a dump of every state but ESTABLISHED.
     """
     live = os.path.realpath(proc_root) == "/proc"
     if live and source != "proc" and not top_sockets and not connection_bytes:

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The facts reader over a proc root with faults, and the module on a namespace's live /proc.
 
-Issue 11 items 12-14: a FIFO, a link to /dev/zero, a huge file and absurd values where kernel files should
+A FIFO, a link to /dev/zero, a huge file and absurd values where kernel files should
 be. The module reads only the live /proc (no option points it elsewhere), so the reader it runs,
 tcp_memory_gather.gather(), is called on the faulty tree in a child process of the target's Python,
 inside a namespace and bounded (2 GiB of address space, 90 s): the code before the fix, which hung on

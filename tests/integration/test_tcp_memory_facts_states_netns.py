@@ -1,6 +1,6 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fast state counts (issue 14) against a full dump and `ss`, with sockets in many states.
+"""Fast state counts against a full dump and `ss`, with sockets in many states.
 
 A helper process in a fresh network namespace holds listeners, accepted and unaccepted
 (backlog) connections, CLOSE_WAIT / FIN_WAIT2 pairs (half-closed), FIN_WAIT1 (FIN queued behind

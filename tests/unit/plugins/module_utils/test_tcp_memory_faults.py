@@ -1,6 +1,6 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Faults under the proc root and nonsense facts (issue 11, items 12-14), on fixture trees.
+"""Faults under the proc root and nonsense facts, on fixture trees.
 
 Each gather runs in a forked child with an address-space limit and a deadline, so the code
 before the fix (which hung on a FIFO and read /dev/zero until memory ran out) fails these

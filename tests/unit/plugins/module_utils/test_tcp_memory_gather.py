@@ -357,13 +357,13 @@ def test_no_socket_source_is_a_note_not_an_error(tmp_path):
 
 
 def test_tcp_max_orphans_is_read_on_the_host_and_absent_in_a_container(tmp_path):
-    # issue 17 item 7: a global key (ipv4_table), not shown in a non-initial network namespace
+    # a global key (ipv4_table), not shown in a non-initial network namespace
     assert facts_of(tmp_path, "normal_host")["tcp_max_orphans"] == 65536
     assert facts_of(tmp_path, "container_netns")["tcp_max_orphans"] is None
 
 
 def test_congestion_control_is_read_and_checked(tmp_path):
-    # issue 17 item 5: tcp_sndbuf_expand asks for 3x the per-MSS truesize under BBR, 2x otherwise
+    # tcp_sndbuf_expand asks for 3x the per-MSS truesize under BBR, 2x otherwise
     assert facts_of(tmp_path, "normal_host")["tcp_congestion_control"] == "cubic"
     assert proc.parse_congestion_control("bbr\n", "x") == "bbr"
     with pytest.raises(ProcParseError, match="not a congestion control name"):
