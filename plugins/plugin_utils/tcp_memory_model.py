@@ -30,6 +30,8 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_key
     TCP_MEM,
     TCP_MEM_INIT_DIVISOR,
     TCP_MODERATE_RCVBUF,
+    TCP_NOTSENT_LOWAT,
+    TCP_NOTSENT_LOWAT_DEFAULT,
     TCP_RMEM,
     TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES,
     TCP_RMEM_DEFAULT_BYTES,
@@ -103,6 +105,14 @@ CALIBRATION_MIN_PAYLOAD_BYTES = 1 << 20
 # kernels (6.1): MAX_TCP_HEADER = L1_CACHE_ALIGN(128 + MAX_HEADER 176) = 320, skb_shared_info 320,
 # sk_buff 232 -> 256; Ethernet MTU 1500: mss_clamp 1460, mss_cache 1448 (timestamps).
 SNDBUF_EXPAND_DEFAULT = 2
+# The send maximum for a link: 2 x BDP x the send queue's truesize overhead (see _send_max_source).
+SEND_MAX_BDP_MULTIPLE = 2
+# tcp_rcv_space_adjust(): rcvwin = 2 x copied + 16 x advmss ("Add some cushion because of small variations").
+RCV_SPACE_CUSHION_SEGMENTS = 16
+# Profiles whose connections carry bulk flows: they get net.ipv4.tcp_notsent_lowat.
+BULK_PROFILES = ("bulk_throughput",)
+# Unsent bytes a bulk socket keeps queued (two 64 KiB GSO skbs): enough to keep TSO fed between wake-ups.
+NOTSENT_LOWAT_BULK_BYTES = 131072
 SNDBUF_EXPAND_BY_CONGESTION_CONTROL = {"bbr": 3}
 TCP_INIT_CWND = 10
 MSS_CLAMP_BYTES = 1460
@@ -165,7 +175,7 @@ class _Direction:
     initial_bytes_since: tuple[tuple[tuple[int, ...], int], ...]
     # tcp_[rw]mem[2] when the facts carry neither a boot default nor a live value: the older kernel cap
     fallback_max_bytes: int
-    link_max: Callable[[HostFacts, Workload, int], tuple[int, str]]
+    link_max: Callable[[HostFacts, Workload, int, str], tuple[int, str]]
 
     def buffered_bytes(self, workload: Workload) -> int:
         return getattr(workload, f"{self.name}_buffered_bytes")
@@ -191,7 +201,7 @@ _RX = _Direction(
         ((0,), TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES),
     ),
     fallback_max_bytes=TCP_RMEM_MAX_BEFORE_6_16_BYTES,
-    link_max=lambda host, workload, link_bdp: _receive_max_source(workload, link_bdp),
+    link_max=lambda host, workload, link_bdp, source: _receive_max_source(host, workload, link_bdp),
 )
 _TX = _Direction(
     name="tx",
@@ -201,7 +211,7 @@ _TX = _Direction(
     boot_triple=lambda host: host.boot_tcp_wmem_bytes,
     initial_bytes_since=(((0,), TCP_WMEM_DEFAULT_BYTES),),
     fallback_max_bytes=TCP_WMEM_MAX_BYTES,
-    link_max=lambda host, workload, link_bdp: _send_max_source(host, link_bdp),
+    link_max=lambda host, workload, link_bdp, source: _send_max_source(host, workload, link_bdp, source),
 )
 _DIRECTIONS = (_RX, _TX)
 
@@ -226,6 +236,11 @@ def _sysctl_text(value: tuple[int, ...]) -> str:
 
 
 # ---------------------------------------------------------------- expected usage
+
+
+def skb_head_truesize_bytes(host: HostFacts) -> int:
+    """What one skb costs besides its data on this host's kernel (see SKB_HEAD_TRUESIZE_BYTES)."""
+    return SKB_HEAD_TRUESIZE_BYTES
 
 
 def skbs_queued(payload_bytes: int, message_bytes: int) -> int:
@@ -612,28 +627,111 @@ def _sndbuf_expand_bytes(host: HostFacts, link_bdp_bytes: int) -> int:
     return _sndbuf_expand_factor(host) * _cwnd_segments(link_bdp_bytes) * per_mss_truesize_bytes()
 
 
-def _receive_max_source(workload: Workload, link_bdp_bytes: int) -> tuple[int, str]:
-    """tcp_rmem[2] for a link (unrounded): the BDP at the receive truesize factor, and the sentence."""
+def _advmss_bytes() -> int:
+    """The advertised MSS at MTU 1500 (tp->advmss: MTU - 40), the receive side's segment."""
+    return MSS_CLAMP_BYTES
+
+
+def _autotuning_window_bytes(link_bdp_bytes: int) -> int:
+    """The window receive autotuning aims at once a flow delivers a BDP per RTT: tcp_rcv_space_adjust()
+    (net/ipv4/tcp_input.c, 4.19 .. 6.15) rcvwin = 2 x copied + 16 x advmss; tcp_rcvbuf_grow() (6.16 on)
+    rcvwin = 2 x the bytes delivered in the last RTT. The model keeps the older, larger cushion."""
+    return 2 * link_bdp_bytes + RCV_SPACE_CUSHION_SEGMENTS * _advmss_bytes()
+
+
+def _rcvmem_per_segment_bytes(adv_win_scale: int) -> int:
+    """tcp_rcv_space_adjust() before 6.6: SKB_TRUESIZE(advmss + MAX_TCP_HEADER), raised by 128 B until
+    tcp_win_from_space() of it holds one advmss."""
+    rcvmem = _advmss_bytes() + MAX_TCP_HEADER_BYTES + SK_BUFF_BYTES + SKB_SHARED_INFO_BYTES
+    if adv_win_scale <= 0:  # window = space >> -scale: jump to the first step that holds an advmss
+        short = (_advmss_bytes() << -adv_win_scale) - rcvmem
+        return rcvmem + max(0, math.ceil(Fraction(short, 128))) * 128
+    while win_from_space_bytes(rcvmem, adv_win_scale) < _advmss_bytes():  # at most a few steps: window >= space/2
+        rcvmem += 128
+    return rcvmem
+
+
+def win_from_space_bytes(space_bytes: int, adv_win_scale: int) -> int:
+    """tcp_win_from_space() before 6.6 (include/net/tcp.h): the window a buffer of space_bytes advertises."""
+    if adv_win_scale <= 0:
+        return space_bytes >> -adv_win_scale
+    return space_bytes - (space_bytes >> adv_win_scale)
+
+
+def _adv_win_scale(host: HostFacts) -> int:
+    live = _current_value(host, TCP_ADV_WIN_SCALE)
+    return live[0] if live else TCP_ADV_WIN_SCALE_DEFAULT
+
+
+def _receive_max_source(host: HostFacts, workload: Workload, link_bdp_bytes: int) -> tuple[int, str]:
+    """tcp_rmem[2] for a link (unrounded): the receive buffer autotuning itself asks for at line rate.
+
+    Before 6.6 the buffer is rcvwin / advmss segments of rcvmem each and advertises tcp_win_from_space()
+    of it (tcp_adv_win_scale 1: half); from 6.6 tcp_space_from_win() turns rcvwin into buffer with the
+    socket's scaling_ratio, the payload share of truesize that tcp_measure_rcv_mss() learns, i.e.
+    rcvwin x the receive truesize factor."""
     link = f"BDP {link_bdp_bytes} B ({workload.bandwidth_bps} bit/s / 8 x {_format_number(workload.rtt_ms or 0)} ms)"
-    factor = workload.rx_truesize_factor
-    return math.ceil(link_bdp_bytes * factor), f"max = {link} x receive truesize {_format_number(factor)}"
-
-
-def _send_max_source(host: HostFacts, link_bdp_bytes: int) -> tuple[int, str]:
-    """tcp_wmem[2] for a link (unrounded) and the sentence that derives it."""
-    factor = _sndbuf_expand_factor(host)
-    cc = host.tcp_congestion_control
-    cc_text = f"{cc}" if cc else "congestion control unknown, cubic's"
-    needed = _sndbuf_expand_bytes(host, link_bdp_bytes)
+    window = _autotuning_window_bytes(link_bdp_bytes)
+    window_text = (
+        f"receive autotuning's target window 2 x {link} + {RCV_SPACE_CUSHION_SEGMENTS} x advmss "
+        f"{_advmss_bytes()} = {window} B (tcp_rcv_space_adjust/tcp_rcvbuf_grow)"
+    )
+    if at_least(host.kernel_version, KERNEL_ADV_WIN_SCALE_OBSOLETE):
+        factor = workload.rx_truesize_factor
+        return math.ceil(window * factor), (
+            f"max = {window_text} x receive truesize {_format_number(factor)} (tcp_space_from_win with the "
+            f"socket's scaling_ratio, kernel >= 6.6)"
+        )
+    scale = _adv_win_scale(host)
+    rcvmem = _rcvmem_per_segment_bytes(scale)
+    segments = window // _advmss_bytes()
+    needed = segments * rcvmem
     return needed, (
-        f"max = what tcp_sndbuf_expand asks to fill the link: {factor} ({cc_text}) x cwnd "
-        f"{_cwnd_segments(link_bdp_bytes)} segments (BDP {link_bdp_bytes} B / MSS {MSS_CACHE_BYTES}, at least "
-        f"{TCP_INIT_CWND}) x {per_mss_truesize_bytes()} B per segment (roundup_pow_of_two({MSS_CLAMP_BYTES} + "
-        f"{MAX_TCP_HEADER_BYTES} + {SKB_SHARED_INFO_BYTES}) + {SK_BUFF_BYTES}) = {needed} B"
+        f"max = {window_text} / advmss = {segments} segments x {rcvmem} B each (SKB_TRUESIZE(advmss + "
+        f"MAX_TCP_HEADER) raised until tcp_win_from_space with tcp_adv_win_scale={scale} holds an advmss, "
+        f"kernel < 6.6) = {needed} B, which advertises a window of "
+        f"{win_from_space_bytes(needed, scale)} B"
     )
 
 
-def _decide_socket_triple(host: HostFacts, workload: Workload, direction: _Direction) -> Decision:
+def gso_overhead(host: HostFacts, message_bytes: int) -> Fraction:
+    """Bytes charged per payload byte of a bulk send queue: one skb head per skb of min(message, 64 KiB)
+    (tcp_sendmsg puts the data in page fragments of GSO-sized skbs): about 1.02 at 64 KiB."""
+    skb_bytes = min(message_bytes, SKB_MAX_PAYLOAD_BYTES)
+    return Fraction(skb_bytes + skb_head_truesize_bytes(host), skb_bytes)
+
+
+def _send_overhead(host: HostFacts, workload: Workload, tx_source: str) -> tuple[Fraction, str]:
+    """The truesize overhead a bulk send queue is charged: the measured or given send factor, else GSO's."""
+    if tx_source != "default":
+        return workload.tx_truesize_factor, f"send truesize {_format_number(workload.tx_truesize_factor)} ({tx_source})"
+    overhead = gso_overhead(host, workload.message_bytes)
+    skb_bytes = min(workload.message_bytes, SKB_MAX_PAYLOAD_BYTES)
+    return overhead, (
+        f"GSO truesize overhead ({skb_bytes} + skb head {skb_head_truesize_bytes(host)}) / {skb_bytes} = "
+        f"{float(overhead):.4f}"
+    )
+
+
+def _send_max_source(host: HostFacts, workload: Workload, link_bdp_bytes: int, tx_source: str) -> tuple[int, str]:
+    """tcp_wmem[2] for a link (unrounded): 2 x BDP x the send queue's truesize overhead.
+
+    tcp_sndbuf_expand() asks sndbuf_expand x cwnd x per_mss, the non-GSO worst case (~6x the BDP, 9x
+    under bbr); with GSO the queue costs ~1.02x its payload. What must fit is the data in flight (one
+    BDP) plus what recovery and cwnd growth keep queued (the kernel's own "Cubic needs 1.7 factor,
+    rounded to 2"), the unsent part bounded by tcp_notsent_lowat."""
+    overhead, overhead_text = _send_overhead(host, workload, tx_source)
+    needed = math.ceil(SEND_MAX_BDP_MULTIPLE * link_bdp_bytes * overhead)
+    return needed, (
+        f"max = {SEND_MAX_BDP_MULTIPLE} x BDP {link_bdp_bytes} B x {overhead_text} = {needed} B (data in flight "
+        f"plus what loss recovery and cwnd growth keep queued; tcp_sndbuf_expand's own ask, "
+        f"{_sndbuf_expand_bytes(host, link_bdp_bytes)} B, assumes one non-GSO skb per segment)"
+    )
+
+
+def _decide_socket_triple(
+    host: HostFacts, workload: Workload, direction: _Direction, factor_source: str = "default"
+) -> Decision:
     """tcp_rmem / tcp_wmem: kernel min and initial size; max from the link's BDP or the boot default."""
     key = direction.triple_key
     boot = direction.boot_triple(host)
@@ -643,7 +741,7 @@ def _decide_socket_triple(host: HostFacts, workload: Workload, direction: _Direc
     warnings: list[str] = []
     link_bdp = _bdp_bytes(workload)
     if link_bdp is not None:
-        needed, derivation = direction.link_max(host, workload, link_bdp)
+        needed, derivation = direction.link_max(host, workload, link_bdp, factor_source.split(" ", 1)[0])
         page = host.page_size_bytes
         maximum = min(math.ceil(Fraction(needed, page)) * page, INT_MAX)
         if needed > INT_MAX:
@@ -690,6 +788,29 @@ def _decide_moderate_rcvbuf(host: HostFacts) -> Decision:
     live = _current_value(host, TCP_MODERATE_RCVBUF)
     state = "already on" if live == (1,) else f"live value {_sysctl_text(live)}" if live else "live value unknown"
     return Decision((1,), f"receive autotuning grows each buffer on demand up to {TCP_RMEM}[2] ({state}).")
+
+
+def _decide_notsent_lowat(host: HostFacts, workload: Workload) -> Optional[Decision]:
+    """tcp_notsent_lowat for profiles with bulk flows; None (key left alone) for the others."""
+    if workload.profile not in BULK_PROFILES:
+        return None
+    live = _current_value(host, TCP_NOTSENT_LOWAT)
+    live_text = (
+        "unknown here"
+        if live is None
+        else "the kernel's default UINT_MAX, no limit"
+        if live[0] == TCP_NOTSENT_LOWAT_DEFAULT
+        else f"{live[0]}"
+    )
+    return Decision(
+        (NOTSENT_LOWAT_BULK_BYTES,),
+        f"{NOTSENT_LOWAT_BULK_BYTES} B = two 64 KiB GSO skbs of unsent data per socket (live: {live_text}). "
+        f"Without it a bulk writer fills its send queue up to sk_sndbuf with data not yet sent "
+        f"(sk_stream_memory_free -> tcp_stream_memory_free, net/ipv4/tcp.c); with it the writer sleeps once "
+        f"this much is unsent, so the queue holds what is in flight plus at most this much, and the memory of "
+        f"a bulk sender follows the link instead of {TCP_WMEM}[2]. Per network namespace; applications may "
+        f"still set TCP_NOTSENT_LOWAT per socket.",
+    )
 
 
 def _override_decision(workload: Workload, key: str, modelled: Optional[Decision]) -> Decision:
@@ -934,14 +1055,33 @@ def _lowered_maximum_warnings(host: HostFacts, recommended: dict[str, tuple[int,
     return warnings
 
 
-def _socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
+def flows_at_maximum(workload: Workload, usage: Usage) -> int:
+    """Sockets expected to grow to their maximum at once: every active one of a bulk profile over a described
+    link (the link sized the maxima), else one."""
+    bulk_over_link = workload.profile in BULK_PROFILES and _bdp_bytes(workload) is not None
+    return usage.active_connections if bulk_over_link else 1
+
+
+def _socket_max_warnings(
+    host: HostFacts, workload: Workload, usage: Usage, recommended: dict[str, tuple[int, ...]]
+) -> list[str]:
+    """Flows at their per-socket maximum that would together pass tcp_mem[1], and how many fit below it."""
     pressure_bytes = recommended[TCP_MEM][1] * host.page_size_bytes
-    return [
-        f"{key}[2]={recommended[key][2]} bytes is more than the whole {TCP_MEM} pressure threshold "
-        f"({pressure_bytes} bytes): one socket growing to its max would push every socket into pressure"
-        for key in (direction.triple_key for direction in _DIRECTIONS)
-        if recommended[key][2] > pressure_bytes
-    ]
+    flows = flows_at_maximum(workload, usage)
+    warnings = []
+    for key in (direction.triple_key for direction in _DIRECTIONS):
+        maximum = recommended[key][2]
+        if flows * maximum <= pressure_bytes:
+            continue
+        carried = pressure_bytes // maximum
+        warnings.append(
+            f"{key}[2]={maximum} bytes: {flows} flow{'s' if flows > 1 else ''} at this maximum would hold "
+            f"{_format_bytes(flows * maximum)}, more than the {TCP_MEM} pressure threshold "
+            f"{_format_bytes(pressure_bytes)}; this host carries {carried} such flow{'' if carried == 1 else 's'} "
+            f"before every socket is put under memory pressure (buffers stop growing, windows shrink): fewer bulk "
+            f"flows per host, a shorter link, or a larger memory_fraction"
+        )
+    return warnings
 
 
 def _kept_tcp_mem(host: HostFacts, workload: Workload) -> Optional[tuple[int, ...]]:
@@ -1080,7 +1220,9 @@ def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any
 # ---------------------------------------------------------------- the recommendation
 
 
-def _decide_all(host: HostFacts, workload: Workload, usage: Usage) -> dict[str, Decision]:
+def _decide_all(
+    host: HostFacts, workload: Workload, usage: Usage, factor_sources: Optional[dict[str, str]] = None
+) -> dict[str, Decision]:
     """Decisions in dependency order: overrides of triples feed the net.core limits derived from them."""
 
     def pick(key: str, modelled: Decision) -> Decision:
@@ -1097,11 +1239,17 @@ def _decide_all(host: HostFacts, workload: Workload, usage: Usage) -> dict[str, 
     else:
         decisions[TCP_MEM] = _decide_tcp_mem(host, workload, usage)
     for direction in _DIRECTIONS:
-        decisions[direction.triple_key] = pick(direction.triple_key, _decide_socket_triple(host, workload, direction))
+        source = (factor_sources or {}).get(direction.name, "default")
+        decisions[direction.triple_key] = pick(
+            direction.triple_key, _decide_socket_triple(host, workload, direction, source)
+        )
     for direction in _DIRECTIONS:
         modelled = _decide_core_max(host, workload, direction, decisions[direction.triple_key].value[2])
         decisions[direction.core_key] = pick(direction.core_key, modelled)
     decisions[TCP_MODERATE_RCVBUF] = pick(TCP_MODERATE_RCVBUF, _decide_moderate_rcvbuf(host))
+    notsent_lowat = _decide_notsent_lowat(host, workload)
+    if notsent_lowat is not None:
+        decisions[TCP_NOTSENT_LOWAT] = pick(TCP_NOTSENT_LOWAT, notsent_lowat)
     for key in workload.overrides:
         if key not in decisions:
             decisions[key] = _override_decision(workload, key, None)
@@ -1170,7 +1318,7 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
     """
     workload, factor_sources = _calibrated(host, workload)
     usage = steady_state_usage(workload.connections, workload, host)
-    decisions, warnings = _without_obsolete(host, _decide_all(host, workload, usage))
+    decisions, warnings = _without_obsolete(host, _decide_all(host, workload, usage, factor_sources))
     decisions[TCP_MEM] = _with_factor_sources(decisions[TCP_MEM], workload, factor_sources)
     values = {key: decision.value for key, decision in decisions.items()}
     tcp_mem = values[TCP_MEM]
@@ -1190,7 +1338,7 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
     )
     warnings.extend(_override_warnings(host, workload, usage, tcp_mem))
     warnings.extend(_buffer_cap_warnings(host, values))
-    warnings.extend(_socket_max_warnings(host, values))
+    warnings.extend(_socket_max_warnings(host, workload, usage, values))
     warnings.extend(_udp_mem_warnings(host, workload, tcp_mem))
     warnings.extend(_lowered_maximum_warnings(host, values))
     warnings.extend(_host_warnings(host, workload, usage, tcp_mem))

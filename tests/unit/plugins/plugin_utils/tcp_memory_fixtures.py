@@ -19,12 +19,14 @@ NETNS_KEYS = (
     "net.ipv4.tcp_wmem",
     "net.ipv4.tcp_moderate_rcvbuf",
     "net.ipv4.tcp_adv_win_scale",
+    "net.ipv4.tcp_notsent_lowat",
 )
 TRIPLE_KEYS = ("net.ipv4.tcp_mem", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.udp_mem")
 ALL_KEYS = (
     *TRIPLE_KEYS,
     "net.ipv4.tcp_moderate_rcvbuf",
     "net.ipv4.tcp_adv_win_scale",
+    "net.ipv4.tcp_notsent_lowat",
     "net.core.rmem_max",
     "net.core.wmem_max",
     "net.core.rmem_default",
@@ -87,6 +89,7 @@ def make_facts(
         "net.ipv4.udp_mem": [n * 2 for n in boot["tcp_mem_pages"]],
         "net.ipv4.tcp_moderate_rcvbuf": 1,
         "net.ipv4.tcp_adv_win_scale": 1,
+        "net.ipv4.tcp_notsent_lowat": 4294967295,  # UINT_MAX, the kernel's default
         "net.core.rmem_max": 212992,
         "net.core.wmem_max": 212992,
         "net.core.rmem_default": 212992,

@@ -604,25 +604,80 @@ def test_per_mss_truesize_is_the_kernels_worst_case_skb():
     assert per_mss_truesize_bytes() == kmalloc_bucket(1460 + 320 + 320) + 256 == 4096 + 256
 
 
-@pytest.mark.parametrize(("congestion_control", "factor"), [("cubic", 2), ("reno", 2), ("bbr", 3), (None, 2)])
-def test_send_max_covers_what_tcp_sndbuf_expand_asks(congestion_control, factor):
+@pytest.mark.parametrize("congestion_control", ["cubic", "bbr", None])
+def test_send_max_is_twice_the_bdp_at_the_gso_overhead_not_tcp_sndbuf_expands_worst_case(congestion_control):
     facts = make_facts(mem_total_bytes=64 * GIB)
     facts["tcp_congestion_control"] = congestion_control
-    # 1 Gbit/s x 10 ms: BDP 1,250,000 B = ceil(1250000 / 1448) = 864 segments
-    result = run(facts, connections=100, bandwidth_bps=1_000_000_000, rtt_ms=10)
-    asked = factor * 864 * 4352
-    assert triple(result, "net.ipv4.tcp_wmem")[2] == -(-asked // 4096) * 4096
-    explain = result["explain"]["net.ipv4.tcp_wmem"]
-    named = congestion_control or "congestion control unknown, cubic's"
-    assert f"{factor} ({named}) x cwnd 864" in explain
+    # 1 Gbit/s x 100 ms: BDP 12,500,000 B; bulk 64 KiB skbs cost (65536 + 1280) / 65536 each
+    result = run(facts, connections=10, profile="bulk_throughput", bandwidth_bps=1_000_000_000, rtt_ms=100)
+    needed = -(-2 * 12_500_000 * (65536 + 1280) // 65536)
+    assert triple(result, "net.ipv4.tcp_wmem")[2] == -(-needed // 4096) * 4096
+    assert triple(result, "net.ipv4.tcp_wmem")[2] <= 2.5 * 12_500_000
+    # the old rule, tcp_sndbuf_expand's non-GSO ask, was 2 (3 under bbr) x 8633 segments x 4352 B: 6x (9x) the BDP
+    assert triple(result, "net.ipv4.tcp_wmem")[2] < 2 * 8633 * 4352
+    assert "GSO truesize overhead (65536 + skb head 1280) / 65536" in result["explain"]["net.ipv4.tcp_wmem"]
     assert int(result["sysctl"]["net.core.wmem_max"]) == triple(result, "net.ipv4.tcp_wmem")[2]
 
 
-def test_short_link_asks_for_at_least_the_initial_window():
-    facts = make_facts()
-    result = run(facts, connections=100, bandwidth_bps=10_000_000, rtt_ms=1)  # BDP 1250 B: one segment
-    assert "x cwnd 10 segments" in result["explain"]["net.ipv4.tcp_wmem"]
-    assert triple(result, "net.ipv4.tcp_wmem")[2] >= 2 * 10 * 4352
+def test_send_max_uses_a_measured_send_factor():
+    facts = make_facts(mem_total_bytes=64 * GIB)
+    facts["calibration"] = {
+        "rx": {"factor": None, "sockets": 0, "payload_bytes": 0},
+        "tx": {"factor": 1.1, "sockets": 500, "payload_bytes": 50 << 20},
+    }
+    result = run(facts, connections=10, profile="bulk_throughput", bandwidth_bps=1_000_000_000, rtt_ms=100)
+    assert triple(result, "net.ipv4.tcp_wmem")[2] == -(-27_500_000 // 4096) * 4096  # 2 x 12,500,000 x 1.1
+
+
+def test_tcp_notsent_lowat_only_for_bulk_profiles():
+    facts = make_facts(mem_total_bytes=64 * GIB)
+    bulk = run(facts, connections=10, profile="bulk_throughput", bandwidth_bps=100_000_000, rtt_ms=800)
+    assert bulk["sysctl"]["net.ipv4.tcp_notsent_lowat"] == "131072"
+    assert "the kernel's default UINT_MAX" in bulk["explain"]["net.ipv4.tcp_notsent_lowat"]
+    assert bulk["scope"]["net.ipv4.tcp_notsent_lowat"]["scope"] == "netns"
+    assert "net.ipv4.tcp_notsent_lowat" not in run(facts, connections=1000)["sysctl"]
+
+
+def test_bulk_flows_at_their_maxima_past_the_pressure_threshold_are_warned_with_the_count_that_fits():
+    facts = make_facts(mem_total_bytes=16 * GIB)
+    # 10 bulk flows over 10 Gbit/s x 100 ms: each send maximum is ~255 MB, ten of them pass tcp_mem[1]
+    result = run(facts, connections=10, profile="bulk_throughput", bandwidth_bps=10_000_000_000, rtt_ms=100)
+    pressure_bytes = triple(result, "net.ipv4.tcp_mem")[1] * 4096
+    maximum = triple(result, "net.ipv4.tcp_wmem")[2]
+    assert 10 * maximum > pressure_bytes
+    warning = next(w for w in result["warnings"] if w.startswith(f"net.ipv4.tcp_wmem[2]={maximum} bytes: 10 flows"))
+    assert f"this host carries {pressure_bytes // maximum} such flow" in warning
+    quiet = run(facts, connections=1000)  # no link: kernel maxima, one flow at a time
+    assert not any("at this maximum would hold" in w for w in quiet["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("kernel", "rx_factor", "expected"),
+    [
+        # before 6.6: (2 x BDP + 16 x 1460) / 1460 segments x rcvmem, rcvmem = SKB_TRUESIZE(1460 + 320) = 2356
+        # raised by 128 until rcvmem - rcvmem / 2 >= 1460: 2996 B; the window it advertises is half
+        ((6, 1, 0), None, (2 * 62_500_000 + 16 * 1460) // 1460 * 2996),
+        # from 6.6: (2 x BDP + 16 x advmss) x the receive truesize (1 / scaling_ratio)
+        ((6, 12, 0), 1.02, -(-(2 * 62_500_000 + 16 * 1460) * 102 // 100)),
+    ],
+)
+def test_receive_max_lets_autotuning_reach_its_target(kernel, rx_factor, expected):
+    facts = make_facts(mem_total_bytes=64 * GIB, kernel_version=kernel)
+    arguments = {"rx_truesize_factor": rx_factor} if rx_factor else {}
+    # the example: 10 Gbit/s x 50 ms, BDP 62.5 MB
+    result = run(facts, connections=10, bandwidth_bps=10_000_000_000, rtt_ms=50, **arguments)
+    assert triple(result, "net.ipv4.tcp_rmem")[2] == -(-expected // 4096) * 4096
+    assert int(result["sysctl"]["net.core.rmem_max"]) == triple(result, "net.ipv4.tcp_rmem")[2]
+    if kernel < (6, 6, 0):  # the window advertised from that buffer still holds twice the BDP
+        assert triple(result, "net.ipv4.tcp_rmem")[2] // 2 >= 2 * 62_500_000
+
+
+def test_receive_max_follows_a_changed_tcp_adv_win_scale_before_6_6():
+    facts = make_facts(mem_total_bytes=64 * GIB, kernel_version=(5, 10, 0), live={"net.ipv4.tcp_adv_win_scale": 2})
+    result = run(facts, connections=10, bandwidth_bps=1_000_000_000, rtt_ms=100)
+    # scale 2: window = space - space / 4, rcvmem 2356 already holds 1767 >= 1460
+    expected = (2 * 12_500_000 + 16 * 1460) // 1460 * 2356
+    assert triple(result, "net.ipv4.tcp_rmem")[2] == -(-expected // 4096) * 4096
 
 
 def test_decrease_of_a_live_per_socket_maximum_is_warned():
