@@ -18,6 +18,7 @@ KERNEL_TCP_SYSCTLS_PER_NETNS = (4, 15)  # net.ipv4.tcp_{r,w}mem, tcp_moderate_rc
 # kernel that has them per netns; earlier kernels are treated as global (the safe side: set on the host)
 KERNEL_TCP_NOTSENT_LOWAT_PER_NETNS = (4, 15)
 KERNEL_TCP_RMEM_DEFAULT_131072 = (4, 20)  # a337531b942b: tcp_rmem[1] 87380 -> 131072
+KERNEL_SK_MEM_QUANTUM_4096 = (5, 5)  # bd68a2a854ad: SK_MEM_QUANTUM 4096 (was PAGE_SIZE); dropped in 6.0
 KERNEL_PER_CPU_RESERVE = (6, 0)  # include/net/sock.h sk_memory_allocated_add(): SK_MEMORY_PCPU_RESERVE
 KERNEL_ADV_WIN_SCALE_OBSOLETE = (6, 6)  # dfa2f0483360: per-socket scaling_ratio replaced tcp_adv_win_scale
 KERNEL_OPTMEM_MAX_PER_NETNS = (6, 8)  # f5769faeec36 "net: Namespace-ify sysctl_optmem_max"
@@ -32,6 +33,7 @@ LONG_MAX = 2**63 - 1  # tcp_mem, udp_mem are longs of pages (proc_doulongvec_min
 ADV_WIN_SCALE_RANGE = (-31, 31)  # net/ipv4/sysctl_net_ipv4.c: tcp_adv_win_scale_min/max
 
 # --- the kernel's own values ---------------------------------------------------------------------------
+SK_MEM_QUANTUM_BYTES = 4096  # include/net/sock.h SK_MEM_QUANTUM, 5.5 .. 5.19: sockstat mem and per-socket rounding
 TCP_MEM_INIT_DIVISOR = 16  # net/ipv4/tcp.c tcp_init_mem(): tcp_mem[1] = nr_free_buffer_pages() / 16
 TCP_RMEM_DEFAULT_BYTES = 131072  # tcp_rmem[1] from 4.20 (net/ipv4/tcp.c tcp_init())
 TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES = 87380  # tcp_rmem[1] before 4.20

@@ -182,3 +182,19 @@ def without(facts: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
         node = node[part]
     del node[path[-1]]
     return broken
+
+
+def host_of(facts: dict[str, Any]) -> Any:
+    """HostFacts with the facts' Measurements attached, as the filter builds them for the model.
+
+    A split calibration (loopback/other, no top-level rx/tx) is left out of parse_facts, which reads the
+    mixed one only; the model takes the split from the Measurements.
+    """
+    from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import parse_facts
+    from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import with_measurements
+
+    plain = facts
+    calibration = facts.get("calibration")
+    if isinstance(calibration, dict) and "rx" not in calibration:
+        plain = {**facts, "calibration": None}
+    return with_measurements(parse_facts(plain), facts)

@@ -26,6 +26,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_mod
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import (
     GIB,
     MIB,
+    host_of,
     make_facts,
 )
 
@@ -39,7 +40,7 @@ ESNET_10G = {
 
 
 def run(facts: dict[str, Any], **arguments: Any) -> dict[str, Any]:
-    return recommend(parse_facts(facts), resolve_workload(**arguments))
+    return recommend(host_of(facts), resolve_workload(**arguments))
 
 
 def triple(result: dict[str, Any], key: str) -> tuple[int, ...]:
@@ -54,7 +55,9 @@ def test_worked_example_16_gib_200k_connections_arithmetic():
     # balanced: 20000 active x (16384 B x 2 = 8 pages rx + 16384 B x 1.25 = 5 pages tx) + 8 CPUs x 256 pages
     steady_pages = 20000 * (8 + 5) + 8 * 256
     assert result["estimate"]["steady_state_pages"] == steady_pages
-    assert triple(result, "net.ipv4.tcp_mem") == (steady_pages, -(-steady_pages * 4 // 3), 2 * steady_pages)
+    # the buffers B scale by 4/3 and 2, the per-CPU lag L (counter error, not memory) is added once
+    buffers, lag = 20000 * (8 + 5), 8 * 256
+    assert triple(result, "net.ipv4.tcp_mem") == (steady_pages, -(-buffers * 4 // 3) + lag, 2 * buffers + lag)
     assert "U 262048 pages" in result["explain"]["net.ipv4.tcp_mem"]
     assert result["estimate"]["slab_bytes_at_target"] == 200000 * 4700
     assert result["estimate"]["recommended_connections_before_pressure"] >= 200000
@@ -154,16 +157,16 @@ def test_target_beyond_the_budget_says_by_how_much_and_how_many_fit():
     with pytest.raises(TargetDoesNotFitError) as caught:
         run(facts, connections=400_000)
     message = str(caught.value)
-    # at tcp_mem[2] = 2 U: 2 x (40000 x 13 + 512) pages x 4096 B + 400000 x 4700 B of slab, against 4 GiB
-    needed_bytes = 2 * (40000 * 13 + 512) * 4096 + 400000 * 4700
+    # at tcp_mem[2] = 2 B + L: (2 x 40000 x 13 + 512) pages x 4096 B + 400000 x 4700 B of slab, against 4 GiB
+    needed_bytes = (2 * 40000 * 13 + 512) * 4096 + 400000 * 4700
     assert f"short by {-(-(needed_bytes - 4 * GIB) // 4096)} pages" in message
     assert "binding term is the buffer pages at tcp_mem[2]" in message
-    assert "at most 279530 connections" in message
+    assert "at most 279670 connections" in message
     assert "memory_fraction" in message and "of RAM" in message and "best_effort" in message
     # the advice is exact: the suggested count fits, one more does not
-    run(facts, connections=279530)
+    run(facts, connections=279670)
     with pytest.raises(TargetDoesNotFitError):
-        run(facts, connections=279531)
+        run(facts, connections=279671)
 
 
 def test_socket_slab_counts_against_the_budget_and_a_refusal_names_it():
@@ -231,7 +234,12 @@ def test_container_namespace_scope_and_warnings():
     assert "SO_RCVBUF are capped by net.core.rmem_max=212992" in warnings
     # still recommended, so the operator can set it on the host
     assert "net.ipv4.tcp_mem" in result["sysctl"]
-    assert result["estimate"]["current_tcp_mem_source"] == "boot default"
+    # tcp_mem is not visible here: the current capacity is unknown, not an estimated boot default
+    assert result["estimate"]["current_tcp_mem_source"] is None
+    assert result["estimate"]["current_tcp_mem_pages"] is None
+    assert result["estimate"]["current_connections_before_pressure"] is None
+    assert result["estimate"]["current_connections_before_stalls"] is None
+    assert result["estimate"]["current_settings_hold_target"] is None
 
 
 @pytest.mark.parametrize(("version", "live_scale"), [((6, 6, 0), 2), ((6, 18, 0), 2), ((5, 15, 0), 2), ((6, 18, 0), 1)])
@@ -809,3 +817,125 @@ def test_malformed_calibration_is_named():
     facts["calibration"] = {"rx": {"factor": "x", "sockets": 1, "payload_bytes": 1}, "tx": {}}
     with pytest.raises(ModelInputError, match=r"facts\.calibration\.rx\.factor must be a number"):
         run(facts, connections=10)
+
+
+# ---------------------------------------------------------------- charges version by version
+
+
+def with_socket_memory(facts: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """Facts carrying socket_memory (docs/data-model.md), the fields not given null."""
+    names = ("mem_pcpu_rsv_pages", "bypass_prot_mem", "per_mss_bytes", "initial_sndbuf_bytes", "probe_mss_bytes")
+    return {**facts, "socket_memory": {name: fields.get(name) for name in names}}
+
+
+@pytest.mark.parametrize(
+    ("version", "release", "head_bytes"),
+    [
+        ((5, 10, 0), "5.10.0-30-amd64", 1280),  # kmalloc-1024 of SKB_HEAD_ALIGN(MAX_TCP_HEADER 320) = 640
+        ((6, 1, 0), "6.1.0-31-amd64", 1280),
+        ((6, 1, 0), "6.1.0-31-cloud-amd64", 1280),  # 576 B, still kmalloc-1024
+        ((6, 5, 0), "6.5.0-test", 256 + 640),  # skb_small_head_cache of SKB_HEAD_ALIGN(320)
+        ((6, 12, 0), "6.12.9-amd64", 256 + 704),  # SKB_HEAD_ALIGN(max(320, GRO_MAX_HEAD_PAD 368))
+        ((6, 12, 0), "6.12.9-cloud-amd64", 256 + 640),
+    ],
+)
+def test_skb_head_charge_follows_the_kernel_version_and_flavour(version, release, head_bytes):
+    facts = make_facts(kernel_version=version)
+    facts["kernel"]["release"] = release
+    # 16 KiB pushed in 1 KiB writes: 16 skbs, each its payload plus a head
+    result = run(facts, connections=1000, tx_buffered_bytes=16384, message_bytes=1024)
+    assert f"16 skb heads x {head_bytes} B" in result["explain"]["net.ipv4.tcp_mem"]
+    assert result["estimate"]["tx_pages_per_active_connection"] == -(-(16384 + 16 * head_bytes) // 4096)
+
+
+def test_measured_per_mss_tells_the_cloud_flavour_apart():
+    facts = with_socket_memory(make_facts(kernel_version=(6, 12, 0)), per_mss_bytes=2304)  # release says nothing
+    result = run(facts, connections=1000, tx_buffered_bytes=16384, message_bytes=1024)
+    assert "16 skb heads x 896 B" in result["explain"]["net.ipv4.tcp_mem"]
+
+
+@pytest.mark.parametrize(
+    ("version", "steady_pages"),
+    [
+        # 5.5 .. 5.19 round each socket to SK_MEM_QUANTUM 4096 B: rx 4096 x 2 = 2 quanta, tx 16384 B in 4 KiB
+        # writes + 4 heads x 1280 B = 21504 B = 6 quanta: 8 x 4096 B per active socket; 5000 of them = 2500 pages
+        ((5, 10, 0), 2500),
+        # from 6.0 the unit is the page again: one 64 KiB page per direction, + 4 CPUs x 16 pages of per-CPU lag
+        ((6, 1, 0), 5000 * 2 + 4 * 16),
+    ],
+)
+def test_64_kib_page_kernels_charge_in_sk_mem_quantum_units_before_6_0(version, steady_pages):
+    facts = make_facts(mem_total_bytes=256 * GIB, page_size_bytes=65536, cpu_count=4, kernel_version=version)
+    result = run(facts, connections=100_000, profile="many_idle")
+    assert result["estimate"]["steady_state_pages"] == steady_pages
+
+
+def test_per_cpu_reserve_comes_from_mem_pcpu_rsv_and_is_not_scaled():
+    facts = with_socket_memory(make_facts(kernel_version=(6, 12, 0), cpu_count=8), mem_pcpu_rsv_pages=64)
+    result = run(facts, connections=200_000)
+    buffers = 20000 * (8 + 5)
+    assert result["estimate"]["per_cpu_reserve_pages"] == 8 * 64
+    assert triple(result, "net.ipv4.tcp_mem") == (buffers + 512, -(-buffers * 4 // 3) + 512, 2 * buffers + 512)
+    assert "8 CPUs x net.core.mem_pcpu_rsv 64 pages" in result["explain"]["net.ipv4.tcp_mem"]
+    fallback = run(make_facts(kernel_version=(6, 12, 0), cpu_count=8), connections=200_000)
+    assert fallback["estimate"]["per_cpu_reserve_pages"] == 8 * 256  # the fixed 1 MiB where the sysctl is absent
+    old = run(with_socket_memory(make_facts(kernel_version=(5, 10, 0), cpu_count=8)), connections=200_000)
+    assert old["estimate"]["per_cpu_reserve_pages"] == 0  # no per-CPU batch before 6.0
+
+
+@pytest.mark.parametrize("bypass", [True, False, None])
+def test_bypass_prot_mem_is_said_when_set(bypass):
+    facts = with_socket_memory(make_facts(kernel_version=(6, 18, 0)), bypass_prot_mem=bypass)
+    result = run(facts, connections=1000)
+    said = "net.core.bypass_prot_mem=1" in result["explain"]["net.ipv4.tcp_mem"]
+    assert said == (bypass is True)
+    assert any("charged only to their memory cgroup" in warning for warning in result["warnings"]) == said
+
+
+@pytest.mark.parametrize(
+    ("socket_memory", "release", "expected"),
+    [
+        ({"initial_sndbuf_bytes": 46080, "per_mss_bytes": 2304}, "6.1.0-31-cloud-amd64", "46080 B (measured on this"),
+        ({"per_mss_bytes": 2304}, "6.1.0-31-amd64", "46080 B (2 x 10 segments x 2304 B (measured per_mss))"),
+        ({}, "6.1.0-31-amd64", "87040 B (2 x 10 segments x 4352 B (this kernel flavour's per_mss))"),
+        ({}, "6.1.0-31-cloud-amd64", "46080 B (2 x 10 segments x 2304 B (this kernel flavour's per_mss))"),
+    ],
+)
+def test_initial_send_buffer_is_tcp_sndbuf_expands_not_tcp_wmem_1(socket_memory, release, expected):
+    facts = with_socket_memory(make_facts(), **socket_memory)
+    facts["kernel"]["release"] = release
+    explain = run(facts, connections=1000)["explain"]["net.ipv4.tcp_wmem"]
+    assert f"an established socket starts at tcp_sndbuf_expand's {expected}" in explain
+    assert "SO_SNDBUF of a socket before it connects" in explain
+
+
+def split_calibration(other: tuple[int, int, float], loopback: tuple[int, int, float], stopped_early: bool = False):
+    def sample(sockets: int, payload: int, factor: float) -> dict[str, Any]:
+        entry = {"sockets": sockets, "payload_bytes": payload, "charged_bytes": int(payload * factor), "factor": factor}
+        return {"sockets": sockets, "rx": entry, "tx": {"sockets": 0, "payload_bytes": 0, "factor": None}}
+
+    return {
+        "loopback": sample(*loopback),
+        "other": sample(*other),
+        "stopped_early": stopped_early,
+        "sampled_sockets": other[0] + loopback[0],
+        "max_sockets": 10000,
+    }
+
+
+def test_calibration_prefers_the_non_loopback_factor_when_its_sample_is_large_enough():
+    facts = make_facts()
+    facts["calibration"] = split_calibration(other=(300, 30 << 20, 1.4), loopback=(500, 50 << 20, 1.06))
+    explain = run(facts, connections=1000)["explain"]["net.ipv4.tcp_mem"]
+    assert "rx x1.4 measured on 300 non-loopback sockets" in explain
+
+
+def test_calibration_falls_back_to_loopback_and_says_when_the_sample_stopped_early():
+    facts = make_facts()
+    facts["calibration"] = split_calibration(
+        other=(20, 30 << 20, 2.8), loopback=(500, 50 << 20, 1.06), stopped_early=True
+    )
+    explain = run(facts, connections=1000)["explain"]["net.ipv4.tcp_mem"]
+    assert "rx x1.06 measured on 500 loopback sockets" in explain
+    assert "reading stopped at calibrate_sample" in explain
+    assert "tx x1.25 default (calibration: non-loopback 0 sockets with data" in explain
