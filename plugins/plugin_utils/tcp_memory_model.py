@@ -874,8 +874,8 @@ def _udp_and_orphans_sentence(host: HostFacts) -> str:
     )
     return (
         f"Not counted: {udp}. Counted: up to {orphans} sockets closed with data still queued (orphans) keep "
-        f"their buffers in tcp_mem until sent or reset; beyond that number, or earlier under memory pressure "
-        f"(tcp_check_oom), the kernel resets them."
+        f"their buffers in tcp_mem until sent or reset; beyond that number, or once TCP memory passes tcp_mem[2] "
+        f"(tcp_check_oom: tcp_too_many_orphans, tcp_out_of_memory), the kernel resets them."
     )
 
 
@@ -1476,6 +1476,37 @@ def _cgroup_fix(owner: CgroupOwner, needed_limit_bytes: int) -> str:
     )
 
 
+def _cgroup_limit_effect(owner: CgroupOwner) -> str:
+    """What the limit does to a socket charge (mm/memcontrol.c try_charge_memcg, mem_cgroup_charge_skmem)."""
+    if owner.version == 1:
+        return (
+            "At memory.kmem.tcp.limit_in_bytes a charge is refused: writers wait in sk_stream_wait_memory, "
+            "receivers drop."
+        )
+    if owner.limit_file == "memory.high":
+        return (
+            "memory.high never refuses a charge: past it the task is throttled (made to reclaim and sleep) on its "
+            "way back to user space, and reclaim marks the cgroup's sockets as under pressure."
+        )
+    return (
+        "At memory.max a charge from a writer (process context) is refused after reclaim (or the cgroup's OOM "
+        "killer ends the service): the writer waits in sk_stream_wait_memory; from 6.1 receive charges in "
+        "softirq are forced past memory.max instead of dropped, so memory can pass the limit."
+    )
+
+
+def _cgroup_throttled_sentence(host: HostFacts) -> Optional[str]:
+    """memory.events sock_throttled where the kernel counts it: pressure already seen, limit or not."""
+    throttled = _measured(host).cgroup_sock_throttled
+    if not throttled:
+        return None
+    return (
+        f"memory.events sock_throttled = {throttled} for the cgroup owning the most TCP sockets: the kernel has "
+        f"already put its sockets under memory pressure that many times (a limit, or reclaim scanning the "
+        f"cgroup, vmpressure), whatever tcp_mem says; raising tcp_mem does not change it."
+    )
+
+
 def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any]]:
     """Whether the target's socket memory fits the headroom of the cgroup owning the most TCP sockets.
 
@@ -1490,6 +1521,7 @@ def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any
     fits = needed_bytes <= owner.headroom_bytes
     needed_limit_bytes = owner.other_bytes + needed_bytes
     within = _cgroup_connections_within(max(0, owner.headroom_bytes), workload, host, with_slab)
+    measured = _measured(host)
     result = {
         "path": owner.path,
         "version": owner.version,
@@ -1502,13 +1534,22 @@ def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any
         "needed_bytes": needed_bytes,
         "needed_limit_bytes": needed_limit_bytes,
         "connections_within_headroom": within,
+        "sock_throttled": measured.cgroup_sock_throttled,
+        "file_bytes": measured.cgroup_file_bytes,
         "fits": fits,
         "warning": None,
     }
     if not fits:
         what = "buffers and socket slab" if with_slab else "buffers (memory.kmem.tcp counts buffers only)"
+        file_bytes = measured.cgroup_file_bytes
+        file_text = (
+            f" (its reclaimable page cache, {_format_bytes(file_bytes)} of file memory, left out: reclaim frees it "
+            f"before the limit binds)"
+            if file_bytes
+            else ""
+        )
         other = (
-            f"{_format_bytes(owner.other_bytes)} of other memory charged there leaves "
+            f"{_format_bytes(owner.other_bytes)} of other memory charged there{file_text} leaves "
             f"{_format_bytes(owner.headroom_bytes)} for these sockets"
             if with_slab
             else f"this limit leaves {_format_bytes(owner.headroom_bytes)} for these sockets"
@@ -1516,7 +1557,8 @@ def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any
         result["warning"] = (
             f"memory cgroup {owner.path} owns {owner.tcp_sockets} of the {owner.tcp_sockets_attributed} TCP sockets "
             f"attributed to a cgroup; the kernel charges their memory to it and, near its limit, puts them under "
-            f"memory pressure whatever tcp_mem says (writers wait in sk_stream_wait_memory, buffers stop growing). "
+            f"memory pressure whatever tcp_mem says (buffers stop growing, windows shrink). "
+            f"{_cgroup_limit_effect(owner)} "
             f"{owner.limit_file} of {owner.limit_cgroup} is {_format_bytes(owner.limit_bytes)}: {other}, but "
             f"{workload.connections} connections need {_format_bytes(needed_bytes)} ({what}). Raising tcp_mem does "
             f"not help: raise {_cgroup_fix(owner, needed_limit_bytes)}, or hold at most {within} connections per "
@@ -1653,6 +1695,9 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
     cgroup = _cgroup_check(host, workload)
     if cgroup is not None and cgroup["warning"]:
         warnings.append(cgroup["warning"])
+    throttled = _cgroup_throttled_sentence(host)
+    if throttled:
+        warnings.append(throttled)
     return {
         "schema_version": RECOMMENDATION_SCHEMA_VERSION,
         "sysctl": {key: _sysctl_text(value) for key, value in values.items()},
