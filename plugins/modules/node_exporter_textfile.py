@@ -244,6 +244,15 @@ def remove_quietly(dir_fd: int, name: str) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
+def open_directory(directory: str) -> int:
+    """A descriptor of the directory for the *at calls; O_PATH (search permission only) when it may not be read,
+    e.g. a check-mode run by a user who may not list it."""
+    try:
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:
+        return os.open(directory, getattr(os, "O_PATH", 0) | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 def os_error_message(path: str, action: str, error: OSError) -> str:
     reason = {
         errno.EROFS: "read-only file system",
@@ -320,7 +329,8 @@ def run(module: AnsibleModule, dir_fd: int, path: str, name: str) -> None:
     finally:
         if not renamed:
             remove_quietly(dir_fd, temporary)
-    os.fsync(dir_fd)
+    with contextlib.suppress(OSError):  # the rename is durable once the directory is flushed; O_PATH cannot be
+        os.fsync(dir_fd)
     module.exit_json(**result)
 
 
@@ -340,7 +350,7 @@ def main() -> None:
     if not os.path.isabs(path) or not name:
         module.fail_json(msg=f"path must be an absolute path to a file, got {path!r}", changed=False)
     try:
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = open_directory(directory)
     except OSError as error:
         module.fail_json(msg=os_error_message(directory, "open the directory", error), changed=False, path=path)
     try:
