@@ -9,21 +9,29 @@ Only per-namespace keys are written, and only inside the namespace (see conftest
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
+import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import pytest
-from conftest import ansible_playbook, ns_value
+from conftest import VENV_BIN, ansible_env, ansible_playbook, in_netns, ns_value
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTFILE = "netstack_tcp_memory.prom"
 PROM_TEMPLATE = ROOT / "roles" / "tcp_memory" / "templates" / "tcp_memory.prom.j2"
 WANTED_RMEM = "4096 131072 9437184"
+CHANGED_RMEM = "4096 131072 10485760"
+# A run that hangs (on a FIFO, say) fails the test instead of blocking it.
+RUN_TIMEOUT_SECONDS = 240
+NOBODY_UID = 65534
 
 
 def promtool() -> str:
@@ -54,12 +62,31 @@ def samples(path: Path) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
     return values
 
 
-def tcp_mem(source: str, threshold: str) -> Tuple[str, Tuple[Tuple[str, str], ...]]:
-    return ("netstack_tcp_mem_pages", (("source", source), ("threshold", threshold)))
+def tcp_mem(series: str, threshold: str) -> Tuple[str, Tuple[Tuple[str, str], ...]]:
+    """The key of a tcp_mem threshold sample; `series` is at_last_apply or recommended."""
+    return (f"netstack_tcp_memory_tcp_mem_{series}_bytes", (("threshold", threshold),))
 
 
-def run_role(netns: str, collections: str, tmp_path: Path, extra: Dict[str, Any], check: bool = False):
-    """The role in the namespace; returns (rc, output, tcp_memory_result or None)."""
+def metric_names(path: Path) -> set:
+    return {name for name, _labels in samples(path)}
+
+
+def galaxy_version() -> str:
+    return re.search(r"^version: *(\S+)", (ROOT / "galaxy.yml").read_text(), re.M).group(1)
+
+
+def run_role(
+    netns: str,
+    collections: str,
+    tmp_path: Path,
+    extra: Dict[str, Any],
+    check: bool = False,
+    options: Sequence[str] = (),
+    read_only_dir: Optional[str] = None,
+):
+    """The role in the namespace; returns (rc, output, tcp_memory_result or None). `read_only_dir`: a read-only
+    tmpfs is mounted over that directory for this run only (in the run's own mount namespace, which
+    `ip netns exec` makes a slave of the host's, so the host never sees it)."""
     result_file = tmp_path / "result.json"
     result_file.unlink(missing_ok=True)
     playbook = tmp_path / "role.yml"
@@ -78,9 +105,30 @@ def run_role(netns: str, collections: str, tmp_path: Path, extra: Dict[str, Any]
         "      check_mode: false\n"
         "      changed_when: false\n"
     )
-    out = ansible_playbook(str(playbook), collections, extra, netns, options=["--check"] if check else [])
+    options = [*options, *(["--check"] if check else [])]
+    try:
+        out = run_playbook(netns, collections, playbook, extra, options, read_only_dir)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the role did not finish in {RUN_TIMEOUT_SECONDS} s: it hangs") from None
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     return out.returncode, out.stdout + out.stderr, result
+
+
+def run_playbook(
+    netns: str,
+    collections: str,
+    playbook: Path,
+    extra: Dict[str, Any],
+    options: Sequence[str],
+    read_only_dir: Optional[str],
+) -> subprocess.CompletedProcess:
+    if read_only_dir is None:
+        return ansible_playbook(str(playbook), collections, extra, netns, options=options, timeout=RUN_TIMEOUT_SECONDS)
+    mount_then_run = 'mount -t tmpfs -o ro,mode=0755 netstack-ro "$0" && exec "$@"'
+    command = [*in_netns(netns), "sh", "-c", mount_then_run, read_only_dir, str(VENV_BIN / "ansible-playbook")]
+    command += [str(playbook), "-i", "localhost,", "-c", "local", "-e", json.dumps(extra), *options]
+    env = ansible_env(collections)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_SECONDS, check=False)
 
 
 def recap_changed(output: str) -> int:
@@ -122,15 +170,26 @@ def test_textfile_after_apply_passes_promtool_and_matches_the_facts(netns, colle
     assert oct(textfile.stat().st_mode & 0o777) == "0o644"
 
     facts, recommendation = result["facts"], result["recommendation"]
+    page_bytes = facts["page_size_bytes"]
+    # One prefix, every size in bytes.
+    assert all(name.startswith("netstack_tcp_memory_") for name in metric_names(textfile))
+    info = {
+        "collection_version": galaxy_version(),
+        "profile": "balanced",
+        "dropin_path": role_vars["tcp_memory_sysctl_file"],
+    }
+    assert values[("netstack_tcp_memory_info", tuple(sorted(info.items())))] == 1
     recommended = [int(n) for n in recommendation["sysctl"]["net.ipv4.tcp_mem"].split()]
     for threshold, pages in zip(("min", "pressure", "max"), recommended):
-        assert values[tcp_mem("recommended", threshold)] == pages
-    # In a network namespace tcp_mem is not visible: no live series rather than a guess.
+        assert values[tcp_mem("recommended", threshold)] == pages * page_bytes
+    # In a network namespace (a container) tcp_mem is not visible: no at-last-apply series rather than a guess; the
+    # recommended thresholds are there, for the README's alert.
     assert facts["sysctl"]["net.ipv4.tcp_mem"]["present"] is False
-    assert not [key for key in values if key[1] and ("source", "live") in key[1]]
+    assert "netstack_tcp_memory_tcp_mem_at_last_apply_bytes" not in metric_names(textfile)
     assert values[("netstack_tcp_memory_target_connections", ())] == 1000
-    assert values[("netstack_tcp_memory_page_size_bytes", ())] == facts["page_size_bytes"]
-    assert values[("netstack_tcp_memory_expected_peak_pages", ())] == recommendation["estimate"]["steady_state_pages"]
+    assert values[("netstack_tcp_memory_page_size_bytes", ())] == page_bytes
+    expected_peak = recommendation["estimate"]["steady_state_pages"] * page_bytes
+    assert values[("netstack_tcp_memory_expected_peak_bytes", ())] == expected_peak
     applied_at = values[("netstack_tcp_memory_last_apply_timestamp_seconds", ())]
     assert started <= applied_at <= time.time()
 
@@ -168,22 +227,102 @@ def test_bad_textfile_dir_fails_naming_it_before_anything_changes(
     assert not Path(role_vars["tcp_memory_sysctl_file"]).exists()
 
 
+@pytest.fixture
+def others_dir() -> Iterator[Path]:
+    """A textfile directory as Debian ships node_exporter's: owned by another user (here `nobody`), not sticky, on
+    a path that user can reach (pytest's tmp_path is root-only)."""
+    base = Path(tempfile.mkdtemp(prefix="netstack-textfile-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        directory = base / "node-exporter"
+        directory.mkdir()
+        directory.chmod(0o755)
+        os.chown(directory, NOBODY_UID, NOBODY_UID)
+        yield directory
+    finally:
+        shutil.rmtree(base)
+
+
+def as_nobody(*command: str) -> None:
+    """The planting step, as the unprivileged user that owns the directory."""
+    ids = [f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}", "--clear-groups"]
+    subprocess.run(["setpriv", *ids, "--", *command], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_link_or_fifo_planted_at_the_textfile_is_refused_unread(
+    netns, collections_path, tmp_path, role_vars, others_dir, planted
+):
+    """The directory's owner replaces root's textfile by a link to a root-only file, or by a FIFO. The next run
+    (verbose, as an operator would rerun it) neither shows the file's content nor hangs: it refuses, naming what
+    it found, before the drop-in or the kernel is touched; the planted entry is left to be found."""
+    secret_text = f"netstack-secret-{secrets.token_hex(8)}\n"
+    secret = tmp_path / "secret"
+    secret.write_text(secret_text)
+    secret.chmod(0o600)
+    role_vars = {**role_vars, "tcp_memory_textfile_dir": str(others_dir)}
+    textfile = others_dir / TEXTFILE
+    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars)
+    assert rc == 0 and textfile.is_file() and not textfile.is_symlink(), output
+    dropin = Path(role_vars["tcp_memory_sysctl_file"])
+    dropin_before = dropin.read_bytes()
+
+    if planted == "symlink":
+        as_nobody("ln", "-sfn", str(secret), str(textfile))
+        found = f"{textfile} is a symbolic link to '{secret}'"
+    else:
+        as_nobody("sh", "-c", 'rm -f "$0" && mkfifo -m 0666 "$0"', str(textfile))
+        found = f"{textfile} is a fifo (owner uid {NOBODY_UID})"
+    planted_inode = textfile.lstat().st_ino
+
+    leaked = (secret_text.strip(), base64.b64encode(secret_text.encode()).decode())
+    for run_vars in (role_vars, {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": CHANGED_RMEM}}):
+        rc, output, _result = run_role(netns, collections_path, tmp_path, run_vars, options=["-v"])
+        assert rc != 0 and found in output and "Nothing was changed" in output, output
+        assert not [text for text in leaked if text in output], output
+        assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
+        assert dropin.read_bytes() == dropin_before
+    assert secret.read_text() == secret_text
+    assert textfile.lstat().st_ino == planted_inode
+    assert [p.name for p in others_dir.iterdir()] == [TEXTFILE]
+
+
+def test_read_only_textfile_dir_fails_before_the_dropin_and_the_kernel(netns, collections_path, tmp_path, role_vars):
+    """A real write test before the apply: a read-only directory (root may write anywhere else, so the mode bits
+    would not show it) fails the run naming the variable and the reason, the drop-in and the namespace unchanged."""
+    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars)
+    assert rc == 0, output
+    dropin = Path(role_vars["tcp_memory_sysctl_file"])
+    dropin_before = dropin.read_bytes()
+    changed_vars = {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": CHANGED_RMEM}}
+    directory = role_vars["tcp_memory_textfile_dir"]
+    rc, output, _result = run_role(netns, collections_path, tmp_path, changed_vars, read_only_dir=directory)
+    assert rc != 0, output
+    assert f"tcp_memory_textfile_dir={directory}" in output and "read-only file system" in output, output
+    assert "Nothing was changed" in output, output
+    assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
+    assert dropin.read_bytes() == dropin_before
+
+
 def test_live_thresholds_where_tcp_mem_is_visible(collections_path, tmp_path):
-    """Where the role can see and set tcp_mem (a host, not a namespace), the live series follows the
+    """Where the role can see and set tcp_mem (a host, not a namespace), the at-last-apply series follows the
     apply result: the value read back after `set`, the value found when unchanged. Rendered with the
-    role's template through ansible, from an apply result shaped as sysctl_dropin returns it."""
+    role's template through ansible, from an apply result shaped as sysctl_dropin returns it; label values
+    escaped as the exposition format wants."""
     cases = {
         "set": {"before": "1000 2000 3000", "after": "4000 5000 6000", "action": "set"},
         "unchanged": {"before": "4000 5000 6000", "after": "4000 5000 6000", "action": "unchanged"},
     }
     for name, entry in cases.items():
         variables = {
-            "__tcp_memory_applied": {"keys": {"net.ipv4.tcp_mem": entry}},
+            "__tcp_memory_applied": {"keys": {"net.ipv4.tcp_mem": entry}, "path": '/etc/sysctl.d/a "b"\\c.conf'},
             "__tcp_memory_recommendation": {
                 "sysctl": {"net.ipv4.tcp_mem": "4000 5000 6000"},
                 "estimate": {"steady_state_pages": 3750},
+                "inputs": {"profile": "many_idle"},
             },
             "__tcp_memory_facts": {"page_size_bytes": 4096},
+            "__tcp_memory_collection_version": "1.2.3",
             "tcp_memory_connections": 2500,
             "__tcp_memory_last_apply_seconds": 1700000000,
         }
@@ -206,64 +345,37 @@ def test_live_thresholds_where_tcp_mem_is_visible(collections_path, tmp_path):
         assert run.returncode == 0, run.stdout + run.stderr
         promtool_check(out)
         values = samples(out)
-        live = [values[tcp_mem("live", threshold)] for threshold in ("min", "pressure", "max")]
-        assert live == [4000, 5000, 6000], (name, live)
-        assert values[tcp_mem("recommended", "pressure")] == 5000
+        applied = [values[tcp_mem("at_last_apply", threshold)] for threshold in ("min", "pressure", "max")]
+        assert applied == [4000 * 4096, 5000 * 4096, 6000 * 4096], (name, applied)
+        assert values[tcp_mem("recommended", "pressure")] == 5000 * 4096
+        assert values[("netstack_tcp_memory_expected_peak_bytes", ())] == 3750 * 4096
+        info_line = next(line for line in out.read_text().splitlines() if line.startswith("netstack_tcp_memory_info{"))
+        assert 'dropin_path="/etc/sysctl.d/a \\"b\\"\\\\c.conf"' in info_line, info_line
+        assert 'collection_version="1.2.3"' in info_line and 'profile="many_idle"' in info_line
         assert values[("netstack_tcp_memory_last_apply_timestamp_seconds", ())] == 1700000000
 
 
-def test_readme_alert_rule_compares_node_sockstat_with_the_pressure_threshold(tmp_path):
-    """The role README's example alert is valid and fires exactly when pages in use pass 80% of the
-    live tcp_mem[1] that the textfile exports (promtool check rules, promtool test rules)."""
-    readme = (ROOT / "roles" / "tcp_memory" / "README.md").read_text()
-    rules = re.search(r"```yaml\n(groups:\n.*?)```", readme, re.S)
-    assert rules, "no alert rule example in roles/tcp_memory/README.md"
-    (tmp_path / "rules.yml").write_text(rules.group(1))
-    check = subprocess.run(
-        [promtool(), "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True, check=False
-    )
+RULES = ROOT / "tests" / "prometheus" / "tcp_memory_rules.yml"
+RULES_TEST = ROOT / "tests" / "prometheus" / "tcp_memory_rules_test.yml"
+
+
+@pytest.mark.parametrize("readme", ["README.md", "roles/tcp_memory/README.md"])
+def test_readme_alert_rule_is_the_tested_rule_file(readme):
+    """Both READMEs show exactly the rule file that promtool tests below."""
+    text = (ROOT / readme).read_text()
+    rules = re.findall(r"```yaml\n(groups:\n.*?)```", text, re.S)
+    assert rules == [RULES.read_text()], f"the alert rule in {readme} differs from {RULES.relative_to(ROOT)}"
+
+
+def test_alert_rule_fires_for_a_host_and_a_container_host(tmp_path):
+    """promtool check rules, then promtool test rules: the alert fires past 80% of the pressure threshold the kernel
+    held after the last apply (a host) or, where tcp_mem is not visible, of the recommended one (a container host),
+    and a host's own threshold wins over the recommendation."""
+    check = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-
-    def series(name: str, labels: str, value: int) -> Dict[str, str]:
-        return {"series": f"{name}{{{labels}}}", "values": f"{value}x10"}
-
-    live = 'source="live",threshold="pressure"'
-    unit_test = {
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [
-                    # edge-1: 12000 pages in use, pressure at 14133: past 80% of it.
-                    series("node_sockstat_TCP_mem", 'instance="edge-1"', 12000),
-                    series("netstack_tcp_mem_pages", f'instance="edge-1",{live}', 14133),
-                    series("netstack_tcp_mem_pages", 'instance="edge-1",source="live",threshold="max"', 21198),
-                    series("netstack_tcp_mem_pages", 'instance="edge-1",source="recommended",threshold="pressure"', 9),
-                    # core-1: far below its pressure threshold.
-                    series("node_sockstat_TCP_mem", 'instance="core-1"', 341),
-                    series("netstack_tcp_mem_pages", f'instance="core-1",{live}', 383867),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "3m", "alertname": "TCPMemoryNearPressure", "exp_alerts": []},
-                    {
-                        "eval_time": "6m",
-                        "alertname": "TCPMemoryNearPressure",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"severity": "warning", "instance": "edge-1"},
-                                "exp_annotations": {
-                                    "summary": "edge-1: TCP buffers at 12000 pages, near tcp_mem pressure"
-                                },
-                            }
-                        ],
-                    },
-                ],
-            }
-        ],
-    }
-    (tmp_path / "rules_test.yml").write_text(json.dumps(unit_test))
+    shutil.copy(RULES, tmp_path)
+    shutil.copy(RULES_TEST, tmp_path)
     run = subprocess.run(
-        [promtool(), "test", "rules", "rules_test.yml"], cwd=tmp_path, capture_output=True, text=True, check=False
+        [promtool(), "test", "rules", RULES_TEST.name], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert run.returncode == 0, run.stdout + run.stderr
