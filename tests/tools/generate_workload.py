@@ -129,10 +129,7 @@ def option_lines(spec: Input, indent: int, name: str, texts: Sequence[str], role
 def role_paragraphs(spec: Input) -> list[str]:
     texts = [role_text(text) for text in paragraphs(spec)]
     if spec.required:
-        texts.append(
-            "Required to tune or to report (entry points C(main) with O(tcp_memory_state=present), and C(measure));"
-            " an undo needs none."
-        )
+        texts.append("Required to tune or to report; an undo (C(tcp_memory_state=absent)) needs none.")
     return texts
 
 
