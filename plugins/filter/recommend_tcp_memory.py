@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.yaml import yaml_load
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.utils.display import Display
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils import tcp_memory_workload as schema
@@ -47,7 +47,7 @@ SET_FACTS = ("tcp_memory_measurement", "tcp_memory_result", "tcp_memory_report_h
 
 def known_variables(argument_specs: Path = ARGUMENT_SPECS) -> list[str]:
     """Every tcp_memory_* variable the role (any entry point) or the collection's playbooks read or set."""
-    specs = yaml.safe_load(argument_specs.read_text(encoding="utf-8"))["argument_specs"]
+    specs = yaml_load(argument_specs.read_text(encoding="utf-8"))["argument_specs"]
     options = {name for entry in specs.values() for name in entry.get("options", {})}
     return sorted(options | set(PLAYBOOK_VARIABLES) | set(SET_FACTS))
 
