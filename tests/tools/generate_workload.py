@@ -217,17 +217,13 @@ FILES: dict[str, tuple[str, dict[str, Block]]] = {
 }
 
 
-def _marker(leader: str, word: str, block: str) -> str:
-    text = f"{word} GENERATED: {block}"
-    return f"{leader} {text} -->" if leader == "<!--" else f"{leader} {text}"
-
-
 def render(path: str, current: str) -> str:
     """current with every generated block of path rewritten from the schema."""
     leader, blocks = FILES[path]
+    html = leader == "<!--"
     text = current
     for block, renderer in blocks.items():
-        begin, end = _marker(leader, "BEGIN", block), _marker(leader, "END", block)
+        begin, end = f"{leader} BEGIN GENERATED: {block}", f"{leader} END GENERATED: {block}"
         pattern = re.compile(
             r"^([ \t]*)" + re.escape(begin) + r"[^\n]*\n.*?^[ \t]*" + re.escape(end) + r"[^\n]*$", re.M | re.S
         )
@@ -237,7 +233,10 @@ def render(path: str, current: str) -> str:
         indent = match.group(1)
         note = f" (from {SOURCE}: make generate)"
         body = "\n".join(renderer())
-        replacement = f"{indent}{begin}{note}\n{body}\n{indent}{end}"
+        if html:  # Markdown: the note inside the comment, blank lines around the table
+            replacement = f"{indent}{begin}{note} -->\n\n{body}\n\n{indent}{end} -->"
+        else:
+            replacement = f"{indent}{begin}{note}\n{body}\n{indent}{end}"
         text = text[: match.start()] + replacement + text[match.end() :]
     return text
 
