@@ -24,12 +24,13 @@ export ANSIBLE_NOCOLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help venv hostdeps devlink lint sanity unit integration compat docs build molecule test run bench clean
+.PHONY: help venv hostdeps devlink lint sanity unit integration compat docs generate build molecule test run bench clean
 
 help:
 	@echo "make run   - install what is needed, then dry-run the tune playbook on localhost (check mode)"
 	@echo "make test  - lint, sanity, unit, real-kernel integration, compat (ansible-core 2.16-2.18), docs, molecule"
 	@echo "stages: make venv lint sanity unit integration compat docs molecule bench build clean"
+	@echo "make generate - rewrite the files derived from the workload schema"
 
 $(VENV)/.stamp: requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,10 +67,22 @@ build: venv
 
 $(TARBALL): build
 
-docs: build
+# antsibull-docs and galaxy-importer in their own venv (requirements/docs-tools.txt says why)
+DOCS_TOOLS  := $(CACHE)/docs-tools
+$(DOCS_TOOLS)/.stamp: requirements/docs-tools.txt requirements/docs-tools-constraints.txt
+	test -x $(DOCS_TOOLS)/bin/python || $(PYTHON) -m venv $(DOCS_TOOLS)
+	$(DOCS_TOOLS)/bin/python -m pip install --quiet -r requirements/docs-tools.txt -c requirements/docs-tools-constraints.txt
+	touch $@
+
+docs: build $(DOCS_TOOLS)/.stamp
 	rm -rf $(INSTALLED)
 	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) $(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(TARBALL)
-	tests/check-docs.sh $(BIN) $(INSTALLED) $(TARBALL)
+	tests/check-docs.sh $(BIN) $(INSTALLED) $(TARBALL) $(DOCS_TOOLS)/bin
+
+# The files generated from the workload schema (plugins/plugin_utils/tcp_memory_workload.py); a unit test
+# fails when one differs from what this writes.
+generate: venv devlink
+	PYTHONPATH=$(DEVPATH) $(BIN)/python -m ansible_collections.netstack.tcp_tuning.tests.tools.generate_workload
 
 molecule: venv devlink hostdeps
 	tests/run-molecule.sh $(BIN)

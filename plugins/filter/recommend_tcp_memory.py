@@ -7,17 +7,61 @@ Documentation: recommend_tcp_memory.yml next to this file.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.yaml import yaml_load
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.utils.display import Display
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils import tcp_memory_workload as schema
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
-    DEFAULT_PROFILE,
     ModelInputError,
+    Workload,
+    check_workload,
+    fact_root,
     parse_facts,
-    resolve_workload,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import recommend
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_workload import NAMES, ROLE_PREFIX
+
+# An input named as an argument in a model message ("pass best_effort=true", "memory_fraction >= 0.3").
+# Names with an underscore are identifiers wherever they stand; "connections" and "profile" only before "=".
+_ARGUMENT = re.compile(
+    r"(?<![\w.\[])(?:"
+    + "|".join(sorted((name for name in NAMES if "_" in name), key=len, reverse=True))
+    + r"|(?:"
+    + "|".join(name for name in NAMES if "_" not in name)
+    + r")(?==))(?!\w)"
+)
+_MORE_THAN_RAM = "no memory_fraction suffices (more than all RAM)"
+
+ARGUMENT_SPECS = Path(__file__).resolve().parents[2] / "roles" / "tcp_memory" / "meta" / "argument_specs.yml"
+# tcp_memory_* variables that are not role options: the playbooks' own, and the facts the role and playbooks set.
+PLAYBOOK_VARIABLES = ("tcp_memory_hosts", "tcp_memory_become", "tcp_memory_serial", "tcp_memory_report_dir")
+SET_FACTS = ("tcp_memory_measurement", "tcp_memory_result", "tcp_memory_report_host")
+
+
+def known_variables(argument_specs: Path = ARGUMENT_SPECS) -> list[str]:
+    """Every tcp_memory_* variable the role (any entry point) or the collection's playbooks read or set."""
+    specs = yaml_load(argument_specs.read_text(encoding="utf-8"))["argument_specs"]
+    options = {name for entry in specs.values() for name in entry.get("options", {})}
+    return sorted(options | set(PLAYBOOK_VARIABLES) | set(SET_FACTS))
+
+
+def unknown_variable_warnings(names: Any, known: Sequence[str]) -> list[str]:
+    """One sentence per tcp_memory_* name nobody reads, with the closest known name (a typo runs with defaults)."""
+    result = []
+    # compared without the common prefix, which would make every name look close
+    suffixes = {name[len(ROLE_PREFIX) :]: name for name in known}
+    for name in sorted({str(name) for name in names} - set(known)):
+        match = difflib.get_close_matches(name[len(ROLE_PREFIX) :], list(suffixes), n=1)
+        hint = f"; did you mean {suffixes[match[0]]}?" if match else ""
+        result.append(f"{name} is not a variable of the role netstack.tcp_tuning.tcp_memory (ignored){hint}")
+    return result
 
 
 def to_plain(value: Any) -> Any:
@@ -39,53 +83,91 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def _role_label(name: str) -> str:
+    return ROLE_PREFIX + name
+
+
+def _for_role(message: str) -> str:
+    """A model message as the role's user reads it: the role variables they set instead of filter arguments."""
+    message = _ARGUMENT.sub(lambda match: ROLE_PREFIX + match.group(0), message)
+    return message.replace("pass " + ROLE_PREFIX, "set " + ROLE_PREFIX)
+
+
+def _role_value(name: str, value: Any) -> Any:
+    """A bool role variable given as text (-e tcp_memory_best_effort=true) read as Ansible reads it."""
+    spec = schema.BY_NAME.get(name)
+    if spec is not None and spec.kind == "bool" and isinstance(value, str):
+        try:
+            return boolean(value, strict=True)
+        except TypeError:
+            return value  # refused by the check, which names the variable
+    return value
+
+
+def _plainly(message: str) -> str:
+    return message.replace(
+        _MORE_THAN_RAM, "more memory than the host has (even memory_fraction=1, all of MemTotal, is short)"
+    )
+
+
 def recommend_tcp_memory(
     facts: Any,
     connections: Any = None,
-    profile: Any = DEFAULT_PROFILE,
-    active_fraction: Any = None,
-    rx_buffered_bytes: Any = None,
-    tx_buffered_bytes: Any = None,
-    bandwidth_bps: Any = None,
-    rtt_ms: Any = None,
-    memory_fraction: Any = None,
-    allow_decrease: Any = False,
-    best_effort: Any = False,
-    overrides: Any = None,
-    rx_truesize_factor: Any = None,
-    tx_truesize_factor: Any = None,
-    allow_above_mem_total: Any = False,
-    message_bytes: Any = None,
+    *,
+    role_variables: Any = None,
+    role_variable_names: Any = None,
+    refusal: str = "raise",
+    **arguments: Any,
 ) -> dict[str, Any]:
     """ansible_facts.tcp_memory | netstack.tcp_tuning.recommend_tcp_memory(connections=N, ...).
 
-    None for an argument means "not given" (its default, or the profile's preset), as the docs say.
+    The workload arguments are tcp_memory_workload.INPUTS; None for one means "not given" (its default, or the
+    profile's), as the docs say. role_variables (the role's tcp_memory_* variable -> value) is how the role
+    passes the workload: its messages then name those variables, and Ansible booleans ("true", "yes") are
+    read as Ansible reads them. role_variable_names: each one the role does not know is warned about.
+    refusal='return' returns
+    {'error': message} instead of failing when the model refuses (the role's read-only entry point).
     """
+    if refusal not in ("raise", "return"):
+        raise AnsibleFilterError(f"recommend_tcp_memory: refusal must be raise or return, got {refusal!r}")
+    label = str
+    workload = {name: to_plain(value) for name, value in arguments.items()}
+    if role_variables is not None:
+        label = _role_label
+        for name, value in to_plain(role_variables).items():
+            if not name.startswith(ROLE_PREFIX):
+                raise AnsibleFilterError(
+                    f"recommend_tcp_memory: role_variables: {name!r} does not start with {ROLE_PREFIX}"
+                )
+            workload.setdefault(name[len(ROLE_PREFIX) :], _role_value(name[len(ROLE_PREFIX) :], value))
+    if role_variable_names is not None:
+        for warning in unknown_variable_warnings(to_plain(role_variable_names), known_variables()):
+            Display().warning(warning)
+    if connections is not None:
+        workload["connections"] = to_plain(connections)
     try:
         plain_facts = to_plain(facts)
         host = parse_facts(plain_facts)
-        workload = resolve_workload(
-            connections=to_plain(connections),
-            profile=to_plain(profile),
-            active_fraction=to_plain(active_fraction),
-            rx_buffered_bytes=to_plain(rx_buffered_bytes),
-            tx_buffered_bytes=to_plain(tx_buffered_bytes),
-            bandwidth_bps=to_plain(bandwidth_bps),
-            rtt_ms=to_plain(rtt_ms),
-            memory_fraction=to_plain(memory_fraction),
-            allow_decrease=to_plain(allow_decrease),
-            best_effort=to_plain(best_effort),
-            overrides=to_plain(overrides),
-            rx_truesize_factor=to_plain(rx_truesize_factor),
-            tx_truesize_factor=to_plain(tx_truesize_factor),
-            allow_above_mem_total=to_plain(allow_above_mem_total),
-            message_bytes=to_plain(message_bytes),
+        resolved = check_workload(workload, label)
+        result = recommend(
+            host,
+            Workload(
+                **resolved,
+                rx_factor_given=workload.get("rx_truesize_factor") is not None,
+                tx_factor_given=workload.get("tx_truesize_factor") is not None,
+            ),
+            root=fact_root(plain_facts),
         )
-        # facts.root is optional (facts gathered before it existed): only false changes anything
-        root = plain_facts.get("root")
-        return recommend(host, workload, root=root if isinstance(root, bool) else None)
     except ModelInputError as exc:
-        raise AnsibleFilterError(f"recommend_tcp_memory: {exc}") from exc
+        message = _plainly(str(exc))
+        if label is _role_label:
+            message = _for_role(message)
+        if refusal == "return":
+            return {"error": f"recommend_tcp_memory: {message}"}
+        raise AnsibleFilterError(f"recommend_tcp_memory: {message}") from exc
+    if refusal == "return":
+        return {"error": None, "recommendation": result}
+    return result
 
 
 class FilterModule:

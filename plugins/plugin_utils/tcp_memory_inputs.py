@@ -10,12 +10,13 @@ so every check uses isinstance(), never type() identity.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
     ADV_WIN_SCALE_RANGE,
@@ -34,50 +35,15 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_key
     TCP_ADV_WIN_SCALE,
     TRIPLE_KEYS,
 )
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils import tcp_memory_workload as schema
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_workload import Input
 
 FACTS_SCHEMA_VERSION = 1
 # Everything else tcp_memory_facts measures by (fact bounds, key table, C types) is imported above from
 # module_utils/tcp_memory_keys, the file the facts module checks the same bounds with.
 
-# Workload presets per ACTIVE connection: active_fraction, rx/tx_buffered_bytes, and message_bytes, the
-# typical bytes per write (every skb in a queue pays its head).
-PROFILES: dict[str, dict[str, Any]] = {
-    # C1M push/chat: one in twenty connections has a small request unread (one page) and a
-    # push burst the size of the kernel's initial send buffer (tcp_wmem[1] = 16 KiB) queued, in 4 KiB messages.
-    "many_idle": {
-        "active_fraction": Fraction(1, 20),
-        "rx_buffered_bytes": 4096,
-        "tx_buffered_bytes": 16384,
-        "message_bytes": 4096,
-    },
-    # Web/API keep-alive: one in ten connections moves a 16 KiB message each way at once.
-    "balanced": {
-        "active_fraction": Fraction(1, 10),
-        "rx_buffered_bytes": 16384,
-        "tx_buffered_bytes": 16384,
-        "message_bytes": 16384,
-    },
-    # Transfers: every connection streams and keeps a 256 KiB window buffered each way (64 KiB GSO skbs).
-    "bulk_throughput": {
-        "active_fraction": Fraction(1),
-        "rx_buffered_bytes": 262144,
-        "tx_buffered_bytes": 262144,
-        "message_bytes": 65536,
-    },
-}
-PROFILE_NAMES = tuple(PROFILES)
-DEFAULT_PROFILE = "balanced"
-
-# Kernel accounting (skb truesize) exceeds payload. Receive: loopback measured 1.06x, real NIC
-# skbs up to 2x (the kernel's per-socket scaling_ratio starts at 50%). Send: the kernel builds
-# large page-frag skbs, so its overhead is smaller; 1.25x covers the skb heads of small writes.
-RX_TRUESIZE_FACTOR = Fraction(2)
-TX_TRUESIZE_FACTOR = Fraction(5, 4)
-# A truesize factor: the kernel charges at least the payload and, per skb, at most a few times it.
-FACTOR_RANGE = (Fraction(1), Fraction(8))
-
-DEFAULT_MEMORY_FRACTION = Fraction(1, 4)  # bpftune caps tcp_mem at 1/4 of free buffer pages
-RTT_MAX_MS = 60000
+# The workload inputs (names, ranges, defaults, profiles) are defined once, in tcp_memory_workload.
+FACTOR_RANGE = (schema.BY_NAME["rx_truesize_factor"].minimum, schema.BY_NAME["rx_truesize_factor"].maximum)
 
 _INTEGER_TEXT = re.compile(r"^\s*\d+\s*$")
 _DECIMAL_TEXT = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
@@ -114,9 +80,9 @@ class HostFacts:
     # From facts.cgroups (tcp_memory_facts cgroups=true): the cgroup owning the most TCP sockets, when a
     # finite limit applies to its sockets; None when not gathered or unlimited.
     cgroup_owner: Optional[CgroupOwner] = None
-    # facts.tcp_max_orphans (net.ipv4.tcp_max_orphans), optional: facts gathered before issue 17 lack it
+    # facts.tcp_max_orphans (net.ipv4.tcp_max_orphans), None where not visible
     tcp_max_orphans: Optional[int] = None
-    # net.ipv4.tcp_congestion_control of the namespace, optional in the facts (issue 17 on)
+    # net.ipv4.tcp_congestion_control of the namespace, None where not visible
     tcp_congestion_control: Optional[str] = None
     # facts.calibration (tcp_memory_facts calibrate=true): direction -> measured factor
     calibration: Optional[dict[str, MeasuredFactor]] = None
@@ -133,11 +99,14 @@ class MeasuredFactor:
 
 @dataclass(frozen=True)
 class Workload:
+    """The model's typed view of the checked workload (tcp_memory_workload.INPUTS documents each field)."""
+
     connections: int
     profile: str
     active_fraction: Fraction  # exact, so "0.1 of 200000" is 20000 and not 20000.000000000004
     rx_buffered_bytes: int
     tx_buffered_bytes: int
+    message_bytes: int
     rx_truesize_factor: Fraction
     tx_truesize_factor: Fraction
     bandwidth_bps: Optional[int]
@@ -145,11 +114,8 @@ class Workload:
     memory_fraction: Fraction
     allow_decrease: bool
     best_effort: bool
-    overrides: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    # keep a live value or override whose tcp_mem[2] plus socket slab exceeds MemTotal (a warning, not an error)
-    allow_above_mem_total: bool = False
-    # typical bytes per write (issue 17 item 3): every skb in a queue pays its head
-    message_bytes: int = 65536
+    allow_above_mem_total: bool
+    overrides: dict[str, tuple[int, ...]]
     # whether the truesize factors were given (they then win over a measured calibration)
     rx_factor_given: bool = False
     tx_factor_given: bool = False
@@ -200,15 +166,6 @@ def _parse_fraction(name: str, value: Any) -> Fraction:
     return number
 
 
-def _parse_factor(name: str, value: Any) -> Fraction:
-    """A truesize factor: the kernel charges at least the payload and, per skb, at most a few times it."""
-    number = _parse_number(name, value)
-    low, high = FACTOR_RANGE
-    if not low <= number <= high:
-        raise ModelInputError(f"{name} must be between {low} and {high}, got {_describe(value)}")
-    return number
-
-
 def _parse_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ModelInputError(f"{name} must be a boolean (true/false), got {_describe(value)}")
@@ -218,7 +175,7 @@ def _parse_bool(name: str, value: Any) -> bool:
 # ---------------------------------------------------------------- overrides
 
 
-def _parse_override(key: str, value: Any) -> tuple[int, ...]:
+def _parse_override(key: str, value: Any, label: str = "overrides") -> tuple[int, ...]:
     """One operator value: an int, or a string of whitespace-separated integers.
 
     Refused here, before anything is written, is whatever the sysctl_dropin module refuses: a memory
@@ -226,9 +183,9 @@ def _parse_override(key: str, value: Any) -> tuple[int, ...]:
     net/ipv4/sysctl_net_ipv4.c) in order. tcp_adv_win_scale is the one signed key, -31..31 as the kernel
     checks it (tcp_adv_win_scale_min/max in net/ipv4/sysctl_net_ipv4.c); every other key is 0..INT_MAX.
     """
-    name = f"overrides[{key!r}]"
+    name = f"{label}[{key!r}]"
     if key not in KEY_NAMES:
-        raise ModelInputError(f"overrides: unknown key {key!r}; known keys: {', '.join(KEY_NAMES)}")
+        raise ModelInputError(f"{label}: unknown key {key!r}; known keys: {', '.join(KEY_NAMES)}")
     if isinstance(value, bool):
         raise ModelInputError(f"{name} must be an integer or a string of integers, got {_describe(value)}")
     signed = key == TCP_ADV_WIN_SCALE
@@ -261,81 +218,98 @@ def _parse_override(key: str, value: Any) -> tuple[int, ...]:
     return numbers
 
 
-def _parse_overrides(value: Any) -> dict[str, tuple[int, ...]]:
-    if value is None:
-        return {}
+def _parse_overrides(value: Any, label: str = "overrides") -> dict[str, tuple[int, ...]]:
     if not isinstance(value, Mapping):
-        raise ModelInputError(f"overrides must be a dict of sysctl key -> value, got {_describe(value)}")
-    return {str(key): _parse_override(str(key), item) for key, item in value.items()}
+        raise ModelInputError(f"{label} must be a dict of sysctl key -> value, got {_describe(value)}")
+    return {str(key): _parse_override(str(key), item, label) for key, item in value.items()}
 
 
 # ---------------------------------------------------------------- the filter's arguments
 
 
+def _closest(name: str, known: Sequence[str]) -> str:
+    """'; did you mean X?' for the closest known name, or nothing."""
+    match = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def _check_input(spec: Input, value: Any, label: str) -> Any:
+    """One input's value (not None) checked as its kind says; label is the name the user wrote."""
+    if spec.kind == "count":
+        return _parse_int(label, value, minimum=spec.minimum or 0, maximum=spec.maximum)
+    if spec.kind == "share":
+        return _parse_fraction(label, value)
+    if spec.kind == "factor":
+        number = _parse_number(label, value)
+        if not spec.minimum <= number <= spec.maximum:
+            raise ModelInputError(f"{label} must be between {spec.minimum} and {spec.maximum}, got {_describe(value)}")
+        return number
+    if spec.kind == "number":
+        number = _parse_number(label, value)
+        if not spec.minimum < number <= spec.maximum:
+            raise ModelInputError(f"{label} must be > {spec.minimum} and <= {spec.maximum}, got {_describe(value)}")
+        return number
+    if spec.kind == "bool":
+        return _parse_bool(label, value)
+    if spec.kind == "choice":
+        if not isinstance(value, str) or value not in spec.choices:
+            raise ModelInputError(f"{label} must be one of {', '.join(spec.choices)}, got {value!r}")
+        return str(value)
+    if spec.kind == "overrides":
+        return _parse_overrides(value, label)
+    raise ModelInputError(f"{label}: unknown kind {spec.kind!r} in the workload schema")
+
+
+def check_workload(arguments: Mapping[str, Any], label: Callable[[str], str] = str) -> dict[str, Any]:
+    """Every workload input checked and resolved: explicit values win over the profile's, then the defaults.
+
+    None stands for "not given" everywhere, so a role can pass its unset variables straight through.
+    label(name) is how a message names an input: the filter argument, or the role variable.
+    """
+    names = schema.NAMES
+    unknown = sorted(set(arguments) - set(names))
+    if unknown:
+        raise ModelInputError(
+            f"unknown argument {label(unknown[0])}{_closest(unknown[0], names)} "
+            f"(known: {', '.join(label(name) for name in names)})"
+        )
+    profile = _check_input(
+        schema.BY_NAME["profile"],
+        _given_or(arguments.get("profile"), schema.BY_NAME["profile"].default),
+        label("profile"),
+    )
+    resolved: dict[str, Any] = {}
+    for spec in schema.INPUTS:
+        value = arguments.get(spec.name)
+        if value is None:
+            value = spec.profile_values[profile] if spec.profile_values else spec.default
+        if value is None:
+            if spec.required:
+                raise ModelInputError(f"{label(spec.name)} is required: {spec.doc[0].lower()}{spec.doc[1:]}")
+            resolved[spec.name] = None
+            continue
+        resolved[spec.name] = _check_input(spec, value, label(spec.name))
+    if (resolved["bandwidth_bps"] is None) != (resolved["rtt_ms"] is None):
+        raise ModelInputError(
+            f"{label('bandwidth_bps')} and {label('rtt_ms')} go together (the bandwidth-delay product needs both), "
+            f"got {label('bandwidth_bps')}={arguments.get('bandwidth_bps')!r}, "
+            f"{label('rtt_ms')}={arguments.get('rtt_ms')!r}"
+        )
+    return resolved
+
+
 def _given_or(value: Any, default: Any) -> Any:
-    """None stands for "not given", so a role can pass its unset variables straight through."""
+    """None stands for "not given"."""
     return default if value is None else value
 
 
-def resolve_workload(
-    connections: Any = None,
-    profile: Any = DEFAULT_PROFILE,
-    active_fraction: Any = None,
-    rx_buffered_bytes: Any = None,
-    tx_buffered_bytes: Any = None,
-    bandwidth_bps: Any = None,
-    rtt_ms: Any = None,
-    memory_fraction: Any = None,
-    allow_decrease: Any = False,
-    best_effort: Any = False,
-    overrides: Any = None,
-    rx_truesize_factor: Any = None,
-    tx_truesize_factor: Any = None,
-    allow_above_mem_total: Any = False,
-    message_bytes: Any = None,
-) -> Workload:
-    """Validate the filter's arguments; explicit values win over the profile's presets.
-
-    None stands for "not given" everywhere, so a role can pass its unset variables straight through.
-    """
-    if connections is None:
-        raise ModelInputError("connections is required: the concurrent TCP connections the host must hold")
-    profile = _given_or(profile, DEFAULT_PROFILE)
-    if not isinstance(profile, str) or profile not in PROFILE_NAMES:
-        raise ModelInputError(f"profile must be one of {', '.join(PROFILE_NAMES)}, got {profile!r}")
-    preset = PROFILES[profile]
-    if (bandwidth_bps is None) != (rtt_ms is None):
-        raise ModelInputError(
-            f"bandwidth_bps and rtt_ms go together (the bandwidth-delay product needs both), "
-            f"got bandwidth_bps={bandwidth_bps!r}, rtt_ms={rtt_ms!r}"
-        )
-    rtt = None if rtt_ms is None else _parse_number("rtt_ms", rtt_ms)
-    if rtt is not None and not 0 < rtt <= RTT_MAX_MS:
-        raise ModelInputError(f"rtt_ms must be > 0 and <= {RTT_MAX_MS}, got {rtt_ms!r}")
+def resolve_workload(**arguments: Any) -> Workload:
+    """The model's Workload from the filter's workload arguments (see check_workload)."""
+    resolved = check_workload(arguments)
     return Workload(
-        connections=_parse_int("connections", connections, minimum=1, maximum=INT_MAX),
-        profile=profile,
-        active_fraction=_parse_fraction("active_fraction", _given_or(active_fraction, preset["active_fraction"])),
-        rx_buffered_bytes=_parse_int(
-            "rx_buffered_bytes", _given_or(rx_buffered_bytes, preset["rx_buffered_bytes"]), maximum=INT_MAX
-        ),
-        tx_buffered_bytes=_parse_int(
-            "tx_buffered_bytes", _given_or(tx_buffered_bytes, preset["tx_buffered_bytes"]), maximum=INT_MAX
-        ),
-        rx_truesize_factor=_parse_factor("rx_truesize_factor", _given_or(rx_truesize_factor, RX_TRUESIZE_FACTOR)),
-        tx_truesize_factor=_parse_factor("tx_truesize_factor", _given_or(tx_truesize_factor, TX_TRUESIZE_FACTOR)),
-        bandwidth_bps=None if bandwidth_bps is None else _parse_int("bandwidth_bps", bandwidth_bps, minimum=1),
-        rtt_ms=rtt,
-        memory_fraction=_parse_fraction("memory_fraction", _given_or(memory_fraction, DEFAULT_MEMORY_FRACTION)),
-        allow_decrease=_parse_bool("allow_decrease", _given_or(allow_decrease, False)),
-        best_effort=_parse_bool("best_effort", _given_or(best_effort, False)),
-        overrides=_parse_overrides(overrides),
-        rx_factor_given=rx_truesize_factor is not None,
-        tx_factor_given=tx_truesize_factor is not None,
-        message_bytes=_parse_int(
-            "message_bytes", _given_or(message_bytes, preset["message_bytes"]), minimum=1, maximum=INT_MAX
-        ),
-        allow_above_mem_total=_parse_bool("allow_above_mem_total", _given_or(allow_above_mem_total, False)),
+        **resolved,
+        rx_factor_given=arguments.get("rx_truesize_factor") is not None,
+        tx_factor_given=arguments.get("tx_truesize_factor") is not None,
     )
 
 
@@ -475,11 +449,16 @@ def parse_facts(facts: Any) -> HostFacts:
             "facts.status.used_pages", _fetch(facts, "status.used_pages"), maximum=_pages_max(page_size_bytes)
         ),
         status_level=None if level is None else str(level),
-        cgroup_owner=_parse_cgroup_owner(facts.get("cgroups")),
-        tcp_max_orphans=_optional_int("facts.tcp_max_orphans", facts.get("tcp_max_orphans"), maximum=INT_MAX),
-        tcp_congestion_control=_congestion_control(facts.get("tcp_congestion_control")),
-        calibration=_parse_calibration(facts.get("calibration")),
+        cgroup_owner=_parse_cgroup_owner(_fetch(facts, "cgroups")),
+        tcp_max_orphans=_optional_int("facts.tcp_max_orphans", _fetch(facts, "tcp_max_orphans"), maximum=INT_MAX),
+        tcp_congestion_control=_congestion_control(_fetch(facts, "tcp_congestion_control")),
+        calibration=_parse_calibration(_fetch(facts, "calibration")),
     )
+
+
+def fact_root(facts: Mapping) -> bool:
+    """facts.root: whether the facts were gathered as root (without it no key reads as writable)."""
+    return _parse_bool("facts.root", _fetch(facts, "root"))
 
 
 def _parse_calibration(value: Any) -> Optional[dict[str, MeasuredFactor]]:

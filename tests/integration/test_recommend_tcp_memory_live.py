@@ -6,6 +6,8 @@ which use fixture facts only."""
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.netstack.tcp_tuning.plugins.filter.recommend_tcp_memory import recommend_tcp_memory
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.filter.test_recommend_tcp_memory import assert_plain
@@ -35,7 +37,8 @@ def test_ansible_adhoc_run_loads_the_filter_as_ansible_does(collections_path):
 
 def test_facts_gathered_from_the_running_kernel_are_accepted():
     """The contract end to end: this collection's own gatherer, reading this machine's /proc (read-only)."""
-    facts = gather()
+    # what tcp_memory_facts adds around gather(): the cgroups (not asked for here) and whether it ran as root
+    facts = {"cgroups": None, "root": os.geteuid() == 0, **gather()}
     result = recommend_tcp_memory(facts, connections=1000)
     assert_plain(result)
     live_tcp_mem = facts["sysctl"]["net.ipv4.tcp_mem"]["value"]

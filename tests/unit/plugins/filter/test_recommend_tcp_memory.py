@@ -202,8 +202,7 @@ def test_link_needs_both_bandwidth_and_rtt():
 def test_missing_connections_and_unknown_argument():
     with pytest.raises(AnsibleFilterError, match="connections is required"):
         recommend_tcp_memory(make_facts())
-    # an unknown argument is Python's own error naming it (Ansible shows it as the template's error)
-    with pytest.raises(TypeError, match=r"unexpected keyword argument 'conections'"):
+    with pytest.raises(AnsibleFilterError, match=r"unknown argument conections; did you mean connections\?"):
         recommend_tcp_memory(make_facts(), connections=5, conections=5)
 
 
@@ -242,6 +241,11 @@ REQUIRED_FACT_PATHS = [
     ("sockstat", "host_wide_fields"),
     ("status", "used_pages"),
     ("status", "level"),
+    ("root",),
+    ("tcp_max_orphans",),
+    ("tcp_congestion_control",),
+    ("calibration",),
+    ("cgroups",),
 ]
 
 

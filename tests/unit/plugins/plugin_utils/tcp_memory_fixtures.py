@@ -171,6 +171,9 @@ def make_facts(
         "connections": None,
         "top_sockets": None,
         "blocked_writers": None,
+        "cgroups": None,
+        "calibration": None,
+        "root": True,
     }
 
 

@@ -89,10 +89,10 @@ def test_without_root_an_absent_key_is_still_reported_as_absent():
     assert any(warning.startswith("net.ipv4.tcp_mem can't be set here (absent here") for warning in result["warnings"])
 
 
-def test_facts_without_the_root_flag_read_as_before():
+def test_as_root_a_read_only_key_is_reported_read_only():
     facts = make_facts()
     facts["sysctl"]["net.core.rmem_max"]["writable"] = False
-    assert "root" not in facts
+    assert facts["root"] is True
     result = recommend_tcp_memory(facts, connections=1000)
     assert result["scope"]["net.core.rmem_max"]["settable"] is False
     assert any("net.core.rmem_max can't be set here (read-only here)" in warning for warning in result["warnings"])
