@@ -40,6 +40,8 @@ VALUE_COUNTS: Dict[str, int] = {
 }
 
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+# systemd-sysctl also takes glob patterns (net.ipv4.conf.*.rp_filter); never turned into a path.
+_GLOB_KEY_RE = re.compile(r"[A-Za-z0-9_*?!\[\]-]+(\.[A-Za-z0-9_*?!\[\]-]+)+")
 # Plain decimal only: the kernel parses with base 0, so "010" would be read as octal 8 and a
 # leading "+" or "0x" would not round-trip through read-back either.
 _INT_TOKEN_RE = re.compile(r"0|-?[1-9][0-9]*")
@@ -54,6 +56,13 @@ def key_problem(key: object) -> Optional[str]:
     """Why `key` is not a usable dotted sysctl name, or None. The whole key must match: a trailing
     newline would otherwise start a second line in the drop-in."""
     if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+        return "not a dotted sysctl name such as net.ipv4.tcp_rmem"
+    return None
+
+
+def glob_key_problem(pattern: str) -> Optional[str]:
+    """Why a key read from a sysctl.d file is neither a dotted sysctl name nor a glob of such names, or None."""
+    if not isinstance(pattern, str) or not _GLOB_KEY_RE.fullmatch(pattern):
         return "not a dotted sysctl name such as net.ipv4.tcp_rmem"
     return None
 
@@ -97,6 +106,22 @@ def value_problem(key: str, value: object) -> Optional[str]:
     return None
 
 
-def proc_sys_path(proc_sys_root: str, key: str) -> str:
-    """/proc/sys file of a dotted key (net.ipv4.tcp_rmem -> {root}/net/ipv4/tcp_rmem)."""
-    return os.path.join(proc_sys_root, *key.split("."))
+class UnsafeKey(ValueError):
+    """A key that does not name a file under /proc/sys: never opened."""
+
+
+def proc_sys_path(proc_sys_root: str, key: str, realpath=os.path.realpath) -> str:
+    """/proc/sys file of a dotted key (net.ipv4.tcp_rmem -> {root}/net/ipv4/tcp_rmem).
+
+    Every path derived from a key goes through here: the key must be a dotted sysctl name (no '/', no
+    empty or '..' part) and the path, links resolved, must stay under the root's /proc/sys. Raises
+    UnsafeKey otherwise, so a key read from a file can never name another file.
+    """
+    problem = key_problem(key)
+    if problem:
+        raise UnsafeKey(f"key {key!r}: {problem}; not opened")
+    path = os.path.join(proc_sys_root, *key.split("."))
+    resolved_root = realpath(proc_sys_root)
+    if os.path.commonpath([resolved_root, realpath(path)]) != resolved_root:
+        raise UnsafeKey(f"key {key!r}: {path} resolves outside {proc_sys_root}; not opened")
+    return path

@@ -316,6 +316,7 @@ rollback:
   sample: {file: restored, backup_file: removed, live: {net.ipv4.tcp_rmem: restored}}
 """
 
+import errno
 import glob
 import os
 import stat
@@ -348,10 +349,12 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     readback_mismatches,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+    assignment_key_problem,
     find_conflicts,
     masking_conflicts,
     parse_sysctl_conf,
     precedence,
+    valid_assignments,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import render_dropin
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
@@ -365,6 +368,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     SOURCE_BOOT_DEFAULT,
     SOURCE_FILE,
     boot_order_without,
+    checked_records,
     dropin_keys,
     parse_records,
     plan_restore,
@@ -372,6 +376,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     restore_value,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    UnsafeKey,
     key_problem,
     normalise_value,
     proc_sys_path,
@@ -406,14 +411,16 @@ class FileState(NamedTuple):
     selinux_context: Optional[List[str]]
 
 
-def read_config_bytes(path: str, limit_bytes: int = CONFIG_READ_LIMIT_BYTES) -> Optional[bytes]:
+def read_config_bytes(path: str, limit_bytes: int = CONFIG_READ_LIMIT_BYTES, follow: bool = True) -> Optional[bytes]:
     """Content of a regular file, None when it does not exist.
 
     O_NONBLOCK: opening a FIFO planted where a file should be must not hang the run; it is then
-    refused by the regular-file check, as are devices (/dev/zero would never end).
+    refused by the regular-file check, as are devices (/dev/zero would never end). `follow=False`
+    (the drop-in itself) refuses a link swapped in after the lstat.
     """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
@@ -433,15 +440,33 @@ def read_text(path: str) -> Optional[str]:
     return None if data is None else data.decode("utf-8", "replace")
 
 
+# Opening a key's file: never through a link, never waiting on a FIFO (O_NONBLOCK), regular files only.
+PROC_SYS_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_proc_sys(proc_sys: str, key: str, flags: int) -> int:
+    """A descriptor on the /proc/sys file of `key` (checked by proc_sys_path), which must be a regular file."""
+    path = proc_sys_path(proc_sys, key)
+    fd = os.open(path, flags | PROC_SYS_OPEN_FLAGS)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file, not used as a sysctl", path)
+    return fd
+
+
 def read_live(proc_sys: str, keys: List[str]) -> Dict[str, Optional[str]]:
     """Normalised live values; None for keys this kernel (or namespace) does not have."""
     live: Dict[str, Optional[str]] = {}
     for key in keys:
         try:
-            with open(proc_sys_path(proc_sys, key), "rb") as handle:
-                live[key] = normalise_value(handle.read(READ_LIMIT_BYTES).decode("utf-8", "replace"))
+            fd = open_proc_sys(proc_sys, key, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             live[key] = None
+            continue
+        try:
+            live[key] = normalise_value(os.read(fd, READ_LIMIT_BYTES).decode("utf-8", "replace"))
+        finally:
+            os.close(fd)
     return live
 
 
@@ -449,13 +474,13 @@ def write_live(proc_sys: str, key: str, value: str) -> None:
     """One write(2) of the whole value, as the kernel parses a sysctl write in one go."""
     data = to_bytes(value + "\n")
     try:
-        fd = os.open(proc_sys_path(proc_sys, key), os.O_WRONLY | os.O_TRUNC)
+        fd = open_proc_sys(proc_sys, key, os.O_WRONLY | os.O_TRUNC)
         try:
             written = os.write(fd, data)
         finally:
             os.close(fd)
-    except OSError as error:
-        raise LiveWriteError(key, value, error.strerror or str(error)) from error
+    except (OSError, UnsafeKey) as error:
+        raise LiveWriteError(key, value, getattr(error, "strerror", None) or str(error)) from error
     if written != len(data):
         raise LiveWriteError(key, value, f"short write ({written} of {len(data)} bytes)")
 
@@ -525,7 +550,7 @@ def existing_file(module: AnsibleModule, path: str) -> Tuple[Optional[FileState]
     if problem:
         return None, problem
     try:
-        data = read_config_bytes(path)
+        data = read_config_bytes(path, follow=False)
     except (UnreadableFile, OSError) as error:
         return None, f"path {path}: {to_native(error)}"
     if data is None:  # removed between lstat and open
@@ -581,7 +606,7 @@ def scan_conflicts(path: str, paths: HostPaths, managed: Mapping[str, str]) -> T
             notes.append(f"{to_native(error)}: not checked for managed keys")
             continue
         if text is not None:
-            parsed.append((later_path, parse_sysctl_conf(text)))
+            parsed.append((later_path, valid_assignments(parse_sysctl_conf(text))))
     conflicts.extend(find_conflicts(managed, parsed))
     tuned_found, tuned_notes = scan_tuned(path, paths, managed)
     return conflicts + tuned_found, notes + tuned_notes
@@ -760,8 +785,27 @@ def take_lock(module: AnsibleModule, lock_file: str) -> Optional[int]:
 def read_live_or_refuse(proc_sys: str, keys: Iterable[str]) -> Dict[str, Optional[str]]:
     try:
         return read_live(proc_sys, sorted(set(keys)))
-    except OSError as error:
+    except (OSError, UnsafeKey) as error:
         raise Refused(f"cannot read the live values, nothing was changed: {to_native(error)}") from error
+
+
+def dropin_contents(path: str, text: Optional[str], refusal: str) -> Tuple[List[str], Dict[str, str]]:
+    """(keys, recorded previous values) of a managed drop-in. Every key and record is checked as a setting is
+    (a key read from the file becomes a /proc/sys path, a record a live value); raises Refused naming each
+    bad line."""
+    assignments = parse_sysctl_conf(text or "")
+    problems = [
+        f"line {assignment.line}: key {assignment.key!r} is {problem}"
+        for assignment in assignments
+        for problem in [assignment_key_problem(assignment)]
+        if problem
+    ]
+    keys = sorted({assignment.key for assignment in assignments})
+    records, record_problems = checked_records(parse_records(text), keys, value_problem)
+    problems.extend(record_problems)
+    if problems:
+        raise Refused(f"{refusal}, nothing was changed: {path} " + "; ".join(problems))
+    return keys, records
 
 
 def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths) -> Plan:
@@ -784,8 +828,8 @@ def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPa
         raise Refused("cannot apply here, nothing was changed: " + "; ".join(problems), keys=keys)
 
     comments = {key: str(text) for key, text in params["comments"].items() if key in managed}
-    old_keys = [assignment.key for assignment in parse_sysctl_conf(old_text or "")]
-    records = records_to_keep(managed, old_text if is_managed(old_text) else None, old_keys, live)
+    old_keys, old_records = dropin_contents(path, old_text if is_managed(old_text) else None, "refusing the drop-in")
+    records = records_to_keep(managed, old_records, old_keys, live)
     new_text = render_dropin(managed, comments, params["header"], records)
     conflicts, notes = scan_conflicts(path, paths, managed)
     result: Dict[str, Any] = dict(
@@ -861,7 +905,7 @@ def boot_order_assignments(path: str, paths: HostPaths) -> Tuple[List[Tuple[str,
             notes.append(f"{to_native(error)}: not read, so not taken into account for the values restored")
             continue
         if text is not None:
-            parsed.append((conf_path, parse_sysctl_conf(text)))
+            parsed.append((conf_path, valid_assignments(parse_sysctl_conf(text))))
     return parsed, notes
 
 
@@ -897,6 +941,7 @@ def plan_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPat
     if path_problem:
         raise Refused(f"refusing to remove the drop-in, nothing was changed: {path_problem}")
 
+    _keys, recorded = dropin_contents(path, old_text, "refusing to remove the drop-in")
     keys, globs = dropin_keys(parse_sysctl_conf(old_text or ""))
     given = {key: normalise_value(str(value)) for key, value in (params["settings"] or {}).items()}
     boot_defaults = {key: normalise_value(str(value)) for key, value in params["boot_defaults"].items()}
@@ -904,7 +949,6 @@ def plan_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPat
     restored_keys = sorted(set(keys) | set(given))
     live = read_live_or_refuse(paths.proc_sys, set(restored_keys) | set(SAME_BOOT_CONSTANT.values()))
     parsed, notes = boot_order_assignments(path, paths)
-    recorded = parse_records(old_text)
     restores = {key: restore_value(key, given, parsed, boot_defaults, live, keys, recorded) for key in restored_keys}
     plan = plan_restore(restored_keys, restores, skip, live, apply_live)
     problems = restore_problems(paths.proc_sys, plan, given)

@@ -23,15 +23,17 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import pytest
-from conftest import ansible_env, dropin_root
+from conftest import ansible_adhoc, ansible_env, dropin_root
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent  # the ansible-core under test (make compat runs each release)
 COLLECTIONS = os.environ.get("NETSTACK_TEST_COLLECTIONS", str(ROOT / ".cache/dev"))
 MANAGED_LINE = "# Managed by netstack.tcp_tuning: do not edit, the next run overwrites this file."
+# What `ansible localhost -m` costs around the module on this loaded 2-core machine: a bound, not a measurement.
+ANSIBLE_OVERHEAD_SECONDS = 30
 GOOD = {"net.ipv4.tcp_rmem": "4096 131072 7340032", "net.ipv4.tcp_wmem": "4096 32768 5242880"}
 
 pytestmark = pytest.mark.skipif(
@@ -88,16 +90,15 @@ def env() -> Dict[str, str]:
     return ansible_env(COLLECTIONS)
 
 
-def run_module(netns: str, args: Dict[str, Any]) -> Dict[str, Any]:
-    """The module through `ansible -m` inside the namespace; its result as a dict, `failed` set."""
-    command = ["ip", "netns", "exec", netns, str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,"]
-    command += ["-o", "-m", "netstack.tcp_tuning.sysctl_dropin", "-a", json.dumps(args)]
-    out = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=120, check=False)
-    line = next((line for line in out.stdout.splitlines() if line.startswith("localhost |")), None)
-    assert line, out.stdout + out.stderr
-    status, payload = line.split("=>", 1)
-    result = json.loads(payload)
-    result["failed"] = "FAILED" in status or bool(result.get("failed"))
+def run_module(netns: str, args: Dict[str, Any], options: Sequence[str] = ()) -> Dict[str, Any]:
+    """The module through `ansible -m` inside the namespace; its result as a dict, `failed` set. A run may
+    take its lock_timeout plus the time ansible needs to start and stop, never more (a FIFO planted where
+    a file is read must not hang it)."""
+    bound_s = args.get("lock_timeout", 60) + ANSIBLE_OVERHEAD_SECONDS
+    result = ansible_adhoc(
+        "netstack.tcp_tuning.sysctl_dropin", args, COLLECTIONS, netns, timeout=bound_s, options=options
+    )
+    result["failed"] = bool(result.get("failed"))
     return result
 
 
@@ -115,6 +116,7 @@ def module_args(sysctl_d: Path, **args: Any) -> Dict[str, Any]:
         "path": str(sysctl_d / "99-netstack-tcp-memory.conf"),
         "settings": GOOD,
         "root": str(sysctl_d.parent.parent),
+        "lock_timeout": 5,
         **args,
     }
 
@@ -342,3 +344,92 @@ def test_the_role_replaces_a_foreign_file_when_forced(netns, sysctl_d):
     out = run_role(netns, sysctl_d, {"tcp_memory_sysctl_file_force": True, "tcp_memory_backup": False})
     assert out.returncode == 0, out.stdout + out.stderr
     assert (sysctl_d / "99-netstack-tcp-memory.conf").read_text().startswith(MANAGED_LINE)
+
+
+def planted(tmp_path: Path, kind: str) -> Path:
+    """A file outside the host root that a key read from a file must never reach: regular or a FIFO."""
+    target = tmp_path / f"planted-{kind}"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.write_text("secret of another file\n")
+    return target
+
+
+def files_and_fifos(paths) -> Dict[str, Any]:
+    return {str(path): path.read_bytes() if path.is_file() else path.lstat().st_mode for path in paths}
+
+
+# (case id, planted kind, drop-in text given the planted target, state, fragments the message must hold)
+UNDO_CASES = [
+    # A drop-in line net/../<absolute path> became the path //<absolute path>: read (in check mode too), then
+    # overwritten with a value from another file; a FIFO there hung the run.
+    (
+        "1-undo-key-traversal",
+        "file",
+        lambda target: f"{MANAGED_LINE}\nnet/..{target} = 1\n{GOOD_LINE}",
+        "absent",
+        ["refusing to remove the drop-in, nothing was changed", "line 2: key 'net.//", "is not a dotted sysctl name"],
+    ),
+    (
+        "1-undo-key-traversal-fifo",
+        "fifo",
+        lambda target: f"{MANAGED_LINE}\nnet/..{target} = 1\n{GOOD_LINE}",
+        "absent",
+        ["line 2: key 'net.//", "is not a dotted sysctl name"],
+    ),
+    (
+        "1-present-record-traversal",
+        "file",
+        lambda target: f"{MANAGED_LINE}\n{RECORD}net/..{target} = 1\n{GOOD_LINE}",
+        "present",
+        ["refusing the drop-in, nothing was changed", "line 2 (# before netstack.tcp_tuning: net.//"],
+    ),
+    # A reversed triple recorded as the previous value was written to the kernel, which stores it.
+    (
+        "2-undo-record-reversed-triple",
+        "file",
+        lambda target: f"{MANAGED_LINE}\n{RECORD}net.ipv4.tcp_rmem = 6291456 87380 4096\n{GOOD_LINE}",
+        "absent",
+        ["line 2 (# before netstack.tcp_tuning: net.ipv4.tcp_rmem = 6291456 87380 4096)", "ordered min <= default"],
+    ),
+    (
+        "2-undo-duplicate-records",
+        "file",
+        lambda target: (
+            f"{MANAGED_LINE}\n{RECORD}net.ipv4.tcp_rmem = 4096 87380 6291456\n"
+            f"{RECORD}net.ipv4.tcp_rmem = 4096 131072 6291456\n{GOOD_LINE}"
+        ),
+        "absent",
+        ["line 3", "a second record for net.ipv4.tcp_rmem (the first is line 2)"],
+    ),
+]
+RECORD = "# before netstack.tcp_tuning: "
+GOOD_LINE = "net.ipv4.tcp_rmem = 4096 131072 7340032\n"
+
+
+@pytest.mark.parametrize(
+    "kind, make_text, state, fragments", [c[1:] for c in UNDO_CASES], ids=[c[0] for c in UNDO_CASES]
+)
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_keys_and_records_read_from_the_dropin_are_checked_as_settings(
+    netns, sysctl_d, tmp_path, kind, make_text, state, fragments, check_mode
+):
+    target = planted(tmp_path, kind)
+    (sysctl_d / "99-netstack-tcp-memory.conf").write_text(make_text(target))
+    # Another package's file that sets the same traversal key: its value must not be taken either.
+    (sysctl_d.parent.parent / "usr/lib/sysctl.d/50-other.conf").write_text(f"net/..{target} = 2\n")
+    host_root = sysctl_d.parent.parent
+    sysctls_before, files_before = ns_sysctls(netns), (tree(host_root / "etc"), tree(host_root / "usr"))
+    targets_before = files_and_fifos([target])
+    args = module_args(sysctl_d, state=state)
+    if state == "absent":
+        args["settings"] = None
+    result = run_module(netns, args, options=["--check"] if check_mode else [])
+    assert result["failed"], result
+    for fragment in fragments:
+        assert fragment in result["msg"], result["msg"]
+    assert "secret" not in json.dumps(result)
+    assert files_and_fifos([target]) == targets_before
+    assert (tree(host_root / "etc"), tree(host_root / "usr")) == files_before
+    assert ns_sysctls(netns) == sysctls_before

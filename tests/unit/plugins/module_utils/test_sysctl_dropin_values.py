@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
     VALUE_COUNTS,
+    UnsafeKey,
     key_problem,
     normalise_value,
     proc_sys_path,
@@ -101,3 +102,20 @@ def test_value_counts_come_from_the_facts_table_and_default_to_one():
     assert value_count("net.ipv4.tcp_rmem") == 3 and value_count("net.ipv4.tcp_adv_win_scale") == 1
     assert value_count("vm.swappiness") == 1
     assert VALUE_COUNTS["net.ipv4.udp_mem"] == 3
+
+
+@pytest.mark.parametrize("key", ["net.//.tmp.x", "net./tmp/x", "net...x", "net.ipv4.tcp_rmem\n", "a.b/../c", ".net.x"])
+def test_a_key_that_is_no_sysctl_name_never_becomes_a_path(tmp_path, key):
+    """A key read from a file (net/../tmp/x in a drop-in is net.//.tmp.x once sysctl.d's '/' form is swapped)
+    used to be joined into //tmp/x, outside /proc/sys."""
+    with pytest.raises(UnsafeKey, match="not a dotted sysctl name"):
+        proc_sys_path(str(tmp_path / "proc/sys"), key)
+
+
+def test_a_link_under_proc_sys_that_leads_out_is_refused(tmp_path):
+    proc_sys = tmp_path / "proc/sys"
+    (proc_sys / "net").mkdir(parents=True)
+    (proc_sys / "net/ipv4").symlink_to(tmp_path)
+    with pytest.raises(UnsafeKey, match="resolves outside"):
+        proc_sys_path(str(proc_sys), "net.ipv4.tcp_rmem")
+    assert proc_sys_path(str(proc_sys), "net.core.rmem_max") == str(proc_sys / "net/core/rmem_max")

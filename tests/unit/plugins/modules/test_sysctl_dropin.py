@@ -52,6 +52,19 @@ def run(host: Path, capsys, check_mode: bool = False, **args: Any) -> Dict[str, 
     return json.loads(capsys.readouterr().out)
 
 
+def reads_back_empty(monkeypatch, key: str) -> None:
+    """`key` behaves as a kernel that keeps another value: whatever is written, it reads back empty. Plain
+    files always read back what was written, and the module refuses links and devices under proc/sys."""
+    real_open = sysctl_dropin.open_proc_sys
+
+    def open_proc_sys(proc_sys: str, opened_key: str, flags: int) -> int:
+        if opened_key == key:
+            return os.open(os.devnull, os.O_WRONLY if flags & os.O_WRONLY else os.O_RDONLY)
+        return real_open(proc_sys, opened_key, flags)
+
+    monkeypatch.setattr(sysctl_dropin, "open_proc_sys", open_proc_sys)
+
+
 def entries(directory: Path) -> Dict[str, Any]:
     """Every entry of a directory: type, mode, owner and content (bytes, or the link target)."""
     state = {}
@@ -187,7 +200,7 @@ def test_tuned_profile_overridden_by_its_reapply_is_only_noted(root, capsys):
     assert any("tuned re-applies the drop-in" in note and "line 5" in note for note in result["notes"])
 
 
-def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
+def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys, monkeypatch):
     dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
     previous = f"{MANAGED_LINE}\n# the previous run's file\n"
     dropin.write_text(previous)
@@ -195,9 +208,7 @@ def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
     before = entries(root / "etc/sysctl.d")
     # tcp_wmem reads back empty whatever is written: the kernel "kept" another value. tcp_rmem sorts
     # first, so it is written (and must be restored) before the mismatch is seen.
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     result = run(root, capsys, backup=True)
     assert result["failed"]
     assert "net.ipv4.tcp_wmem: wrote '4096 16384 16777216', the kernel kept ''" in result["msg"]
@@ -214,10 +225,8 @@ def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
     assert entries(root / "etc/sysctl.d") == before
 
 
-def test_rollback_removes_a_file_that_did_not_exist(root, capsys):
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+def test_rollback_removes_a_file_that_did_not_exist(root, capsys, monkeypatch):
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     result = run(root, capsys)
     assert result["failed"] and "net.ipv4.tcp_wmem" in result["msg"]
     assert result["rollback"]["file"] == "removed (did not exist before)"
@@ -252,17 +261,14 @@ def test_backup_keeps_the_replaced_file(root, capsys):
     assert "backup_file" not in run(root, capsys, backup=True)
 
 
-def test_missing_sysctl_d_is_created_and_removed_again_on_rollback(root, capsys):
+def test_missing_sysctl_d_is_created_and_removed_again_on_rollback(root, capsys, monkeypatch):
     etc = root / "etc/sysctl.d"
     etc.rmdir()
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     failed = run(root, capsys)
     assert failed["rollback"]["file"] == "removed with its directory (did not exist before)"
     assert not etc.exists()
-    wmem.unlink()
-    wmem.write_text(LIVE["net/ipv4/tcp_wmem"])
+    monkeypatch.undo()
     assert run(root, capsys)["changed"] and (etc / "99-netstack-tcp-memory.conf").exists()
 
 
@@ -383,15 +389,13 @@ def test_an_existing_file_this_collection_did_not_write_only_with_force(root, ca
     assert not run(root, capsys)["changed"]  # now it carries the header
 
 
-def test_rollback_restores_content_mode_and_owner_of_a_forced_foreign_file(root, capsys):
+def test_rollback_restores_content_mode_and_owner_of_a_forced_foreign_file(root, capsys, monkeypatch):
     dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
     dropin.write_bytes(b"# an admin's file\r\nvm.swappiness = 10")  # odd bytes on purpose
     os.chown(dropin, 1234, 5678)
     dropin.chmod(0o600)
     before = entries(root / "etc/sysctl.d")
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     result = run(root, capsys, force=True, backup=True)
     assert result["failed"] and result["rollback"]["file"] == "restored", result
     assert result["rollback"]["backup_file"] == "removed"

@@ -5,7 +5,6 @@ directories): the drop-in goes, each key it set goes back to what a reboot witho
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.test_sys
     LIVE,
     entries,
     live,
+    reads_back_empty,
     run,
     snapshot,
 )
@@ -134,14 +134,12 @@ def test_given_values_and_skipped_keys(root, capsys):
     assert result["keys"]["net.ipv4.tcp_wmem"]["reason"] == "per-namespace key in a container"
 
 
-def test_a_refused_restore_puts_back_the_live_values_and_keeps_the_file(root, capsys):
+def test_a_refused_restore_puts_back_the_live_values_and_keeps_the_file(root, capsys, monkeypatch):
     dropin = tune(root, capsys)
     before = entries(root / "etc/sysctl.d")
     rmem_before = live(root, "net/ipv4/tcp_rmem")
     # tcp_wmem reads back empty whatever is written (sorts after tcp_rmem, which is written first).
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     result = undo(root, capsys, backup=True)
     assert result["failed"] and "net.ipv4.tcp_wmem" in result["msg"], result
     assert result["rollback"]["file"] == "unchanged" and result["rollback"]["backup_file"] == "removed"
