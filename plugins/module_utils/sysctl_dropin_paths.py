@@ -14,7 +14,7 @@ import stat
 import unicodedata
 from typing import Iterable, NamedTuple, Optional, Tuple
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import DEFAULT_LOCK_FILE
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import LOCK_DIRECTORY
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
     TUNED_ACTIVE_PROFILE,
@@ -44,7 +44,7 @@ class HostPaths(NamedTuple):
     tuned_profile_dirs: Tuple[str, ...]  # tuned's profile lookup order
     tuned_reapplied_roots: Tuple[str, ...]  # the sysctl.d directories tuned re-applies after its profile
     tuned_in_use_paths: Tuple[str, ...]  # paths or glob patterns: tuned runs now or starts at boot
-    lock_file: str
+    lock_directory: str  # root-only directory of the lock file
 
 
 def under_root(root: str, path: str) -> str:
@@ -52,8 +52,8 @@ def under_root(root: str, path: str) -> str:
     return os.path.normpath(os.path.join(root, path.lstrip("/")))
 
 
-def host_paths(root: str, lock_file: Optional[str] = None) -> HostPaths:
-    """The paths of a host whose / is `root`; `lock_file`, when given, is taken as it is."""
+def host_paths(root: str) -> HostPaths:
+    """The paths of a host whose / is `root`."""
 
     def each(paths: Iterable[str]) -> Tuple[str, ...]:
         return tuple(under_root(root, path) for path in paths)
@@ -68,7 +68,7 @@ def host_paths(root: str, lock_file: Optional[str] = None) -> HostPaths:
         tuned_profile_dirs=each(TUNED_PROFILE_DIRS),
         tuned_reapplied_roots=each(TUNED_REAPPLIED_ROOTS),
         tuned_in_use_paths=each(TUNED_IN_USE_PATHS),
-        lock_file=lock_file or under_root(root, DEFAULT_LOCK_FILE),
+        lock_directory=under_root(root, LOCK_DIRECTORY),
     )
 
 

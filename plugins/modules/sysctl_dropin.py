@@ -27,8 +27,11 @@ description:
     it is only noted.
   - Validates every key, value and the path before touching anything, and refuses a drop-in it must not replace
     (see O(path) and O(force)); nothing is changed when it refuses.
-  - Takes an exclusive lock (O(lock_file)) from reading the current state to the read-back, so two runs against
-    one host at once cannot leave the file and the kernel disagreeing.
+  - Takes an exclusive lock from reading the current state to the read-back, so two runs against one host at once
+    cannot leave the file and the kernel disagreeing. The lock file is C(/run/netstack-tcp-tuning/sysctl_dropin.lock)
+    (under O(root)), in a directory only root can create (mode 0700); a lock directory or file that is a link, is
+    owned by another user or is not what it should be is refused, naming the path and the reason. Not taken in check
+    mode, which changes nothing.
   - With O(state=absent) it undoes that work - removes the drop-in (only a file this collection wrote) and sets each
     key the drop-in held, live, back to what the host would hold after a reboot without it. That is the value of
     the sysctl.d file that would then win for the key (same boot order as the conflict check), else the value the
@@ -141,21 +144,16 @@ options:
         (C(/etc/tuned/active_profile) and C(post_loaded_profile) beside it, C(/etc/tuned/tuned-main.conf), the
         profile directories C(/etc/tuned/profiles), C(/etc/tuned), C(/usr/lib/tuned/profiles), C(/usr/lib/tuned),
         and whether tuned is in use - C(/run/tuned/tuned.pid) or C(/etc/systemd/system/*.wants/tuned.service))
-        and, unless O(lock_file) is given, the lock file C(/run/lock/netstack-tcp-memory.lock).
+        and the lock directory C(/run/netstack-tcp-tuning).
       - O(path) must lie under it; without O(force) its directory must be one of the sysctl.d directories under it.
-      - Tests point it at a directory tree of plain files (or one whose C(proc) links to the real C(/proc)).
+      - For a root file system other than the running one, for example an image being built or a chroot, with
+        O(apply=false) - the drop-in is written into that tree for its next boot and no live value is touched. The
+        keys must then exist under its C(proc/sys), so mount (or bind-mount) C(/proc) there first.
     type: path
     default: /
-  lock_file:
-    description:
-      - The file locked with C(flock) (exclusive) while the module reads the current state, writes and reads back,
-        so that one run at a time changes this host. Created when missing; the holder writes its pid into it.
-      - Default C(/run/lock/netstack-tcp-memory.lock) under O(root).
-      - Not taken in check mode, which changes nothing.
-    type: path
   lock_timeout:
     description:
-      - Seconds to wait for another run to release O(lock_file); the module then fails, naming the pid that holds
+      - Seconds to wait for another run to release the lock; the module then fails, naming the pid that holds
         it, without changing anything.
     type: int
     default: 60
@@ -305,7 +303,7 @@ backup_file:
   type: str
   sample: /etc/sysctl.d/99-netstack-tcp-memory.conf.12345.2026-11-23@20:00:00~
 lock_holder:
-  description: What the O(lock_file) records about the run that held it, when this run gave up waiting.
+  description: What the lock file records about the run that held it, when this run gave up waiting.
   returned: failure after O(lock_timeout)
   type: str
   sample: pid 4242 (sysctl_dropin writing /etc/sysctl.d/99-netstack-tcp-memory.conf, since 2026-12-01T21:00:00Z)
@@ -327,6 +325,7 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import (
+    LockRefused,
     LockTimeout,
     acquire,
     holder_text,
@@ -759,13 +758,13 @@ def apply_live_values(
     return written, None
 
 
-def take_lock(module: AnsibleModule, lock_file: str) -> Optional[int]:
+def take_lock(module: AnsibleModule, lock_directory: str) -> Optional[int]:
     """The host-wide lock, or None in check mode (nothing is written then)."""
     if module.check_mode:
         return None
     timeout = module.params["lock_timeout"]
     try:
-        return acquire(lock_file, timeout, holder_text(module.params["path"], os.getpid(), time.time()))
+        return acquire(lock_directory, timeout, holder_text(module.params["path"], os.getpid(), time.time()))
     except LockTimeout as error:
         module.fail_json(
             msg=f"{error}: another run is changing sysctls on this host (lock_timeout={timeout}); nothing was changed",
@@ -773,9 +772,11 @@ def take_lock(module: AnsibleModule, lock_file: str) -> Optional[int]:
             changed=False,
             file_changed=False,
         )
+    except LockRefused as error:
+        module.fail_json(msg=f"cannot take the lock: {error}; nothing was changed", changed=False, file_changed=False)
     except OSError as error:
         module.fail_json(
-            msg=f"cannot take the lock lock_file={lock_file}: {to_native(error)}; nothing was changed",
+            msg=f"cannot take the lock in {lock_directory}: {to_native(error)}; nothing was changed",
             changed=False,
             file_changed=False,
         )
@@ -1042,7 +1043,6 @@ def main() -> None:
             backup=dict(type="bool", default=False),
             apply=dict(type="bool", default=True),
             root=dict(type="path", default="/"),
-            lock_file=dict(type="path"),
             lock_timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
@@ -1050,8 +1050,8 @@ def main() -> None:
     problems = input_problems(module.params)
     if problems:
         module.fail_json(msg="invalid input, nothing was changed: " + "; ".join(problems), changed=False)
-    paths = host_paths(module.params["root"], module.params["lock_file"])
-    lock_fd = take_lock(module, paths.lock_file)
+    paths = host_paths(module.params["root"])
+    lock_fd = take_lock(module, paths.lock_directory)
     try:
         run(module, paths)
     finally:

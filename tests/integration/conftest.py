@@ -219,7 +219,7 @@ def ss_state_count():
 def dropin_root(base: Path) -> Path:
     """A host root for sysctl_dropin's `root` option: `proc` links to the real /proc (so proc/sys is the
     namespace's own for a module run inside one), etc/sysctl.d and usr/lib/sysctl.d are empty, and
-    nothing else is there (no sysctl.conf, no tuned, the lock file under run/lock)."""
+    nothing else is there (no sysctl.conf, no tuned; the lock file goes under run/netstack-tcp-tuning)."""
     base.mkdir(parents=True, exist_ok=True)
     (base / "proc").symlink_to("/proc")
     for directory in ("etc/sysctl.d", "usr/lib/sysctl.d"):

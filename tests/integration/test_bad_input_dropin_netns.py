@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -280,20 +281,21 @@ def test_a_rolled_back_run_leaves_the_directory_and_the_namespace_as_they_were(n
 
 
 def test_a_second_run_waits_for_the_lock_and_names_its_holder(netns, sysctl_d, tmp_path):
-    """Issue 11 item 11, the message: the test holds the lock as another run would."""
-    lock_file = tmp_path / "netstack.lock"
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    """The message: the test holds the lock (under the host root, run/netstack-tcp-tuning) as another run would."""
+    lock_directory = sysctl_d.parent.parent / "run/netstack-tcp-tuning"
+    lock_directory.mkdir(mode=0o700, parents=True)
+    fd = os.open(lock_directory / "sysctl_dropin.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, f"pid {os.getpid()} (this test)\n".encode())
         sysctls_before, files_before = ns_sysctls(netns), tree(sysctl_d)
-        result = run_module(netns, module_args(sysctl_d, lock_file=str(lock_file), lock_timeout=2))
+        result = run_module(netns, module_args(sysctl_d, lock_timeout=2))
         assert result["failed"], result
         assert f"is still held after 2 s by pid {os.getpid()} (this test)" in result["msg"], result["msg"]
         assert tree(sysctl_d) == files_before and ns_sysctls(netns) == sysctls_before
     finally:
         os.close(fd)
-    assert run_module(netns, module_args(sysctl_d, lock_file=str(lock_file), lock_timeout=2))["changed"]
+    assert run_module(netns, module_args(sysctl_d, lock_timeout=2))["changed"]
 
 
 ROLE_CASES = [
@@ -433,3 +435,61 @@ def test_keys_and_records_read_from_the_dropin_are_checked_as_settings(
     assert files_and_fifos([target]) == targets_before
     assert (tree(host_root / "etc"), tree(host_root / "usr")) == files_before
     assert ns_sysctls(netns) == sysctls_before
+
+
+# Run as `nobody` in the test's mount namespace, on a private tmpfs over /run with /run/lock 1777 as Debian has it:
+# everything an unprivileged user can plant where the lock lived or lives. The host's fs.protected_* settings stay
+# as they are (read, never changed): with protected_hardlinks=1 the hard link fails, which is fine.
+ATTACKER_PLANTS = r"""
+cd /run/lock
+echo "pid 1 (the attacker's text)" > netstack-tcp-memory.lock
+ln -s /etc/sysctl.d/99-netstack-tcp-memory.conf netstack-tcp-memory.lock.link
+ln /etc/sysctl.d/10-vendor.conf netstack-tcp-memory.lock.hard
+mkfifo netstack-tcp-memory.fifo
+mkdir /run/netstack-tcp-tuning
+ln -s /etc/sysctl.d /run/netstack-tcp-tuning
+"""
+
+
+def attacker_wrapper(sysctl_d: Path) -> list:
+    """unshare -m: tmpfs over /run, the private sysctl.d over /etc/sysctl.d, `nobody` plants and holds a flock on
+    the old lock path for the whole run, then the command ("$@") runs as root with the default root /."""
+    nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+    # The holder is one process (sh execs sleep with the locked descriptor 9), killed by its pid after the run.
+    hold = "exec 9>>/run/lock/netstack-tcp-memory.lock && flock 9 && exec sleep 300"
+    script = f"""
+mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 1777 /run/lock
+mount --bind {shlex.quote(str(sysctl_d))} /etc/sysctl.d
+{nobody} sh -c {shlex.quote(ATTACKER_PLANTS)} >/dev/null 2>&1
+{nobody} sh -c {shlex.quote(hold)} </dev/null >/dev/null 2>&1 &
+holder=$!
+sleep 1
+"$@"; status=$?
+kill "$holder"
+exit "$status"
+"""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_an_unprivileged_user_cannot_hold_or_redirect_the_lock(netns, sysctl_d, check_mode):
+    """The lock was /run/lock/netstack-tcp-memory.lock, in a world-writable directory: any user could hold it
+    (every run waited lock_timeout, then failed quoting the user's text) or plant a link root truncated."""
+    vendor_before = (sysctl_d / "10-vendor.conf").read_bytes()
+    args = {"path": "/etc/sysctl.d/99-netstack-tcp-memory.conf", "settings": GOOD, "lock_timeout": 5}
+    result = ansible_adhoc(
+        "netstack.tcp_tuning.sysctl_dropin",
+        args,
+        COLLECTIONS,
+        netns,
+        timeout=args["lock_timeout"] + ANSIBLE_OVERHEAD_SECONDS,
+        wrapper=attacker_wrapper(sysctl_d),
+        options=["--check"] if check_mode else [],
+    )
+    assert not result.get("failed"), result.get("msg", result)
+    assert result["changed"] and result["file_changed"] is not check_mode, result
+    assert (sysctl_d / "10-vendor.conf").read_bytes() == vendor_before
+    dropin = sysctl_d / "99-netstack-tcp-memory.conf"
+    assert dropin.exists() is not check_mode
+    if not check_mode:
+        assert "net.ipv4.tcp_rmem = 4096 131072 7340032" in dropin.read_text()

@@ -39,8 +39,6 @@ def run(host: Path, capsys, check_mode: bool = False, **args: Any) -> Dict[str, 
         "path": str(host / "etc/sysctl.d/99-netstack-tcp-memory.conf"),
         "settings": WANTED,
         "root": str(host),
-        # Beside the root, so that snapshot(root) does not see it.
-        "lock_file": str(host.parent / f"{host.name}.lock"),
         "_ansible_check_mode": check_mode,
         "_ansible_diff": True,
         "_ansible_tmpdir": str(host),
@@ -80,7 +78,9 @@ def live(root: Path, relative: str) -> str:
 
 
 def snapshot(root: Path) -> Dict[str, str]:
-    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file under the root but the lock (under run/, which a run that takes it creates)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "run")
+    return {str(p.relative_to(root)): p.read_text() for p in files}
 
 
 def test_first_run_writes_file_and_differing_live_values_second_run_changes_nothing(root, capsys):
@@ -403,8 +403,7 @@ def test_rollback_restores_content_mode_and_owner_of_a_forced_foreign_file(root,
 
 
 def test_a_run_waits_for_the_lock_then_fails_naming_the_holder(root, capsys):
-    lock_file = str(root.parent / f"{root.name}.lock")
-    held = acquire(lock_file, 0, "pid 4242 (another run)")
+    held = acquire(str(root / "run/netstack-tcp-tuning"), 0, "pid 4242 (another run)")
     try:
         before = snapshot(root)
         result = run(root, capsys, lock_timeout=1)
@@ -425,16 +424,23 @@ def test_a_fifo_among_the_later_files_is_noted_not_read(root, capsys):
     assert any("zz-fifo.conf is not a regular file: not checked" in note for note in result["notes"]), result
 
 
-# Issue 13 item 4: one option, root, instead of seven test seams.
-def test_without_lock_file_the_lock_is_taken_under_the_root(root, capsys):
-    held = acquire(str(root / "run/lock/netstack-tcp-memory.lock"), 0, "pid 4242 (another run)")
+def test_the_lock_is_taken_in_a_private_directory_under_the_root(root, capsys):
+    held = acquire(str(root / "run/netstack-tcp-tuning"), 0, "pid 4242 (another run)")
     try:
-        result = run(root, capsys, lock_file=None, lock_timeout=0)
-        assert result["failed"] and f"lock {root}/run/lock/netstack-tcp-memory.lock is still held" in result["msg"]
+        result = run(root, capsys, lock_timeout=0)
+        lock = f"{root}/run/netstack-tcp-tuning/sysctl_dropin.lock"
+        assert result["failed"] and f"lock {lock} is still held" in result["msg"]
         assert not result["changed"] and not result["file_changed"]
     finally:
         release(held)
-    assert run(root, capsys, lock_file=None)["file_changed"]
+    assert run(root, capsys)["file_changed"]
+    assert oct((root / "run/netstack-tcp-tuning").stat().st_mode & 0o777) == "0o700"
+
+
+def test_lock_file_is_no_longer_an_option(root, capsys):
+    """It emptied whatever file it named (the drop-in, sysctl.conf) and took relative paths."""
+    result = run(root, capsys, lock_file=str(root / "etc/sysctl.d/10-x.conf"))
+    assert result["failed"] and "Unsupported parameters" in result["msg"] and "lock_file" in result["msg"]
 
 
 @pytest.mark.parametrize("relative", ["run/sysctl.d", "usr/local/lib/sysctl.d", "lib/sysctl.d"])
@@ -477,3 +483,18 @@ def test_a_root_that_is_not_a_directory_is_refused_naming_it(root, capsys, given
 def test_the_removed_test_options_are_refused(root, capsys):
     result = run(root, capsys, proc_sys_root=str(root / "proc/sys"))
     assert result["failed"] and "proc_sys_root" in result["msg"]
+
+
+def test_an_image_root_gets_the_dropin_for_its_next_boot_and_the_running_kernel_is_untouched(tmp_path, capsys):
+    """What `root` is for: a root file system being built (an image, a chroot) with /proc mounted in it,
+    written with apply=false. The running kernel's values are read, never written."""
+    image = tmp_path / "image"
+    (image / "etc/sysctl.d").mkdir(parents=True)
+    (image / "proc").symlink_to("/proc")  # as `mount --bind /proc image/proc` would show it
+    kernel_before = Path("/proc/sys/net/ipv4/tcp_rmem").read_text()
+    settings = {"net.ipv4.tcp_rmem": "4096 131072 7340032"}
+    result = run(image, capsys, settings=settings, apply=False)
+    assert result["changed"] and result["file_changed"] and not result.get("failed"), result
+    assert "net.ipv4.tcp_rmem = 4096 131072 7340032" in (image / "etc/sysctl.d/99-netstack-tcp-memory.conf").read_text()
+    assert result["keys"]["net.ipv4.tcp_rmem"]["reason"].startswith("written to the drop-in only (apply=false)")
+    assert Path("/proc/sys/net/ipv4/tcp_rmem").read_text() == kernel_before
