@@ -41,8 +41,9 @@ class LockTimeout(Exception):
         self.lock_file, self.timeout_s, self.holder = lock_file, timeout_s, holder
 
 
-class LockRefused(Exception):
-    """The lock directory or file is not one this module may trust; the message names the path and why."""
+class Untrusted(Exception):
+    """A directory or file (the lock's, the backups') this module may not trust; the message names the path and
+    why."""
 
 
 def lock_path(lock_directory: str) -> str:
@@ -53,30 +54,31 @@ def trust_problem(path: str, info: os.stat_result, kind: str, owner_uid: int) ->
     """Why a lock directory or file (its lstat/fstat) must not be used, or ''."""
     if stat.S_ISLNK(info.st_mode):
         return f"{kind} {path} is a symbolic link: refused (a link there could point root at another file); remove it"
-    wanted = stat.S_ISDIR if kind == "lock directory" else stat.S_ISREG
+    is_directory = kind.endswith("directory")
+    wanted = stat.S_ISDIR if is_directory else stat.S_ISREG
     if not wanted(info.st_mode):
-        what = "a directory" if kind == "lock directory" else "a regular file"
+        what = "a directory" if is_directory else "a regular file"
         return f"{kind} {path} is not {what}: refused; remove it"
     if info.st_uid != owner_uid:
         return (
             f"{kind} {path} is owned by uid {info.st_uid}, not uid {owner_uid} (the user running this module): "
             "refused, another user may have planted it; remove it"
         )
-    if kind == "lock directory" and stat.S_IMODE(info.st_mode) & 0o022:
+    if is_directory and stat.S_IMODE(info.st_mode) & 0o022:
         return f"{kind} {path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):04o}): refused"
     if kind == "lock file" and info.st_nlink != 1:
         return f"{kind} {path} has {info.st_nlink} hard links: refused (it may be another file); remove it"
     return ""
 
 
-def private_directory(lock_directory: str, owner_uid: int) -> None:
-    """Create the lock directory (0700) when missing, then check it is one only its owner can write."""
-    os.makedirs(os.path.dirname(lock_directory), mode=0o755, exist_ok=True)
+def private_directory(directory: str, owner_uid: int, kind: str = "lock directory") -> None:
+    """Create `directory` (0700) when missing, then check it is one only its owner can write."""
+    os.makedirs(os.path.dirname(directory), mode=0o755, exist_ok=True)
     with contextlib.suppress(FileExistsError):
-        os.mkdir(lock_directory, 0o700)
-    problem = trust_problem(lock_directory, os.lstat(lock_directory), "lock directory", owner_uid)
+        os.mkdir(directory, 0o700)
+    problem = trust_problem(directory, os.lstat(directory), kind, owner_uid)
     if problem:
-        raise LockRefused(problem)
+        raise Untrusted(problem)
 
 
 def open_lock_file(lock_file: str, owner_uid: int) -> int:
@@ -91,12 +93,12 @@ def open_lock_file(lock_file: str, owner_uid: int) -> int:
         except OSError:
             problem = ""
         if problem:
-            raise LockRefused(problem) from None
+            raise Untrusted(problem) from None
         raise
     problem = trust_problem(lock_file, os.fstat(fd), "lock file", owner_uid)
     if problem:
         os.close(fd)
-        raise LockRefused(problem)
+        raise Untrusted(problem)
     return fd
 
 
@@ -110,7 +112,7 @@ def acquire(
 ) -> int:
     """Take an exclusive flock on LOCK_NAME in `lock_directory`, waiting at most `timeout_s`.
 
-    Returns the descriptor that holds the lock; raises LockTimeout naming the recorded holder, LockRefused
+    Returns the descriptor that holds the lock; raises LockTimeout naming the recorded holder, Untrusted
     when the directory or file is not trustworthy, or OSError when it cannot be created or opened.
     """
     owner_uid = os.geteuid() if owner_uid < 0 else owner_uid

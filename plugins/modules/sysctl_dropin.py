@@ -96,6 +96,8 @@ options:
   comments:
     description:
       - Key to free text, written as C(# ) lines above that key. Keys not in O(settings) are ignored.
+      - A newline starts another C(# ) line; any other control character (a NUL, a carriage return, a tab) is
+        refused, in O(header) too.
     type: dict
     default: {}
   header:
@@ -125,7 +127,9 @@ options:
     default: warn
   backup:
     description:
-      - Keep a timestamped copy of the file it replaces. A run that fails and rolls back removes the copy again.
+      - Keep a timestamped copy of the file it replaces or removes, in C(/var/backups/netstack-tcp-tuning) (under
+        O(root); created mode 0700, checked like the lock's directory), out of every directory the boot reads. A run
+        that fails and rolls back removes the copy again.
     type: bool
     default: false
   apply:
@@ -186,6 +190,9 @@ notes:
     then.
   - O(state=absent) writes the live values first and removes the file last; a write the kernel refuses, or a
     removal that fails, puts back every live value written and leaves the file.
+  - A write that fails before the new file replaces the old one (a full or read-only file system) changes nothing:
+    the message says why (no space left, read-only) and C(changed) and C(file_changed) are false. With
+    O(state=absent) a drop-in on a read-only file system is refused before any live value is written.
   - A rollback puts back the previous file byte for byte with its mode, owner and SELinux context (or removes the
     new file, and the directory made for it), removes the backup made by O(backup), and writes back the previous
     live value of every key it wrote.
@@ -301,7 +308,7 @@ backup_file:
   description: The backup copy, when O(backup=true) and the file was replaced.
   returned: when a backup was made and kept (a run that rolls back removes it)
   type: str
-  sample: /etc/sysctl.d/99-netstack-tcp-memory.conf.12345.2026-11-23@20:00:00~
+  sample: /var/backups/netstack-tcp-tuning/99-netstack-tcp-memory.conf.2026-11-23T20:00:00Z.12345~
 lock_holder:
   description: What the lock file records about the run that held it, when this run gave up waiting.
   returned: failure after O(lock_timeout)
@@ -325,10 +332,11 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import (
-    LockRefused,
     LockTimeout,
+    Untrusted,
     acquire,
     holder_text,
+    private_directory,
     release,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_paths import (
@@ -340,6 +348,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     ownership_problem,
     path_syntax_problem,
     root_problem,
+    text_problem,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_plan import (
     keys_to_write,
@@ -525,6 +534,12 @@ def input_problems(params: Mapping[str, Any]) -> List[str]:
         problem = key_problem(key)
         if problem:
             problems.append(f"skip[{key!r}]: {problem}")
+    texts = [("header", params["header"])]
+    texts += [(f"comments[{key!r}]", text) for key, text in sorted(params["comments"].items(), key=lambda i: str(i[0]))]
+    for name, text in texts:
+        problem = text_problem(str(text)) if text is not None else None
+        if problem:
+            problems.append(f"{name} = {text!r}: {problem}")
     if params["lock_timeout"] < 0:
         problems.append(f"lock_timeout = {params['lock_timeout']}: must be 0 or more seconds")
     if path_problem:
@@ -659,14 +674,71 @@ def conflict_sentence(conflict: Mapping[str, Any]) -> str:
     return f"{where} line {conflict['line']} sets {key} = {conflict['value']} and is applied after the drop-in at boot"
 
 
+class NotWritten(Exception):
+    """Writing failed before anything replaced the file: the directory is as it was."""
+
+
+FILE_SYSTEM_REASONS = {
+    errno.ENOSPC: "no space left on the file system",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def file_system_reason(error: OSError) -> str:
+    """What an operator reads: 'no space left on the file system', not only '[Errno 28]'."""
+    return FILE_SYSTEM_REASONS.get(error.errno, error.strerror or str(error))
+
+
+def temp_prefix(path: str) -> str:
+    """Hidden name prefix of this module's temporary files beside `path` (systemd-sysctl skips hidden files)."""
+    return f".{os.path.basename(path)}."
+
+
 def write_file_atomically(module: AnsibleModule, path: str, text: str) -> None:
-    """Readers (systemd-sysctl at boot) never see a half-written file."""
-    fd, tmp_path = tempfile.mkstemp(dir=module.tmpdir)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(to_bytes(text))
-    os.chmod(tmp_path, 0o644)
-    module.atomic_move(tmp_path, path)
-    module.set_mode_if_different(path, "0644", False)
+    """Write a hidden temporary file beside `path`, flush it to disk and rename it over `path`: readers
+    (systemd-sysctl at boot) never see a half-written file, and a failure before the rename (a full or
+    read-only file system) leaves `path` as it was and raises NotWritten."""
+    directory = os.path.dirname(path)
+    tmp_path = None
+    try:
+        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=temp_prefix(path), suffix=".new")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(to_bytes(text))
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o644)
+            os.fsync(handle.fileno())
+        if module.selinux_enabled():
+            module.set_context_if_different(tmp_path, module.selinux_default_context(path), False)
+        os.rename(tmp_path, path)
+    except OSError as error:
+        if tmp_path and os.path.lexists(tmp_path):
+            os.unlink(tmp_path)
+        raise NotWritten(f"writing {path} failed: {file_system_reason(error)} ({to_native(error)})") from error
+
+
+def make_backup(path: str, old: FileState, backup_directory: str) -> str:
+    """Copy the file about to be replaced or removed into `backup_directory` (created 0700, checked like the
+    lock's), out of the directories the boot reads; returns the copy's path. Raises NotWritten."""
+    name = f"{os.path.basename(path)}.{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}.{os.getpid()}~"
+    backup_path = os.path.join(backup_directory, name)
+    try:
+        private_directory(backup_directory, os.geteuid(), "backup directory")
+        fd = os.open(backup_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, old.data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except Untrusted as error:
+        raise NotWritten(f"backing up {path} failed: {error}") from error
+    except OSError as error:
+        if os.path.lexists(backup_path):
+            os.unlink(backup_path)
+        raise NotWritten(f"backing up {path} to {backup_path} failed: {file_system_reason(error)}") from error
+    return backup_path
 
 
 def put_back(module: AnsibleModule, path: str, old: FileState) -> None:
@@ -772,7 +844,7 @@ def take_lock(module: AnsibleModule, lock_directory: str) -> Optional[int]:
             changed=False,
             file_changed=False,
         )
-    except LockRefused as error:
+    except Untrusted as error:
         module.fail_json(msg=f"cannot take the lock: {error}; nothing was changed", changed=False, file_changed=False)
     except OSError as error:
         module.fail_json(
@@ -858,16 +930,18 @@ def execute_present(module: AnsibleModule, params: Mapping[str, Any], paths: Hos
     path, result = params["path"], dict(plan.result)
     created_directory = None
     if result["file_would_change"]:
-        if params["backup"] and plan.old is not None:
-            result["backup_file"] = module.backup_local(path)
         try:
+            if params["backup"] and plan.old is not None:
+                result["backup_file"] = make_backup(path, plan.old, paths.backup_directory)
             if not os.path.isdir(os.path.dirname(path)):
                 created_directory = os.path.dirname(path)
                 os.mkdir(created_directory, 0o755)
             write_file_atomically(module, path, plan.new_text)
-        except Exception as error:
-            file_outcome = restore_file(module, path, plan.old, created_directory)
-            fail_rolled_back(module, result, f"writing {path} failed: {to_native(error)}", file_outcome, {})
+        except (NotWritten, OSError) as error:
+            if created_directory and os.path.isdir(created_directory):
+                os.rmdir(created_directory)
+            reason = str(error) if isinstance(error, NotWritten) else f"{path}: {file_system_reason(error)}"
+            fail_unchanged(module, result, f"{reason}; the previous file is unchanged and no live value was written")
         result["file_changed"] = True
     if params["apply"]:
         written, failure = apply_live_values(paths.proc_sys, plan.keys, plan.targets)
@@ -972,12 +1046,30 @@ def plan_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPat
     return Plan(old, None, plan, targets, result)
 
 
+def removal_blocker(path: str) -> Optional[str]:
+    """Why the drop-in could not be removed (its directory on a read-only file system, or not writable), or
+    None: known before any live value is written, so nothing needs undoing then."""
+    directory = os.path.dirname(path)
+    if os.access(directory, os.W_OK):
+        return None
+    if os.statvfs(directory).f_flag & os.ST_RDONLY:
+        return f"{directory} is on a read-only file system"
+    return f"{directory} is not writable (permission denied)"
+
+
 def execute_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths, plan: Plan) -> Dict[str, Any]:
     """Write the restored live values and read them back, then remove the file; on failure put back the live
     values (the file is left) and fail."""
     path, result = params["path"], dict(plan.result)
-    if result["file_would_change"] and params["backup"]:
-        result["backup_file"] = module.backup_local(path)
+    if plan.old is not None:
+        problem = removal_blocker(path)
+        if problem:
+            fail_unchanged(module, result, f"cannot remove {path}: {problem}; no live value was written")
+    if result["file_would_change"] and params["backup"] and plan.old is not None:
+        try:
+            result["backup_file"] = make_backup(path, plan.old, paths.backup_directory)
+        except NotWritten as error:
+            fail_unchanged(module, result, f"{error}; no live value was written")
     written: List[str] = []
     if result["live_would_change"]:
         written, failure = apply_live_values(paths.proc_sys, plan.keys, plan.targets)
@@ -992,6 +1084,14 @@ def execute_absent(module: AnsibleModule, params: Mapping[str, Any], paths: Host
             fail_rolled_back(module, result, f"removing {path} failed: {to_native(error)}", "unchanged", live_outcome)
         result["file_changed"] = True
     return result
+
+
+def fail_unchanged(module: AnsibleModule, result: Dict[str, Any], failure: str) -> None:
+    """Fail before anything was changed (the file was never replaced, no live value written)."""
+    backup_file = result.pop("backup_file", None)
+    if backup_file:
+        remove_backup(backup_file)
+    module.fail_json(msg=f"{failure}: nothing was changed", **{**result, "changed": False, "file_changed": False})
 
 
 def fail_rolled_back(

@@ -206,6 +206,19 @@ MODULE_CASES = [
         ["50-out.conf is not under root", "/root"],
     ),
     ("13-root-relative", None, lambda d: module_args(d, root="root"), ["root 'root' must be an absolute path"]),
+    # A NUL in a comment or the header: systemd-sysctl ended the line there and applied what followed.
+    (
+        "6-nul-in-comment",
+        None,
+        lambda d: module_args(d, comments={"net.ipv4.tcp_rmem": "fine\x00net.ipv4.tcp_syncookies = 0"}),
+        ["comments['net.ipv4.tcp_rmem']", "control character '\\x00' at offset 4"],
+    ),
+    (
+        "6-carriage-return-in-header",
+        None,
+        lambda d: module_args(d, header="fine\rnet.ipv4.tcp_syncookies = 0"),
+        ["header = ", "control character '\\r' at offset 4"],
+    ),
     # Already refused before issue 11.
     (
         "ok-boolean",
@@ -493,3 +506,69 @@ def test_an_unprivileged_user_cannot_hold_or_redirect_the_lock(netns, sysctl_d, 
     assert dropin.exists() is not check_mode
     if not check_mode:
         assert "net.ipv4.tcp_rmem = 4096 131072 7340032" in dropin.read_text()
+
+
+# A script dumping a directory (type, mode, owner, bytes) as JSON, run inside the mount namespace where the
+# directory is a tmpfs the test cannot see from outside.
+DUMP_DIRECTORY = r"""
+import json, os, sys
+state = {}
+for name in sorted(os.listdir(sys.argv[1])):
+    path = os.path.join(sys.argv[1], name)
+    info = os.lstat(path)
+    data = open(path, "rb").read().hex() if os.path.isfile(path) and not os.path.islink(path) else None
+    state[name] = [info.st_mode, info.st_uid, info.st_gid, data]
+print(json.dumps(state))
+"""
+
+
+def full_or_read_only_wrapper(sysctl_d: Path, kind: str, dumps: Path) -> list:
+    """unshare -m: the sysctl.d directory becomes a full tmpfs holding copies of its files, or a read-only bind
+    mount of itself; its state is dumped before and after the command."""
+    directory = shlex.quote(str(sysctl_d))
+    if kind == "full":
+        setup = f"""mkdir -p {shlex.quote(str(dumps))}/copy
+cp -a {directory}/. {shlex.quote(str(dumps))}/copy/
+mount -t tmpfs -o size=64k,mode=0755 tmpfs {directory} && cp -a {shlex.quote(str(dumps))}/copy/. {directory}/
+dd if=/dev/zero of={directory}/.fill bs=1k >/dev/null 2>&1 || true"""
+    else:
+        setup = f"mount --bind {directory} {directory} && mount -o remount,bind,ro {directory}"
+    dump = f"/usr/bin/python3 -c {shlex.quote(DUMP_DIRECTORY)} {directory}"
+    script = f"""{setup}
+{dump} > {shlex.quote(str(dumps))}/before.json
+"$@"; status=$?
+{dump} > {shlex.quote(str(dumps))}/after.json
+exit "$status"
+"""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+
+
+@pytest.mark.parametrize("kind, reason", [("full", "no space left on the file system"), ("ro", "read-only")])
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_a_full_or_read_only_sysctl_d_says_so_and_reports_nothing_changed(
+    netns, sysctl_d, tmp_path, kind, reason, state
+):
+    """It said "RESTORE FAILED" with file_changed and changed true, the old file being byte-identical."""
+    if kind == "full" and state == "absent":
+        pytest.skip("removing a file needs no space")
+    dropin = sysctl_d / "99-netstack-tcp-memory.conf"
+    dropin.write_text(f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 4096 131072 6291456\n")
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    sysctls_before = ns_sysctls(netns)
+    args = module_args(sysctl_d, backup=True)
+    if state == "absent":
+        args.update(state="absent", settings={"net.ipv4.tcp_wmem": "4096 32768 5242880"})
+    result = ansible_adhoc(
+        "netstack.tcp_tuning.sysctl_dropin",
+        args,
+        COLLECTIONS,
+        netns,
+        timeout=args["lock_timeout"] + ANSIBLE_OVERHEAD_SECONDS,
+        wrapper=full_or_read_only_wrapper(sysctl_d, kind, dumps),
+    )
+    assert result.get("failed"), result
+    assert reason in result["msg"] and result["msg"].endswith("nothing was changed"), result["msg"]
+    assert "RESTORE FAILED" not in result["msg"] and not result["changed"] and not result["file_changed"]
+    assert json.loads((dumps / "after.json").read_text()) == json.loads((dumps / "before.json").read_text())
+    assert ns_sysctls(netns) == sysctls_before

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import (
     LOCK_NAME,
-    LockRefused,
     LockTimeout,
+    Untrusted,
     acquire,
     holder_text,
     release,
@@ -85,7 +85,7 @@ def test_a_lock_file_that_is_not_our_own_regular_file_is_refused_naming_path_and
     directory = tmp_path / "run/netstack-tcp-tuning"
     directory.parent.mkdir()
     plant(directory, kind, target)
-    with pytest.raises(LockRefused) as raised:
+    with pytest.raises(Untrusted) as raised:
         acquire(str(directory), 0, "me")
     assert str(raised.value).startswith(f"lock file {directory}/{LOCK_NAME} {reason}"), raised.value
     assert target.read_text() == "keep\n"
@@ -106,7 +106,7 @@ def test_a_lock_directory_that_is_not_ours_alone_is_refused(tmp_path, kind):
             os.chown(directory, 65534, 65534)
         else:
             directory.chmod(0o770)
-    with pytest.raises(LockRefused, match=f"^lock directory {directory} "):
+    with pytest.raises(Untrusted, match=f"^lock directory {directory} "):
         acquire(str(directory), 0, "me")
     assert not (tmp_path / "elsewhere" / LOCK_NAME).exists()
 

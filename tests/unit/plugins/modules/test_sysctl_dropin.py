@@ -259,6 +259,10 @@ def test_backup_keeps_the_replaced_file(root, capsys):
     result = run(root, capsys, backup=True)
     assert Path(result["backup_file"]).read_text() == f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 1 2 3\n"
     assert "backup_file" not in run(root, capsys, backup=True)
+    # Out of the directories the boot reads (they used to pile up beside the drop-in), root only.
+    backups = root / "var/backups/netstack-tcp-tuning"
+    assert Path(result["backup_file"]).parent == backups and oct(backups.stat().st_mode & 0o777) == "0o700"
+    assert sorted(os.listdir(root / "etc/sysctl.d")) == ["99-netstack-tcp-memory.conf"]
 
 
 def test_missing_sysctl_d_is_created_and_removed_again_on_rollback(root, capsys, monkeypatch):

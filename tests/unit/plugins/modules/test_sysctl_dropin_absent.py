@@ -191,3 +191,14 @@ def test_a_dropin_without_records_restores_the_boot_defaults(root, capsys):
     result = undo(root, capsys, boot_defaults={"net.ipv4.tcp_rmem": "4096 131072 7000000"})
     assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 7000000\n"
     assert result["keys"]["net.ipv4.tcp_rmem"]["source"] == "boot_default"
+
+
+def test_a_managed_dropin_with_crlf_line_ends_is_undone(root, capsys):
+    """An editor that saved the drop-in with CRLF made undo refuse it as "not written by this collection"."""
+    dropin = tune(root, capsys)
+    dropin.write_bytes(dropin.read_bytes().replace(b"\n", b"\r\n"))
+    result = undo(root, capsys)
+    assert result["changed"] and result["file_changed"] and not result.get("failed"), result
+    assert not dropin.exists()
+    assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 6291456\n"
+    assert result["keys"]["net.ipv4.tcp_rmem"]["source"] == "recorded"
