@@ -217,7 +217,7 @@ def records_to_keep(
     for key in sorted(managed):
         if key in old_records:
             records[key] = old_records[key]
-        elif key not in old_keys and live.get(key) is not None:
+        elif key not in old_keys and live.get(key):  # absent (None) or unreadable (empty): nothing to record
             records[key] = live[key]
     return records
 

@@ -321,8 +321,10 @@ rollback:
   sample: {file: restored, backup_file: removed, live: {net.ipv4.tcp_rmem: restored}}
 """
 
+import binascii
 import errno
 import glob
+import json
 import os
 import stat
 import tempfile
@@ -331,6 +333,13 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_journal import (
+    decode_old,
+    journal_entry,
+    journal_path,
+    remove_journal,
+    write_journal,
+)
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import (
     LockTimeout,
     Untrusted,
@@ -928,20 +937,22 @@ def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPa
 def execute_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths, plan: Plan) -> Dict[str, Any]:
     """Write the drop-in, apply and read back the live values; on any failure roll back and fail."""
     path, result = params["path"], dict(plan.result)
-    created_directory = None
+    directory = os.path.dirname(path)
+    created_directory = None if not result["file_would_change"] or os.path.isdir(directory) else directory
+    begin_journal(module, paths, plan, created_directory, result)
     if result["file_would_change"]:
         try:
             if params["backup"] and plan.old is not None:
                 result["backup_file"] = make_backup(path, plan.old, paths.backup_directory)
-            if not os.path.isdir(os.path.dirname(path)):
-                created_directory = os.path.dirname(path)
+            if created_directory:
                 os.mkdir(created_directory, 0o755)
             write_file_atomically(module, path, plan.new_text)
         except (NotWritten, OSError) as error:
             if created_directory and os.path.isdir(created_directory):
                 os.rmdir(created_directory)
             reason = str(error) if isinstance(error, NotWritten) else f"{path}: {file_system_reason(error)}"
-            fail_unchanged(module, result, f"{reason}; the previous file is unchanged and no live value was written")
+            failure = f"{reason}; the previous file is unchanged and no live value was written"
+            fail_unchanged(module, result, failure, paths.lock_directory)
         result["file_changed"] = True
     if params["apply"]:
         written, failure = apply_live_values(paths.proc_sys, plan.keys, plan.targets)
@@ -950,8 +961,100 @@ def execute_present(module: AnsibleModule, params: Mapping[str, Any], paths: Hos
             file_outcome = (
                 restore_file(module, path, plan.old, created_directory) if result["file_changed"] else "unchanged"
             )
-            fail_rolled_back(module, result, failure, file_outcome, live_outcome)
+            fail_rolled_back(module, result, failure, file_outcome, live_outcome, paths.lock_directory)
+    remove_journal(paths.lock_directory)
     return result
+
+
+def begin_journal(
+    module: AnsibleModule, paths: HostPaths, plan: Plan, created_directory: Optional[str], result: Dict[str, Any]
+) -> None:
+    """Write down what this run is about to change, so that a later run can put it back if this one is killed."""
+    old = None if plan.old is None else plan.old._asdict()
+    live_before = {key: plan.keys[key]["before"] for key in keys_to_write(plan.keys)} if module.params["apply"] else {}
+    entry = journal_entry(module.params["path"], old, created_directory, live_before, os.getpid(), time.time())
+    try:
+        write_journal(paths.lock_directory, entry)
+    except OSError as error:
+        failure = f"cannot write the run's journal in {paths.lock_directory}: {file_system_reason(error)}"
+        fail_unchanged(module, result, failure, None)
+
+
+def recover_interrupted_run(module: AnsibleModule, paths: HostPaths) -> Optional[str]:
+    """Put back what a killed run changed (its journal says what that was), before this run plans anything, and
+    return the sentence saying so (None without a journal). In check mode only say that the next real run will."""
+    location = journal_path(paths.lock_directory)
+    try:
+        data = read_config_bytes(location, follow=False)
+        if data is None:
+            return None
+        entry = json.loads(data)
+        path, live_before, old = entry["path"], dict(entry["live"]), decode_old(entry)
+        created_directory = entry.get("created_directory")
+        since = f"pid {entry['pid']}, since {entry['since']}"
+    except (UnreadableFile, OSError, ValueError, KeyError, TypeError, binascii.Error) as error:
+        module.fail_json(msg=f"the journal {location} of an interrupted run is unreadable ({error}): remove it")
+    problems = [problem for problem in (path_syntax_problem(path), root_problem(paths.root, path)) if problem]
+    for key, value in sorted(live_before.items()):
+        problem = key_problem(key) or (bool(value) and value_problem(key, value))
+        if problem:
+            problems.append(f"live[{key!r}] = {value!r}: {problem}")
+    if problems:
+        module.fail_json(msg=f"the journal {location} of an interrupted run is not valid: {'; '.join(problems)}")
+    what = f"{path} and the live values of {', '.join(sorted(live_before)) or 'no key'}"
+    if module.check_mode:
+        return f"a previous run ({since}) was interrupted: the next real run first puts back {what}"
+    failures = []
+    for key, value in sorted(live_before.items()):
+        if value:  # None or empty: nothing was known about it before
+            try:
+                write_live(paths.proc_sys, key, value)
+            except LiveWriteError as error:
+                failures.append(str(error))
+    try:
+        put_back_or_remove(module, path, old, created_directory)
+    except (OSError, Refused) as error:
+        failures.append(f"{path}: {getattr(error, 'msg', None) or to_native(error)}")
+    remove_stale_temporaries(path)
+    if failures:
+        module.fail_json(
+            msg=f"a previous run ({since}) was interrupted and putting back what it changed failed: "
+            + "; ".join(failures)
+            + f". Its journal {location} is kept for the next run"
+        )
+    remove_journal(paths.lock_directory)
+    return f"a previous run ({since}) was interrupted: put back {what} as they were before it"
+
+
+def put_back_or_remove(
+    module: AnsibleModule, path: str, old: Optional[Mapping[str, Any]], created: Optional[str]
+) -> None:
+    """The drop-in as it was before an interrupted run: its previous bytes, or no file (only a managed one is
+    removed) and no directory made for it."""
+    if old is not None:
+        put_back(module, path, FileState(old["data"], old["mode"], old["uid"], old["gid"], None))
+        return
+    if os.path.lexists(path):
+        info = os.lstat(path)
+        data = read_config_bytes(path, follow=False) if stat.S_ISREG(info.st_mode) else None
+        if data is None or not is_managed(data.decode("utf-8", "replace")):
+            raise Refused("is not a file this collection wrote: left as it is")
+        os.unlink(path)
+    if created and os.path.isdir(created) and not os.listdir(created):
+        os.rmdir(created)
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """The hidden temporary files (.NAME.*.new, .NAME.*.restore) a killed run left beside the drop-in."""
+    directory, prefix = os.path.dirname(path), temp_prefix(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        candidate = os.path.join(directory, name)
+        if name.startswith(prefix) and name.endswith((".new", ".restore")) and os.path.isfile(candidate):
+            os.unlink(candidate)
 
 
 def removal_problem(params: Mapping[str, Any], paths: HostPaths, old_text: Optional[str]) -> Optional[str]:
@@ -1065,40 +1168,52 @@ def execute_absent(module: AnsibleModule, params: Mapping[str, Any], paths: Host
         problem = removal_blocker(path)
         if problem:
             fail_unchanged(module, result, f"cannot remove {path}: {problem}; no live value was written")
+    begin_journal(module, paths, plan, None, result)
     if result["file_would_change"] and params["backup"] and plan.old is not None:
         try:
             result["backup_file"] = make_backup(path, plan.old, paths.backup_directory)
         except NotWritten as error:
-            fail_unchanged(module, result, f"{error}; no live value was written")
+            fail_unchanged(module, result, f"{error}; no live value was written", paths.lock_directory)
     written: List[str] = []
     if result["live_would_change"]:
         written, failure = apply_live_values(paths.proc_sys, plan.keys, plan.targets)
         if failure:
             live_outcome = restore_live(paths.proc_sys, written, plan.keys)
-            fail_rolled_back(module, result, failure, "unchanged", live_outcome)
+            fail_rolled_back(module, result, failure, "unchanged", live_outcome, paths.lock_directory)
     if plan.old is not None:
         try:
             os.unlink(path)
         except OSError as error:
             live_outcome = restore_live(paths.proc_sys, written, plan.keys)
-            fail_rolled_back(module, result, f"removing {path} failed: {to_native(error)}", "unchanged", live_outcome)
+            failure = f"removing {path} failed: {to_native(error)}"
+            fail_rolled_back(module, result, failure, "unchanged", live_outcome, paths.lock_directory)
         result["file_changed"] = True
+    remove_journal(paths.lock_directory)
     return result
 
 
-def fail_unchanged(module: AnsibleModule, result: Dict[str, Any], failure: str) -> None:
+def fail_unchanged(
+    module: AnsibleModule, result: Dict[str, Any], failure: str, journal_directory: Optional[str] = None
+) -> None:
     """Fail before anything was changed (the file was never replaced, no live value written)."""
     backup_file = result.pop("backup_file", None)
     if backup_file:
         remove_backup(backup_file)
+    if journal_directory:
+        remove_journal(journal_directory)
     module.fail_json(msg=f"{failure}: nothing was changed", **{**result, "changed": False, "file_changed": False})
 
 
 def fail_rolled_back(
-    module: AnsibleModule, result: Dict[str, Any], failure: str, file_outcome: str, live_outcome: Mapping[str, str]
+    module: AnsibleModule,
+    result: Dict[str, Any],
+    failure: str,
+    file_outcome: str,
+    live_outcome: Mapping[str, str],
+    journal_directory: str,
 ) -> None:
     """Fail after a rollback, saying what was put back. `file_changed` and `changed` then say what is still
-    different from before the run: nothing, unless a restore failed."""
+    different from before the run: nothing, unless a restore failed (the journal then stays, for the next run)."""
     result["rollback"] = {"file": file_outcome, "live": dict(live_outcome)}
     backup_file = result.pop("backup_file", None)
     if backup_file:
@@ -1106,17 +1221,22 @@ def fail_rolled_back(
     result["file_changed"] = file_outcome.startswith(RESTORE_FAILED)
     result["changed"] = result["file_changed"] or any(outcome != "restored" for outcome in live_outcome.values())
     restored = ", ".join(f"{key} {outcome}" for key, outcome in live_outcome.items())
+    if not result["changed"]:
+        remove_journal(journal_directory)
     module.fail_json(msg=f"{failure}. Rolled back: file {file_outcome}; live values: {restored}", **result)
 
 
-def run(module: AnsibleModule, paths: HostPaths) -> None:
-    """Plan, then (unless check mode or nothing to do) execute; report what was done, or what would be."""
+def run(module: AnsibleModule, paths: HostPaths, recovered: Optional[str] = None) -> None:
+    """Plan, then (unless check mode or nothing to do) execute; report what was done, or what would be.
+    `recovered` says what was put back of an interrupted run first: a note, and the run changed something."""
     params = module.params
     absent = params["state"] == "absent"
     try:
         plan = plan_absent(module, params, paths) if absent else plan_present(module, params, paths)
     except Refused as refused:
         module.fail_json(msg=refused.msg, **{**refused.fields, "changed": False, "file_changed": False})
+    if recovered:
+        plan.result["notes"].insert(0, recovered)
     for note in plan.result["notes"]:
         module.warn(note)
     would_change = plan.result["file_would_change"] or plan.result["live_would_change"]
@@ -1153,7 +1273,7 @@ def main() -> None:
     paths = host_paths(module.params["root"])
     lock_fd = take_lock(module, paths.lock_directory)
     try:
-        run(module, paths)
+        run(module, paths, recover_interrupted_run(module, paths))
     finally:
         if lock_fd is not None:
             release(lock_fd)

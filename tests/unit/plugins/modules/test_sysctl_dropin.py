@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any, Dict
 
@@ -401,7 +402,7 @@ def test_rollback_restores_content_mode_and_owner_of_a_forced_foreign_file(root,
     before = entries(root / "etc/sysctl.d")
     reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     result = run(root, capsys, force=True, backup=True)
-    assert result["failed"] and result["rollback"]["file"] == "restored", result
+    assert result["failed"] and result.get("rollback", {}).get("file") == "restored", result.get("msg")
     assert result["rollback"]["backup_file"] == "removed"
     assert entries(root / "etc/sysctl.d") == before
 
@@ -502,3 +503,41 @@ def test_an_image_root_gets_the_dropin_for_its_next_boot_and_the_running_kernel_
     assert "net.ipv4.tcp_rmem = 4096 131072 7340032" in (image / "etc/sysctl.d/99-netstack-tcp-memory.conf").read_text()
     assert result["keys"]["net.ipv4.tcp_rmem"]["reason"].startswith("written to the drop-in only (apply=false)")
     assert Path("/proc/sys/net/ipv4/tcp_rmem").read_text() == kernel_before
+
+
+def test_a_run_killed_during_its_rollback_is_undone_by_the_next_run(root, capsys, monkeypatch):
+    """A SIGKILL during a rollback left the new drop-in (holding a value the kernel refuses) and a hidden .restore
+    file; later runs then rolled back to that file and said "Rolled back: file restored". The next run must put
+    back what the killed run changed before doing its own work."""
+    etc = root / "etc/sysctl.d"
+    dropin = etc / "99-netstack-tcp-memory.conf"
+    previous = f"{MANAGED_LINE}\n# the previous run's file\n"
+    dropin.write_text(previous)
+    before, rmem_before = entries(etc), live(root, "net/ipv4/tcp_rmem")
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")  # the kernel "refuses" tcp_wmem: every run rolls back
+
+    child = os.fork()
+    if child == 0:  # the killed run: SIGKILL once the rollback's temporary file is being flushed
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            if any(name.endswith(".restore") for name in os.listdir(etc)):
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_fsync(fd)
+
+        os.fsync = fsync
+        try:
+            run(root, capsys)
+        finally:
+            os._exit(3)
+    _pid, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    assert dropin.read_text() != previous and any(name.endswith(".restore") for name in os.listdir(etc))
+    assert live(root, "net/ipv4/tcp_rmem") != rmem_before
+
+    result = run(root, capsys)
+    assert result["failed"] and result.get("rollback", {}).get("file") == "restored", result.get("msg")
+    assert "was interrupted: put back" in result["notes"][0], result["notes"]
+    assert entries(etc) == before
+    assert live(root, "net/ipv4/tcp_rmem").split() == rmem_before.split()
+    assert not (root / "run/netstack-tcp-tuning/interrupted-run.json").exists()
