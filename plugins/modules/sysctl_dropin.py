@@ -83,8 +83,7 @@ options:
       - Dotted sysctl key to value. Every key must exist under C(/proc/sys) (see O(root)), also with O(apply=false)
         (pass absent keys in O(skip)).
       - Required with O(state=present). With O(state=absent), the values to restore instead of the computed ones
-        (for example the per-namespace keys of a container, whose values at creation no file records); keys not
-        in the drop-in are set too.
+        (for example a key whose previous value nothing records); keys not in the drop-in are set too.
       - Values are strings of plain decimal integers within the kernel's int range (vectors separated by
         blanks); integers are accepted, booleans are refused.
       - C(net.ipv4.tcp_mem), C(net.ipv4.tcp_rmem), C(net.ipv4.tcp_wmem) and C(net.ipv4.udp_mem) need exactly three
@@ -175,15 +174,17 @@ attributes:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 notes:
-  - Keys that are removed from O(settings) disappear from the file, but their live values are left as
-    they are (the module cannot know what they were before the first run); O(state=absent) restores the keys
-    the file holds when it runs.
-  - O(state=absent) cannot know what a non-initial network namespace (a container) had for its per-namespace keys
-    (C(tcp_rmem), C(tcp_wmem)...) - a new namespace copies the host's values when it is created - so the
-    C(tcp_memory) role passes them in O(skip) there unless the user names values.
+  - Keys that are removed from O(settings) disappear from the file (and so does their record), but their live values
+    are left as they are; O(state=absent) restores the keys the file holds when it runs.
+  - Runs as root (become); without root only check mode runs, judging from the file modes whether a key is
+    writable. See C(docs/threat-model.md) for the files it reads and writes and what it refuses.
+  - In a non-initial network namespace (a container) a per-namespace key (C(tcp_rmem), C(tcp_wmem)...) started from
+    the host's values when the namespace was created, not from the boot defaults, so the C(tcp_memory) role passes no
+    O(boot_defaults) for them there; they go back to the sysctl.d file that sets them, else to the value recorded in
+    the drop-in (the namespace's own, read when this collection first set the key), else they are left as they are.
   - The recorded previous value is the boot value where nothing changed the key at runtime before the first run; it is
     preferred to O(boot_defaults) because the facts' estimate runs a few percent high (the kernel frees memory after
-    it sized C(tcp_mem), C(tcp_rmem) and C(tcp_wmem) at boot). A drop-in written by an older release has no record.
+    it sized C(tcp_mem), C(tcp_rmem) and C(tcp_wmem) at boot).
   - C(net.core.rmem_max)/C(wmem_max) boot at the same constant as C(rmem_default)/C(wmem_default)
     (SK_RMEM_MAX/SK_WMEM_MAX in C(net/core/sock.c)); the restore reads those when no sysctl.d file (and not the
     drop-in) sets them. A C(sysctl -w) of C(rmem_default) since boot would mislead it; name the value in O(settings)
@@ -582,6 +583,34 @@ def existing_file(module: AnsibleModule, path: str) -> Tuple[Optional[FileState]
     return FileState(data, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, context), None
 
 
+def writable_as_root(path: str) -> bool:
+    """Whether root may write the /proc/sys file: as root, access(2) says; a check-mode run without root judges by
+    the owner's write bit (the kernel shows a key that is read-only here, a global one in a container, as 0444)."""
+    if os.geteuid() == 0:
+        return os.access(path, os.W_OK)
+    return bool(os.stat(path).st_mode & stat.S_IWUSR)
+
+
+NOT_ROOT = (
+    "sysctl_dropin runs as uid {uid}, not root: writing {path} and /proc/sys needs root, nothing was changed. "
+    "Run it with become (ansible-playbook --become, or -e tcp_memory_become=true with netstack.tcp_tuning.tune "
+    "and untune); check mode (--check --diff) shows the changes without root"
+)
+
+
+def unjudged_read_only(
+    proc_sys: str, settings: Mapping[str, Any], skip: Mapping[str, str], live: Mapping[str, Optional[str]]
+) -> Dict[str, str]:
+    """Check mode without root: keys read-only here (mode 0444, a global key in a container), which the caller
+    could not leave out (without root the facts cannot judge writability), are shown skipped, not refused."""
+    return {
+        key: "read-only here (mode 0444): left out of this check-mode preview run without root; as root, pass it "
+        "in skip (the tcp_memory role does, tcp_memory_unsettable: skip)"
+        for key in sorted(settings)
+        if key not in skip and live.get(key) is not None and not writable_as_root(proc_sys_path(proc_sys, key))
+    }
+
+
 def host_problems(
     proc_sys: str, plan: Mapping[str, Mapping[str, Any]], managed: Mapping[str, str], apply_live: bool
 ) -> List[str]:
@@ -593,7 +622,7 @@ def host_problems(
             problems.append(
                 f"settings[{key!r}]: {key} does not exist under {proc_sys} here; pass it in skip with a reason"
             )
-        elif apply_live and entry["action"] == "set" and not os.access(proc_sys_path(proc_sys, key), os.W_OK):
+        elif apply_live and entry["action"] == "set" and not writable_as_root(proc_sys_path(proc_sys, key)):
             wanted = entry["after"]
             problems.append(f"{key} is read-only here (live {entry['before']}, wanted {wanted}); pass it in skip")
     return problems
@@ -902,8 +931,10 @@ def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPa
         raise Refused(f"refusing the drop-in, nothing was changed: {path_problem}")
 
     skip = {key: str(reason) for key, reason in params["skip"].items()}
-    managed = managed_settings(params["settings"], skip)
     live = read_live_or_refuse(paths.proc_sys, set(params["settings"]) | set(skip))
+    if module.check_mode and os.geteuid() != 0:
+        skip.update(unjudged_read_only(paths.proc_sys, params["settings"], skip, live))
+    managed = managed_settings(params["settings"], skip)
     keys = plan_keys(params["settings"], skip, live, apply_live)
     problems = host_problems(paths.proc_sys, keys, managed, apply_live)
     if problems:
@@ -985,7 +1016,12 @@ def recover_interrupted_run(module: AnsibleModule, paths: HostPaths) -> Optional
     return the sentence saying so (None without a journal). In check mode only say that the next real run will."""
     location = journal_path(paths.lock_directory)
     try:
-        data = read_config_bytes(location, follow=False)
+        try:
+            data = read_config_bytes(location, follow=False)
+        except PermissionError:
+            if module.check_mode:  # without root (only check mode runs so) the lock's directory is closed
+                return None
+            raise
         if data is None:
             return None
         entry = json.loads(data)
@@ -1102,7 +1138,7 @@ def restore_problems(proc_sys: str, plan: Mapping[str, Mapping[str, Any]], given
             if problem:
                 problems.append(f"{key}: {entry['reason']} gives {entry['after']!r}, which {problem}")
                 continue
-        if not os.access(proc_sys_path(proc_sys, key), os.W_OK):
+        if not writable_as_root(proc_sys_path(proc_sys, key)):
             problems.append(
                 f"{key} is read-only here (live {entry['before']}, to restore {entry['after']}); pass it in skip"
             )
@@ -1267,6 +1303,8 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
+    if os.geteuid() != 0 and not module.check_mode:
+        module.fail_json(msg=NOT_ROOT.format(uid=os.geteuid(), path=module.params["path"]), changed=False)
     problems = input_problems(module.params)
     if problems:
         module.fail_json(msg="invalid input, nothing was changed: " + "; ".join(problems), changed=False)
