@@ -37,10 +37,6 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     key_problem,
     normalise_value,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
-    TCP_ADV_WIN_SCALE_DEFAULT,
-    TCP_MODERATE_RCVBUF_DEFAULT,
-)
 
 SOURCE_GIVEN = "given"
 SOURCE_FILE = "file"
@@ -49,13 +45,6 @@ SOURCE_BOOT_DEFAULT = "boot_default"
 SOURCE_KERNEL_CONSTANT = "kernel_constant"
 SOURCE_SAME_CONSTANT = "same_constant"
 SOURCE_UNKNOWN = "unknown"
-
-# Values the kernel's init code sets, whatever the machine (net/ipv4/tcp_ipv4.c, tcp_sk_init():
-# sysctl_tcp_moderate_rcvbuf = 1, sysctl_tcp_adv_win_scale = 1).
-KERNEL_CONSTANT_DEFAULTS = {
-    "net.ipv4.tcp_moderate_rcvbuf": str(TCP_MODERATE_RCVBUF_DEFAULT),
-    "net.ipv4.tcp_adv_win_scale": str(TCP_ADV_WIN_SCALE_DEFAULT),
-}
 
 # Keys that boot at the value another key also boots at (net/core/sock.c): key -> that other key.
 SAME_BOOT_CONSTANT = {
@@ -120,8 +109,10 @@ def restore_value(
     live: Mapping[str, Optional[str]],
     managed_keys: Sequence[str] = (),
     recorded: Optional[Mapping[str, str]] = None,
+    kernel_constants: Optional[Mapping[str, str]] = None,
 ) -> Restore:
-    """Where `key` goes back to after the drop-in is removed (see the module docstring for the order)."""
+    """Where `key` goes back to after the drop-in is removed (see the module docstring for the order).
+    `kernel_constants`: key -> the value the kernel's init code sets whatever the machine (the caller's table)."""
     if key in given:
         return Restore(given[key], SOURCE_GIVEN, "the value given in settings")
     found = winning_assignment(key, parsed)
@@ -134,8 +125,8 @@ def restore_value(
         )
     if key in boot_defaults:
         return Restore(boot_defaults[key], SOURCE_BOOT_DEFAULT, "the kernel's boot default (boot_defaults)")
-    if key in KERNEL_CONSTANT_DEFAULTS:
-        return Restore(KERNEL_CONSTANT_DEFAULTS[key], SOURCE_KERNEL_CONSTANT, "the value the kernel sets at boot")
+    if kernel_constants and key in kernel_constants:
+        return Restore(kernel_constants[key], SOURCE_KERNEL_CONSTANT, "the value the kernel sets at boot")
     twin = SAME_BOOT_CONSTANT.get(key)
     if twin and live.get(twin) and twin_untouched(twin, given, parsed, managed_keys):
         return Restore(

@@ -1,31 +1,35 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Validate and normalise sysctl keys and values for the sysctl_dropin module (pure functions)."""
+"""Validate and normalise sysctl keys and values for the sysctl_dropin module (pure functions).
+
+Generic: what a caller knows about its keys (how many integers each takes, which are ordered memory
+triples) is passed in as KeyRules; the module's entry point passes the collection's key table."""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List, Optional
-
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
-    INT_MAX,
-    INT_MIN,
-    MANAGED_KEYS,
-    TRIPLE_KEYS,
-)
+from typing import AbstractSet, List, Mapping, NamedTuple, Optional
 
 # The kernel stores these knobs as C ints (INT_MIN..INT_MAX): anything outside cannot be what the
-# operator meant. The memory vectors (TRIPLE_KEYS: min/default/max of tcp_rmem, tcp_wmem or
-# min/pressure/max in pages of tcp_mem, udp_mem) need each number at least 1 and never above the
-# next. The kernel checks only part of this (net/ipv4/sysctl_net_ipv4.c: tcp_rmem/tcp_wmem entries
-# >= 1, tcp_mem not at all) and stores a reversed triple, which then makes every socket allocation
-# decision nonsense.
+# operator meant. Ordered memory triples (min/default/max of tcp_rmem, tcp_wmem or min/pressure/max
+# in pages of tcp_mem, udp_mem) need each number at least 1 and never above the next. The kernel
+# checks only part of this (net/ipv4/sysctl_net_ipv4.c: tcp_rmem/tcp_wmem entries >= 1, tcp_mem not
+# at all) and stores a reversed triple, which then makes every socket allocation decision nonsense.
+INT_MIN = -(2**31)
+INT_MAX = 2**31 - 1
 
-# How many integers each key takes. The managed keys come from the key table; a few
-# other well-known vector sysctls are listed so the module stays usable for them. Every other key
-# takes exactly one integer.
-OTHER_VECTOR_COUNTS = {
+
+class KeyRules(NamedTuple):
+    """What the caller knows about the keys it writes: how many integers each takes (every other key takes
+    one), and which are ordered triples (each number at least 1, min <= default/pressure <= max)."""
+
+    counts: Mapping[str, int]
+    ordered_triples: AbstractSet[str]
+
+
+# Well-known vector sysctls of the kernel, which any caller's rules may include.
+KNOWN_VECTOR_COUNTS = {
     "net.ipv4.ip_local_port_range": 2,  # net/ipv4/sysctl_net_ipv4.c ipv4_local_port_range()
     "net.ipv4.ping_group_range": 2,  # net/ipv4/sysctl_net_ipv4.c ipv4_ping_group_range()
     "net.sctp.sctp_mem": 3,
@@ -33,10 +37,6 @@ OTHER_VECTOR_COUNTS = {
     "net.sctp.sctp_wmem": 3,
     "kernel.printk": 4,
     "kernel.sem": 4,
-}
-VALUE_COUNTS: Dict[str, int] = {
-    **{key.name: key.arity for key in MANAGED_KEYS},
-    **OTHER_VECTOR_COUNTS,
 }
 
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
@@ -67,9 +67,9 @@ def glob_key_problem(pattern: str) -> Optional[str]:
     return None
 
 
-def value_count(key: str) -> int:
-    """How many integers `key` takes (1 for keys not in VALUE_COUNTS)."""
-    return VALUE_COUNTS.get(key, 1)
+def value_count(key: str, rules: KeyRules) -> int:
+    """How many integers `key` takes (1 for keys the rules do not name)."""
+    return rules.counts.get(key, 1)
 
 
 def triple_problem(numbers: List[int]) -> Optional[str]:
@@ -82,7 +82,7 @@ def triple_problem(numbers: List[int]) -> Optional[str]:
     return None
 
 
-def value_problem(key: str, value: object) -> Optional[str]:
+def value_problem(key: str, value: object, rules: KeyRules) -> Optional[str]:
     """Why `value` cannot be written to `key`, or None. Booleans are refused: YAML turns yes/on into them."""
     if isinstance(value, bool):
         return "is a boolean; quote sysctl values as strings"
@@ -98,10 +98,10 @@ def value_problem(key: str, value: object) -> Optional[str]:
             return f"token {token!r} is not a plain decimal integer"
         if not INT_MIN <= int(token) <= INT_MAX:
             return f"token {token} is outside the kernel's int range ({INT_MIN}..{INT_MAX})"
-    expected_count = value_count(key)
+    expected_count = value_count(key, rules)
     if len(tokens) != expected_count:
         return f"needs {expected_count} number{'s' if expected_count > 1 else ''}, got {len(tokens)}"
-    if key in TRIPLE_KEYS:
+    if key in rules.ordered_triples:
         return triple_problem([int(token) for token in tokens])
     return None
 

@@ -394,12 +394,41 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     restore_value,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    KNOWN_VECTOR_COUNTS,
+    KeyRules,
     UnsafeKey,
     key_problem,
     normalise_value,
     proc_sys_path,
-    value_problem,
 )
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    value_problem as generic_value_problem,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
+    MANAGED_KEYS,
+    TCP_ADV_WIN_SCALE_DEFAULT,
+    TCP_MODERATE_RCVBUF_DEFAULT,
+    TRIPLE_KEYS,
+)
+
+# The generic writer's rules for this collection: the managed keys' arities and ordered triples (the key
+# table), and the kernel's other well-known vectors.
+KEY_RULES = KeyRules(
+    counts={**KNOWN_VECTOR_COUNTS, **{key.name: key.arity for key in MANAGED_KEYS}},
+    ordered_triples=frozenset(TRIPLE_KEYS),
+)
+# Values the kernel's init code sets, whatever the machine (net/ipv4/tcp_ipv4.c, tcp_sk_init():
+# sysctl_tcp_moderate_rcvbuf = 1, sysctl_tcp_adv_win_scale = 1): what undo restores when nothing else says.
+KERNEL_CONSTANT_DEFAULTS = {
+    "net.ipv4.tcp_moderate_rcvbuf": str(TCP_MODERATE_RCVBUF_DEFAULT),
+    "net.ipv4.tcp_adv_win_scale": str(TCP_ADV_WIN_SCALE_DEFAULT),
+}
+
+
+def value_problem(key: str, value: object) -> Optional[str]:
+    """Why `value` cannot be written to `key` under this collection's rules, or None."""
+    return generic_value_problem(key, value, KEY_RULES)
+
 
 # A sysctl file never holds more than a page; the cap keeps a broken fixture from reading forever.
 READ_LIMIT_BYTES = 65536
@@ -1163,7 +1192,10 @@ def plan_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPat
     restored_keys = sorted(set(keys) | set(given))
     live = read_live_or_refuse(paths.proc_sys, set(restored_keys) | set(SAME_BOOT_CONSTANT.values()))
     parsed, notes = boot_order_assignments(path, paths)
-    restores = {key: restore_value(key, given, parsed, boot_defaults, live, keys, recorded) for key in restored_keys}
+    restores = {
+        key: restore_value(key, given, parsed, boot_defaults, live, keys, recorded, KERNEL_CONSTANT_DEFAULTS)
+        for key in restored_keys
+    }
     plan = plan_restore(restored_keys, restores, skip, live, apply_live)
     problems = restore_problems(paths.proc_sys, plan, given)
     if problems:

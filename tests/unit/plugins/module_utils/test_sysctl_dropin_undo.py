@@ -31,7 +31,10 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     restore_value,
     winning_assignment,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import value_problem
+from ansible_collections.netstack.tcp_tuning.plugins.modules.sysctl_dropin import (
+    KERNEL_CONSTANT_DEFAULTS,
+    value_problem,
+)
 
 ROOTS = ["/nonexistent/etc/sysctl.d", "/nonexistent/run/sysctl.d", "/nonexistent/usr/lib/sysctl.d"]
 DROPIN = "/nonexistent/etc/sysctl.d/99-netstack-tcp-memory.conf"
@@ -91,7 +94,9 @@ def test_without_a_file_the_boot_default_and_a_given_value_wins_over_both():
 
 def test_kernel_constants_and_the_net_core_twin_default():
     live = {"net.core.rmem_default": "212992", "net.core.wmem_default": "212992"}
-    moderate = restore_value("net.ipv4.tcp_moderate_rcvbuf", {}, [], {}, live)
+    moderate = restore_value(
+        "net.ipv4.tcp_moderate_rcvbuf", {}, [], {}, live, kernel_constants=KERNEL_CONSTANT_DEFAULTS
+    )
     assert (moderate.value, moderate.source) == ("1", SOURCE_KERNEL_CONSTANT)
     rmem_max = restore_value("net.core.rmem_max", {}, [], {}, live)
     assert (rmem_max.value, rmem_max.source) == ("212992", SOURCE_SAME_CONSTANT)
