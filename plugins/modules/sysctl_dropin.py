@@ -191,7 +191,7 @@ notes:
     then.
   - O(state=absent) writes the live values first and removes the file last; a write the kernel refuses, or a
     removal that fails, puts back every live value written and leaves the file.
-  - A write that fails before the new file replaces the old one (a full or read-only file system) changes nothing:
+  - A write that fails before the new file replaces the old one (a full or read-only file system) changes nothing;
     the message says why (no space left, read-only) and C(changed) and C(file_changed) are false. With
     O(state=absent) a drop-in on a read-only file system is refused before any live value is written.
   - A rollback puts back the previous file byte for byte with its mode, owner and SELinux context (or removes the
