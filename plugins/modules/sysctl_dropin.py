@@ -1310,7 +1310,7 @@ def run(module: AnsibleModule, paths: HostPaths, recovered: Optional[str] = None
     would_change = plan.result["file_would_change"] or plan.result["live_would_change"]
     if module.check_mode or not would_change:
         # Check mode: `changed` says what a real run would change (Ansible's convention); nothing did.
-        module.exit_json(**plan.result, changed=would_change, file_changed=False)
+        module.exit_json(**plan.result, changed=would_change or bool(recovered), file_changed=False)
     plan = plan._replace(result={**plan.result, "file_changed": False})
     execute = execute_absent if absent else execute_present
     module.exit_json(**execute(module, params, paths, plan), changed=True)
