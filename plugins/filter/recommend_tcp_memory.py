@@ -25,7 +25,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inp
     fact_root,
     parse_facts,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import recommend
+from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import recommend, with_measurements
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_workload import NAMES, ROLE_PREFIX
 
 # An input named as an argument in a model message ("pass best_effort=true", "memory_fraction >= 0.3").
@@ -147,7 +147,7 @@ def recommend_tcp_memory(
         workload["connections"] = to_plain(connections)
     try:
         plain_facts = to_plain(facts)
-        host = parse_facts(plain_facts)
+        host = with_measurements(parse_facts(plain_facts), plain_facts)
         resolved = check_workload(workload, label)
         result = recommend(
             host,

@@ -14,7 +14,7 @@ import stat
 import unicodedata
 from typing import Iterable, NamedTuple, Optional, Tuple
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import DEFAULT_LOCK_FILE
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import LOCK_DIRECTORY
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
     TUNED_ACTIVE_PROFILE,
@@ -30,6 +30,8 @@ SYSCTL_D_ROOTS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "
 # The legacy file `sysctl --system` applies after all drop-ins.
 SYSCTL_CONF = "/etc/sysctl.conf"
 PROC_SYS = "/proc/sys"
+# Backups of replaced or removed drop-ins: outside every directory the boot reads, root only.
+BACKUP_DIRECTORY = "/var/backups/netstack-tcp-tuning"
 
 
 class HostPaths(NamedTuple):
@@ -44,7 +46,8 @@ class HostPaths(NamedTuple):
     tuned_profile_dirs: Tuple[str, ...]  # tuned's profile lookup order
     tuned_reapplied_roots: Tuple[str, ...]  # the sysctl.d directories tuned re-applies after its profile
     tuned_in_use_paths: Tuple[str, ...]  # paths or glob patterns: tuned runs now or starts at boot
-    lock_file: str
+    lock_directory: str  # root-only directory of the lock file
+    backup_directory: str  # root-only directory of the backups (option backup)
 
 
 def under_root(root: str, path: str) -> str:
@@ -52,8 +55,8 @@ def under_root(root: str, path: str) -> str:
     return os.path.normpath(os.path.join(root, path.lstrip("/")))
 
 
-def host_paths(root: str, lock_file: Optional[str] = None) -> HostPaths:
-    """The paths of a host whose / is `root`; `lock_file`, when given, is taken as it is."""
+def host_paths(root: str) -> HostPaths:
+    """The paths of a host whose / is `root`."""
 
     def each(paths: Iterable[str]) -> Tuple[str, ...]:
         return tuple(under_root(root, path) for path in paths)
@@ -68,7 +71,8 @@ def host_paths(root: str, lock_file: Optional[str] = None) -> HostPaths:
         tuned_profile_dirs=each(TUNED_PROFILE_DIRS),
         tuned_reapplied_roots=each(TUNED_REAPPLIED_ROOTS),
         tuned_in_use_paths=each(TUNED_IN_USE_PATHS),
-        lock_file=lock_file or under_root(root, DEFAULT_LOCK_FILE),
+        lock_directory=under_root(root, LOCK_DIRECTORY),
+        backup_directory=under_root(root, BACKUP_DIRECTORY),
     )
 
 
@@ -130,8 +134,22 @@ def file_type_problem(path: str, mode: int, link_target: Optional[str] = None) -
 
 
 def is_managed(text: Optional[str]) -> bool:
-    """Whether a file's content starts with this collection's managed-by line."""
-    return text is not None and text.split("\n", 1)[0] == MANAGED_LINE
+    """Whether a file's content starts with this collection's managed-by line (also with CRLF line ends, as an
+    editor may leave them; systemd-sysctl reads such a file the same)."""
+    return text is not None and text.split("\n", 1)[0].rstrip("\r") == MANAGED_LINE
+
+
+def text_problem(text: str) -> Optional[str]:
+    """Why free text (a comment, the header) cannot go into the drop-in, or None. Newlines start another '# '
+    line; every other control character is refused: systemd-sysctl ends a line at a NUL or a carriage return,
+    and the text after it would become a setting."""
+    for offset, char in enumerate(text):
+        if char != "\n" and unicodedata.category(char) == "Cc":
+            return (
+                f"contains the control character {char!r} at offset {offset}: refused, only newlines are allowed "
+                "(a NUL or carriage return could end the comment line and make the rest a setting)"
+            )
+    return None
 
 
 def ownership_problem(

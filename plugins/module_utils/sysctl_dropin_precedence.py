@@ -14,7 +14,11 @@ import fnmatch
 import os
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import normalise_value
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    glob_key_problem,
+    key_problem,
+    normalise_value,
+)
 
 
 class Assignment(NamedTuple):
@@ -52,6 +56,20 @@ def parse_sysctl_conf(text: str) -> List[Assignment]:
     return assignments
 
 
+def is_glob(key: str) -> bool:
+    return any(char in key for char in "*?[")
+
+
+def assignment_key_problem(assignment: Assignment) -> Optional[str]:
+    """Why a key read from a sysctl.d file fails the check a key given as a setting passes (globs aside), or None."""
+    return glob_key_problem(assignment.key) if is_glob(assignment.key) else key_problem(assignment.key)
+
+
+def valid_assignments(assignments: Sequence[Assignment]) -> List[Assignment]:
+    """The assignments of another package's file that can name a sysctl; the others (net/../x) are never used."""
+    return [assignment for assignment in assignments if assignment_key_problem(assignment) is None]
+
+
 def effective_files(search_roots: Sequence[str], listing: Mapping[str, Sequence[str]]) -> List[Tuple[str, str]]:
     """(name, path) of the *.conf files that are applied, sorted by name; earlier roots mask later ones."""
     chosen: Dict[str, str] = {}
@@ -84,7 +102,7 @@ def precedence(
 
 def key_matches(pattern: str, key: str) -> bool:
     """systemd-sysctl accepts globs in keys (net.ipv4.conf.*.rp_filter)."""
-    if any(char in pattern for char in "*?["):
+    if is_glob(pattern):
         return fnmatch.fnmatchcase(key, pattern)
     return pattern == key
 

@@ -24,7 +24,7 @@ The value to restore is the one the host would hold after a reboot without the d
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
     Assignment,
@@ -33,10 +33,9 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     normalise_conf_key,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import RECORD_PREFIX
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import normalise_value
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
-    TCP_ADV_WIN_SCALE_DEFAULT,
-    TCP_MODERATE_RCVBUF_DEFAULT,
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    key_problem,
+    normalise_value,
 )
 
 SOURCE_GIVEN = "given"
@@ -46,13 +45,6 @@ SOURCE_BOOT_DEFAULT = "boot_default"
 SOURCE_KERNEL_CONSTANT = "kernel_constant"
 SOURCE_SAME_CONSTANT = "same_constant"
 SOURCE_UNKNOWN = "unknown"
-
-# Values the kernel's init code sets, whatever the machine (net/ipv4/tcp_ipv4.c, tcp_sk_init():
-# sysctl_tcp_moderate_rcvbuf = 1, sysctl_tcp_adv_win_scale = 1).
-KERNEL_CONSTANT_DEFAULTS = {
-    "net.ipv4.tcp_moderate_rcvbuf": str(TCP_MODERATE_RCVBUF_DEFAULT),
-    "net.ipv4.tcp_adv_win_scale": str(TCP_ADV_WIN_SCALE_DEFAULT),
-}
 
 # Keys that boot at the value another key also boots at (net/core/sock.c): key -> that other key.
 SAME_BOOT_CONSTANT = {
@@ -117,8 +109,10 @@ def restore_value(
     live: Mapping[str, Optional[str]],
     managed_keys: Sequence[str] = (),
     recorded: Optional[Mapping[str, str]] = None,
+    kernel_constants: Optional[Mapping[str, str]] = None,
 ) -> Restore:
-    """Where `key` goes back to after the drop-in is removed (see the module docstring for the order)."""
+    """Where `key` goes back to after the drop-in is removed (see the module docstring for the order).
+    `kernel_constants`: key -> the value the kernel's init code sets whatever the machine (the caller's table)."""
     if key in given:
         return Restore(given[key], SOURCE_GIVEN, "the value given in settings")
     found = winning_assignment(key, parsed)
@@ -131,8 +125,8 @@ def restore_value(
         )
     if key in boot_defaults:
         return Restore(boot_defaults[key], SOURCE_BOOT_DEFAULT, "the kernel's boot default (boot_defaults)")
-    if key in KERNEL_CONSTANT_DEFAULTS:
-        return Restore(KERNEL_CONSTANT_DEFAULTS[key], SOURCE_KERNEL_CONSTANT, "the value the kernel sets at boot")
+    if kernel_constants and key in kernel_constants:
+        return Restore(kernel_constants[key], SOURCE_KERNEL_CONSTANT, "the value the kernel sets at boot")
     twin = SAME_BOOT_CONSTANT.get(key)
     if twin and live.get(twin) and twin_untouched(twin, given, parsed, managed_keys):
         return Restore(
@@ -156,31 +150,65 @@ def twin_untouched(
     return twin not in managed_keys and twin not in given and winning_assignment(twin, parsed) is None
 
 
-def parse_records(text: Optional[str]) -> Dict[str, str]:
-    """key -> value of the '# before netstack.tcp_tuning: key = value' lines of a drop-in."""
-    records: Dict[str, str] = {}
-    for line in (text or "").splitlines():
-        if line.startswith(RECORD_PREFIX) and "=" in line:
-            key, value = line[len(RECORD_PREFIX) :].split("=", 1)
-            records[normalise_conf_key(key.strip())] = normalise_value(value)
+class Record(NamedTuple):
+    """A '# before netstack.tcp_tuning: key = value' line of a drop-in."""
+
+    line: int  # 1-based line number in the drop-in
+    key: str
+    value: str
+
+
+def parse_records(text: Optional[str]) -> List[Record]:
+    """Every record line of a drop-in, as written (checked by checked_records)."""
+    records = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if line.startswith(RECORD_PREFIX):
+            key, _sep, value = line[len(RECORD_PREFIX) :].partition("=")
+            records.append(Record(number, normalise_conf_key(key.strip()), normalise_value(value)))
     return records
+
+
+def checked_records(
+    records: Sequence[Record], dropin_keys: Sequence[str], value_problem: Callable[[str, str], Optional[str]]
+) -> Tuple[Dict[str, str], List[str]]:
+    """(key -> recorded value, problems). A record is what a key goes back to, so it passes the checks a
+    setting passes: a dotted key the drop-in itself sets (a record for any other key restores nothing this
+    collection changed), a value `value_problem` accepts, one record per key. Each problem names its line."""
+    values: Dict[str, str] = {}
+    first_line: Dict[str, int] = {}
+    problems = []
+    for record in records:
+        where = f"line {record.line} ({RECORD_PREFIX}{record.key} = {record.value})"
+        problem = key_problem(record.key)
+        if not problem and record.key not in dropin_keys:
+            problem = "the drop-in does not set this key, so there is nothing of this collection's to restore"
+        if not problem:
+            problem = value_problem(record.key, record.value)
+            problem = problem and f"value {record.value!r} {problem}"
+        if not problem and record.key in first_line:
+            problem = f"a second record for {record.key} (the first is line {first_line[record.key]})"
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        first_line[record.key] = record.line
+        values[record.key] = record.value
+    return values, problems
 
 
 def records_to_keep(
     managed: Mapping[str, str],
-    old_text: Optional[str],
+    old_records: Mapping[str, str],
     old_keys: Sequence[str],
     live: Mapping[str, Optional[str]],
 ) -> Dict[str, str]:
-    """The previous values to record in the new drop-in: what the old drop-in recorded, and for a key it
-    did not set yet, the live value now (this collection has not changed it). A key the old file set
-    without a record (an older release wrote it) gets none: its live value may be this collection's."""
-    old_records = parse_records(old_text)
+    """The previous values to record in the new drop-in: what the old drop-in recorded (`old_records`, checked),
+    and for a key it did not set yet, the live value now (this collection has not changed it). A key the old
+    file set without a record (its record was removed by hand) gets none: its live value is this collection's."""
     records = {}
     for key in sorted(managed):
         if key in old_records:
             records[key] = old_records[key]
-        elif key not in old_keys and live.get(key) is not None:
+        elif key not in old_keys and live.get(key):  # absent (None) or unreadable (empty): nothing to record
             records[key] = live[key]
     return records
 

@@ -1,32 +1,37 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Validate and normalise sysctl keys and values for the sysctl_dropin module (pure functions)."""
+"""Validate and normalise sysctl keys and values for the sysctl_dropin module (pure functions).
+
+Generic: what a caller knows about its keys (how many integers each takes, which are ordered memory
+triples) is passed in as KeyRules; the module's entry point passes the collection's key table."""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List, Optional
-
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
-    INT_MAX,
-    INT_MIN,
-    KEYS,
-    MANAGED_KEYS,
-    TRIPLE_KEYS,
-)
+from typing import AbstractSet, List, Mapping, NamedTuple, Optional
 
 # The kernel stores these knobs as C ints (INT_MIN..INT_MAX): anything outside cannot be what the
-# operator meant. The memory vectors (TRIPLE_KEYS: min/default/max of tcp_rmem, tcp_wmem or
-# min/pressure/max in pages of tcp_mem, udp_mem) need each number at least 1 and never above the
-# next. The kernel checks only part of this (net/ipv4/sysctl_net_ipv4.c: tcp_rmem/tcp_wmem entries
-# >= 1, tcp_mem not at all) and stores a reversed triple, which then makes every socket allocation
-# decision nonsense.
+# operator meant. Ordered memory triples (min/default/max of tcp_rmem, tcp_wmem or min/pressure/max
+# in pages of tcp_mem, udp_mem) need each number at least 1 and never above the next. The kernel
+# checks only part of this (net/ipv4/sysctl_net_ipv4.c: tcp_rmem/tcp_wmem entries >= 1, tcp_mem not
+# at all) and stores a reversed triple, which then makes every socket allocation decision nonsense.
+INT_MIN = -(2**31)
+INT_MAX = 2**31 - 1
 
-# How many integers each key takes. The managed keys come from the key table; a few
-# other well-known vector sysctls are listed so the module stays usable for them. Every other key
-# takes exactly one integer.
-OTHER_VECTOR_COUNTS = {
+
+class KeyRules(NamedTuple):
+    """What the caller knows about the keys it writes: how many integers each takes (every other key takes
+    one), and which are ordered triples (each number at least 1, min <= default/pressure <= max)."""
+
+    counts: Mapping[str, int]
+    ordered_triples: AbstractSet[str]
+    # Keys the kernel stores as unsigned int (e.g. tcp_notsent_lowat, up to 4294967295): their highest value.
+    maximums: Mapping[str, int] = {}
+
+
+# Well-known vector sysctls of the kernel, which any caller's rules may include.
+KNOWN_VECTOR_COUNTS = {
     "net.ipv4.ip_local_port_range": 2,  # net/ipv4/sysctl_net_ipv4.c ipv4_local_port_range()
     "net.ipv4.ping_group_range": 2,  # net/ipv4/sysctl_net_ipv4.c ipv4_ping_group_range()
     "net.sctp.sctp_mem": 3,
@@ -35,12 +40,10 @@ OTHER_VECTOR_COUNTS = {
     "kernel.printk": 4,
     "kernel.sem": 4,
 }
-VALUE_COUNTS: Dict[str, int] = {
-    **{key.name: key.arity for key in MANAGED_KEYS},
-    **OTHER_VECTOR_COUNTS,
-}
 
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+# systemd-sysctl also takes glob patterns (net.ipv4.conf.*.rp_filter); never turned into a path.
+_GLOB_KEY_RE = re.compile(r"[A-Za-z0-9_*?!\[\]-]+(\.[A-Za-z0-9_*?!\[\]-]+)+")
 # Plain decimal only: the kernel parses with base 0, so "010" would be read as octal 8 and a
 # leading "+" or "0x" would not round-trip through read-back either.
 _INT_TOKEN_RE = re.compile(r"0|-?[1-9][0-9]*")
@@ -59,9 +62,16 @@ def key_problem(key: object) -> Optional[str]:
     return None
 
 
-def value_count(key: str) -> int:
-    """How many integers `key` takes (1 for keys not in VALUE_COUNTS)."""
-    return VALUE_COUNTS.get(key, 1)
+def glob_key_problem(pattern: str) -> Optional[str]:
+    """Why a key read from a sysctl.d file is neither a dotted sysctl name nor a glob of such names, or None."""
+    if not isinstance(pattern, str) or not _GLOB_KEY_RE.fullmatch(pattern):
+        return "not a dotted sysctl name such as net.ipv4.tcp_rmem"
+    return None
+
+
+def value_count(key: str, rules: KeyRules) -> int:
+    """How many integers `key` takes (1 for keys the rules do not name)."""
+    return rules.counts.get(key, 1)
 
 
 def triple_problem(numbers: List[int]) -> Optional[str]:
@@ -74,7 +84,7 @@ def triple_problem(numbers: List[int]) -> Optional[str]:
     return None
 
 
-def value_problem(key: str, value: object) -> Optional[str]:
+def value_problem(key: str, value: object, rules: KeyRules) -> Optional[str]:
     """Why `value` cannot be written to `key`, or None. Booleans are refused: YAML turns yes/on into them."""
     if isinstance(value, bool):
         return "is a boolean; quote sysctl values as strings"
@@ -88,17 +98,33 @@ def value_problem(key: str, value: object) -> Optional[str]:
     for token in tokens:
         if not _INT_TOKEN_RE.fullmatch(token):
             return f"token {token!r} is not a plain decimal integer"
-        highest = KEYS[key].maximum if key in KEYS else INT_MAX  # tcp_notsent_lowat: unsigned
+        highest = rules.maximums.get(key, INT_MAX)
         if not INT_MIN <= int(token) <= highest:
-            return f"token {token} is outside the kernel's int range ({INT_MIN}..{highest})"
-    expected_count = value_count(key)
+            return f"token {token} is outside the kernel's int range for this key ({INT_MIN}..{highest})"
+    expected_count = value_count(key, rules)
     if len(tokens) != expected_count:
         return f"needs {expected_count} number{'s' if expected_count > 1 else ''}, got {len(tokens)}"
-    if key in TRIPLE_KEYS:
+    if key in rules.ordered_triples:
         return triple_problem([int(token) for token in tokens])
     return None
 
 
-def proc_sys_path(proc_sys_root: str, key: str) -> str:
-    """/proc/sys file of a dotted key (net.ipv4.tcp_rmem -> {root}/net/ipv4/tcp_rmem)."""
-    return os.path.join(proc_sys_root, *key.split("."))
+class UnsafeKey(ValueError):
+    """A key that does not name a file under /proc/sys: never opened."""
+
+
+def proc_sys_path(proc_sys_root: str, key: str, realpath=os.path.realpath) -> str:
+    """/proc/sys file of a dotted key (net.ipv4.tcp_rmem -> {root}/net/ipv4/tcp_rmem).
+
+    Every path derived from a key goes through here: the key must be a dotted sysctl name (no '/', no
+    empty or '..' part) and the path, links resolved, must stay under the root's /proc/sys. Raises
+    UnsafeKey otherwise, so a key read from a file can never name another file.
+    """
+    problem = key_problem(key)
+    if problem:
+        raise UnsafeKey(f"key {key!r}: {problem}; not opened")
+    path = os.path.join(proc_sys_root, *key.split("."))
+    resolved_root = realpath(proc_sys_root)
+    if os.path.commonpath([resolved_root, realpath(path)]) != resolved_root:
+        raise UnsafeKey(f"key {key!r}: {path} resolves outside {proc_sys_root}; not opened")
+    return path

@@ -27,8 +27,11 @@ description:
     it is only noted.
   - Validates every key, value and the path before touching anything, and refuses a drop-in it must not replace
     (see O(path) and O(force)); nothing is changed when it refuses.
-  - Takes an exclusive lock (O(lock_file)) from reading the current state to the read-back, so two runs against
-    one host at once cannot leave the file and the kernel disagreeing.
+  - Takes an exclusive lock from reading the current state to the read-back, so two runs against one host at once
+    cannot leave the file and the kernel disagreeing. The lock file is C(/run/netstack-tcp-tuning/sysctl_dropin.lock)
+    (under O(root)), in a directory only root can create (mode 0700); a lock directory or file that is a link, is
+    owned by another user or is not what it should be is refused, naming the path and the reason. Not taken in check
+    mode, which changes nothing.
   - With O(state=absent) it undoes that work - removes the drop-in (only a file this collection wrote) and sets each
     key the drop-in held, live, back to what the host would hold after a reboot without it. That is the value of
     the sysctl.d file that would then win for the key (same boot order as the conflict check), else the value the
@@ -80,8 +83,7 @@ options:
       - Dotted sysctl key to value. Every key must exist under C(/proc/sys) (see O(root)), also with O(apply=false)
         (pass absent keys in O(skip)).
       - Required with O(state=present). With O(state=absent), the values to restore instead of the computed ones
-        (for example the per-namespace keys of a container, whose values at creation no file records); keys not
-        in the drop-in are set too.
+        (for example a key whose previous value nothing records); keys not in the drop-in are set too.
       - Values are strings of plain decimal integers within the kernel's int range (vectors separated by
         blanks); integers are accepted, booleans are refused.
       - C(net.ipv4.tcp_mem), C(net.ipv4.tcp_rmem), C(net.ipv4.tcp_wmem) and C(net.ipv4.udp_mem) need exactly three
@@ -93,6 +95,8 @@ options:
   comments:
     description:
       - Key to free text, written as C(# ) lines above that key. Keys not in O(settings) are ignored.
+      - A newline starts another C(# ) line; any other control character (a NUL, a carriage return, a tab) is
+        refused, in O(header) too.
     type: dict
     default: {}
   header:
@@ -122,7 +126,9 @@ options:
     default: warn
   backup:
     description:
-      - Keep a timestamped copy of the file it replaces. A run that fails and rolls back removes the copy again.
+      - Keep a timestamped copy of the file it replaces or removes, in C(/var/backups/netstack-tcp-tuning) (under
+        O(root); created mode 0700, checked like the lock's directory), out of every directory the boot reads. A run
+        that fails and rolls back removes the copy again.
     type: bool
     default: false
   apply:
@@ -141,21 +147,16 @@ options:
         (C(/etc/tuned/active_profile) and C(post_loaded_profile) beside it, C(/etc/tuned/tuned-main.conf), the
         profile directories C(/etc/tuned/profiles), C(/etc/tuned), C(/usr/lib/tuned/profiles), C(/usr/lib/tuned),
         and whether tuned is in use - C(/run/tuned/tuned.pid) or C(/etc/systemd/system/*.wants/tuned.service))
-        and, unless O(lock_file) is given, the lock file C(/run/lock/netstack-tcp-memory.lock).
+        and the lock directory C(/run/netstack-tcp-tuning).
       - O(path) must lie under it; without O(force) its directory must be one of the sysctl.d directories under it.
-      - Tests point it at a directory tree of plain files (or one whose C(proc) links to the real C(/proc)).
+      - For a root file system other than the running one, for example an image being built or a chroot, with
+        O(apply=false) - the drop-in is written into that tree for its next boot and no live value is touched. The
+        keys must then exist under its C(proc/sys), so mount (or bind-mount) C(/proc) there first.
     type: path
     default: /
-  lock_file:
-    description:
-      - The file locked with C(flock) (exclusive) while the module reads the current state, writes and reads back,
-        so that one run at a time changes this host. Created when missing; the holder writes its pid into it.
-      - Default C(/run/lock/netstack-tcp-memory.lock) under O(root).
-      - Not taken in check mode, which changes nothing.
-    type: path
   lock_timeout:
     description:
-      - Seconds to wait for another run to release O(lock_file); the module then fails, naming the pid that holds
+      - Seconds to wait for another run to release the lock; the module then fails, naming the pid that holds
         it, without changing anything.
     type: int
     default: 60
@@ -173,21 +174,26 @@ attributes:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 notes:
-  - Keys that are removed from O(settings) disappear from the file, but their live values are left as
-    they are (the module cannot know what they were before the first run); O(state=absent) restores the keys
-    the file holds when it runs.
-  - O(state=absent) cannot know what a non-initial network namespace (a container) had for its per-namespace keys
-    (C(tcp_rmem), C(tcp_wmem)...) - a new namespace copies the host's values when it is created - so the
-    C(tcp_memory) role passes them in O(skip) there unless the user names values.
+  - Keys that are removed from O(settings) disappear from the file (and so does their record), but their live values
+    are left as they are; O(state=absent) restores the keys the file holds when it runs.
+  - Runs as root (become); without root only check mode runs, judging from the file modes whether a key is
+    writable. See C(docs/threat-model.md) for the files it reads and writes and what it refuses.
+  - In a non-initial network namespace (a container) a per-namespace key (C(tcp_rmem), C(tcp_wmem)...) started from
+    the host's values when the namespace was created, not from the boot defaults, so the C(tcp_memory) role passes no
+    O(boot_defaults) for them there; they go back to the sysctl.d file that sets them, else to the value recorded in
+    the drop-in (the namespace's own, read when this collection first set the key), else they are left as they are.
   - The recorded previous value is the boot value where nothing changed the key at runtime before the first run; it is
     preferred to O(boot_defaults) because the facts' estimate runs a few percent high (the kernel frees memory after
-    it sized C(tcp_mem), C(tcp_rmem) and C(tcp_wmem) at boot). A drop-in written by an older release has no record.
+    it sized C(tcp_mem), C(tcp_rmem) and C(tcp_wmem) at boot).
   - C(net.core.rmem_max)/C(wmem_max) boot at the same constant as C(rmem_default)/C(wmem_default)
     (SK_RMEM_MAX/SK_WMEM_MAX in C(net/core/sock.c)); the restore reads those when no sysctl.d file (and not the
     drop-in) sets them. A C(sysctl -w) of C(rmem_default) since boot would mislead it; name the value in O(settings)
     then.
   - O(state=absent) writes the live values first and removes the file last; a write the kernel refuses, or a
     removal that fails, puts back every live value written and leaves the file.
+  - A write that fails before the new file replaces the old one (a full or read-only file system) changes nothing;
+    the message says why (no space left, read-only) and C(changed) and C(file_changed) are false. With
+    O(state=absent) a drop-in on a read-only file system is refused before any live value is written.
   - A rollback puts back the previous file byte for byte with its mode, owner and SELinux context (or removes the
     new file, and the directory made for it), removes the backup made by O(backup), and writes back the previous
     live value of every key it wrote.
@@ -303,9 +309,9 @@ backup_file:
   description: The backup copy, when O(backup=true) and the file was replaced.
   returned: when a backup was made and kept (a run that rolls back removes it)
   type: str
-  sample: /etc/sysctl.d/99-netstack-tcp-memory.conf.12345.2026-11-23@20:00:00~
+  sample: /var/backups/netstack-tcp-tuning/99-netstack-tcp-memory.conf.2026-11-23T20:00:00Z.12345~
 lock_holder:
-  description: What the O(lock_file) records about the run that held it, when this run gave up waiting.
+  description: What the lock file records about the run that held it, when this run gave up waiting.
   returned: failure after O(lock_timeout)
   type: str
   sample: pid 4242 (sysctl_dropin writing /etc/sysctl.d/99-netstack-tcp-memory.conf, since 2026-12-01T21:00:00Z)
@@ -316,7 +322,10 @@ rollback:
   sample: {file: restored, backup_file: removed, live: {net.ipv4.tcp_rmem: restored}}
 """
 
+import binascii
+import errno
 import glob
+import json
 import os
 import stat
 import tempfile
@@ -325,10 +334,19 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_journal import (
+    decode_old,
+    journal_entry,
+    journal_path,
+    remove_journal,
+    write_journal,
+)
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import (
     LockTimeout,
+    Untrusted,
     acquire,
     holder_text,
+    private_directory,
     release,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_paths import (
@@ -340,6 +358,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     ownership_problem,
     path_syntax_problem,
     root_problem,
+    text_problem,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_plan import (
     keys_to_write,
@@ -348,10 +367,12 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     readback_mismatches,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+    assignment_key_problem,
     find_conflicts,
     masking_conflicts,
     parse_sysctl_conf,
     precedence,
+    valid_assignments,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import render_dropin
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
@@ -365,6 +386,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     SOURCE_BOOT_DEFAULT,
     SOURCE_FILE,
     boot_order_without,
+    checked_records,
     dropin_keys,
     parse_records,
     plan_restore,
@@ -372,11 +394,43 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     restore_value,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    KNOWN_VECTOR_COUNTS,
+    KeyRules,
+    UnsafeKey,
     key_problem,
     normalise_value,
     proc_sys_path,
-    value_problem,
 )
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    value_problem as generic_value_problem,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
+    INT_MAX,
+    MANAGED_KEYS,
+    TCP_ADV_WIN_SCALE_DEFAULT,
+    TCP_MODERATE_RCVBUF_DEFAULT,
+    TRIPLE_KEYS,
+)
+
+# The generic writer's rules for this collection: the managed keys' arities and ordered triples (the key
+# table), and the kernel's other well-known vectors.
+KEY_RULES = KeyRules(
+    counts={**KNOWN_VECTOR_COUNTS, **{key.name: key.arity for key in MANAGED_KEYS}},
+    ordered_triples=frozenset(TRIPLE_KEYS),
+    maximums={key.name: key.maximum for key in MANAGED_KEYS if key.maximum != INT_MAX},
+)
+# Values the kernel's init code sets, whatever the machine (net/ipv4/tcp_ipv4.c, tcp_sk_init():
+# sysctl_tcp_moderate_rcvbuf = 1, sysctl_tcp_adv_win_scale = 1): what undo restores when nothing else says.
+KERNEL_CONSTANT_DEFAULTS = {
+    "net.ipv4.tcp_moderate_rcvbuf": str(TCP_MODERATE_RCVBUF_DEFAULT),
+    "net.ipv4.tcp_adv_win_scale": str(TCP_ADV_WIN_SCALE_DEFAULT),
+}
+
+
+def value_problem(key: str, value: object) -> Optional[str]:
+    """Why `value` cannot be written to `key` under this collection's rules, or None."""
+    return generic_value_problem(key, value, KEY_RULES)
+
 
 # A sysctl file never holds more than a page; the cap keeps a broken fixture from reading forever.
 READ_LIMIT_BYTES = 65536
@@ -406,14 +460,16 @@ class FileState(NamedTuple):
     selinux_context: Optional[List[str]]
 
 
-def read_config_bytes(path: str, limit_bytes: int = CONFIG_READ_LIMIT_BYTES) -> Optional[bytes]:
+def read_config_bytes(path: str, limit_bytes: int = CONFIG_READ_LIMIT_BYTES, follow: bool = True) -> Optional[bytes]:
     """Content of a regular file, None when it does not exist.
 
     O_NONBLOCK: opening a FIFO planted where a file should be must not hang the run; it is then
-    refused by the regular-file check, as are devices (/dev/zero would never end).
+    refused by the regular-file check, as are devices (/dev/zero would never end). `follow=False`
+    (the drop-in itself) refuses a link swapped in after the lstat.
     """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
@@ -433,15 +489,33 @@ def read_text(path: str) -> Optional[str]:
     return None if data is None else data.decode("utf-8", "replace")
 
 
+# Opening a key's file: never through a link, never waiting on a FIFO (O_NONBLOCK), regular files only.
+PROC_SYS_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_proc_sys(proc_sys: str, key: str, flags: int) -> int:
+    """A descriptor on the /proc/sys file of `key` (checked by proc_sys_path), which must be a regular file."""
+    path = proc_sys_path(proc_sys, key)
+    fd = os.open(path, flags | PROC_SYS_OPEN_FLAGS)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file, not used as a sysctl", path)
+    return fd
+
+
 def read_live(proc_sys: str, keys: List[str]) -> Dict[str, Optional[str]]:
     """Normalised live values; None for keys this kernel (or namespace) does not have."""
     live: Dict[str, Optional[str]] = {}
     for key in keys:
         try:
-            with open(proc_sys_path(proc_sys, key), "rb") as handle:
-                live[key] = normalise_value(handle.read(READ_LIMIT_BYTES).decode("utf-8", "replace"))
+            fd = open_proc_sys(proc_sys, key, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             live[key] = None
+            continue
+        try:
+            live[key] = normalise_value(os.read(fd, READ_LIMIT_BYTES).decode("utf-8", "replace"))
+        finally:
+            os.close(fd)
     return live
 
 
@@ -449,13 +523,13 @@ def write_live(proc_sys: str, key: str, value: str) -> None:
     """One write(2) of the whole value, as the kernel parses a sysctl write in one go."""
     data = to_bytes(value + "\n")
     try:
-        fd = os.open(proc_sys_path(proc_sys, key), os.O_WRONLY | os.O_TRUNC)
+        fd = open_proc_sys(proc_sys, key, os.O_WRONLY | os.O_TRUNC)
         try:
             written = os.write(fd, data)
         finally:
             os.close(fd)
-    except OSError as error:
-        raise LiveWriteError(key, value, error.strerror or str(error)) from error
+    except (OSError, UnsafeKey) as error:
+        raise LiveWriteError(key, value, getattr(error, "strerror", None) or str(error)) from error
     if written != len(data):
         raise LiveWriteError(key, value, f"short write ({written} of {len(data)} bytes)")
 
@@ -501,6 +575,12 @@ def input_problems(params: Mapping[str, Any]) -> List[str]:
         problem = key_problem(key)
         if problem:
             problems.append(f"skip[{key!r}]: {problem}")
+    texts = [("header", params["header"])]
+    texts += [(f"comments[{key!r}]", text) for key, text in sorted(params["comments"].items(), key=lambda i: str(i[0]))]
+    for name, text in texts:
+        problem = text_problem(str(text)) if text is not None else None
+        if problem:
+            problems.append(f"{name} = {text!r}: {problem}")
     if params["lock_timeout"] < 0:
         problems.append(f"lock_timeout = {params['lock_timeout']}: must be 0 or more seconds")
     if path_problem:
@@ -525,13 +605,41 @@ def existing_file(module: AnsibleModule, path: str) -> Tuple[Optional[FileState]
     if problem:
         return None, problem
     try:
-        data = read_config_bytes(path)
+        data = read_config_bytes(path, follow=False)
     except (UnreadableFile, OSError) as error:
         return None, f"path {path}: {to_native(error)}"
     if data is None:  # removed between lstat and open
         return None, None
     context = module.selinux_context(path) if module.selinux_enabled() else None
     return FileState(data, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, context), None
+
+
+def writable_as_root(path: str) -> bool:
+    """Whether root may write the /proc/sys file: as root, access(2) says; a check-mode run without root judges by
+    the owner's write bit (the kernel shows a key that is read-only here, a global one in a container, as 0444)."""
+    if os.geteuid() == 0:
+        return os.access(path, os.W_OK)
+    return bool(os.stat(path).st_mode & stat.S_IWUSR)
+
+
+NOT_ROOT = (
+    "sysctl_dropin runs as uid {uid}, not root: writing {path} and /proc/sys needs root, nothing was changed. "
+    "Run it with become (ansible-playbook --become, or -e tcp_memory_become=true with netstack.tcp_tuning.tune "
+    "and untune); check mode (--check --diff) shows the changes without root"
+)
+
+
+def unjudged_read_only(
+    proc_sys: str, settings: Mapping[str, Any], skip: Mapping[str, str], live: Mapping[str, Optional[str]]
+) -> Dict[str, str]:
+    """Check mode without root: keys read-only here (mode 0444, a global key in a container), which the caller
+    could not leave out (without root the facts cannot judge writability), are shown skipped, not refused."""
+    return {
+        key: "read-only here (mode 0444): left out of this check-mode preview run without root; as root, pass it "
+        "in skip (the tcp_memory role does, tcp_memory_unsettable: skip)"
+        for key in sorted(settings)
+        if key not in skip and live.get(key) is not None and not writable_as_root(proc_sys_path(proc_sys, key))
+    }
 
 
 def host_problems(
@@ -545,7 +653,7 @@ def host_problems(
             problems.append(
                 f"settings[{key!r}]: {key} does not exist under {proc_sys} here; pass it in skip with a reason"
             )
-        elif apply_live and entry["action"] == "set" and not os.access(proc_sys_path(proc_sys, key), os.W_OK):
+        elif apply_live and entry["action"] == "set" and not writable_as_root(proc_sys_path(proc_sys, key)):
             wanted = entry["after"]
             problems.append(f"{key} is read-only here (live {entry['before']}, wanted {wanted}); pass it in skip")
     return problems
@@ -581,7 +689,7 @@ def scan_conflicts(path: str, paths: HostPaths, managed: Mapping[str, str]) -> T
             notes.append(f"{to_native(error)}: not checked for managed keys")
             continue
         if text is not None:
-            parsed.append((later_path, parse_sysctl_conf(text)))
+            parsed.append((later_path, valid_assignments(parse_sysctl_conf(text))))
     conflicts.extend(find_conflicts(managed, parsed))
     tuned_found, tuned_notes = scan_tuned(path, paths, managed)
     return conflicts + tuned_found, notes + tuned_notes
@@ -635,14 +743,71 @@ def conflict_sentence(conflict: Mapping[str, Any]) -> str:
     return f"{where} line {conflict['line']} sets {key} = {conflict['value']} and is applied after the drop-in at boot"
 
 
+class NotWritten(Exception):
+    """Writing failed before anything replaced the file: the directory is as it was."""
+
+
+FILE_SYSTEM_REASONS = {
+    errno.ENOSPC: "no space left on the file system",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def file_system_reason(error: OSError) -> str:
+    """What an operator reads: 'no space left on the file system', not only '[Errno 28]'."""
+    return FILE_SYSTEM_REASONS.get(error.errno, error.strerror or str(error))
+
+
+def temp_prefix(path: str) -> str:
+    """Hidden name prefix of this module's temporary files beside `path` (systemd-sysctl skips hidden files)."""
+    return f".{os.path.basename(path)}."
+
+
 def write_file_atomically(module: AnsibleModule, path: str, text: str) -> None:
-    """Readers (systemd-sysctl at boot) never see a half-written file."""
-    fd, tmp_path = tempfile.mkstemp(dir=module.tmpdir)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(to_bytes(text))
-    os.chmod(tmp_path, 0o644)
-    module.atomic_move(tmp_path, path)
-    module.set_mode_if_different(path, "0644", False)
+    """Write a hidden temporary file beside `path`, flush it to disk and rename it over `path`: readers
+    (systemd-sysctl at boot) never see a half-written file, and a failure before the rename (a full or
+    read-only file system) leaves `path` as it was and raises NotWritten."""
+    directory = os.path.dirname(path)
+    tmp_path = None
+    try:
+        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=temp_prefix(path), suffix=".new")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(to_bytes(text))
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o644)
+            os.fsync(handle.fileno())
+        if module.selinux_enabled():
+            module.set_context_if_different(tmp_path, module.selinux_default_context(path), False)
+        os.rename(tmp_path, path)
+    except OSError as error:
+        if tmp_path and os.path.lexists(tmp_path):
+            os.unlink(tmp_path)
+        raise NotWritten(f"writing {path} failed: {file_system_reason(error)} ({to_native(error)})") from error
+
+
+def make_backup(path: str, old: FileState, backup_directory: str) -> str:
+    """Copy the file about to be replaced or removed into `backup_directory` (created 0700, checked like the
+    lock's), out of the directories the boot reads; returns the copy's path. Raises NotWritten."""
+    name = f"{os.path.basename(path)}.{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}.{os.getpid()}~"
+    backup_path = os.path.join(backup_directory, name)
+    try:
+        private_directory(backup_directory, os.geteuid(), "backup directory")
+        fd = os.open(backup_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, old.data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except Untrusted as error:
+        raise NotWritten(f"backing up {path} failed: {error}") from error
+    except OSError as error:
+        if os.path.lexists(backup_path):
+            os.unlink(backup_path)
+        raise NotWritten(f"backing up {path} to {backup_path} failed: {file_system_reason(error)}") from error
+    return backup_path
 
 
 def put_back(module: AnsibleModule, path: str, old: FileState) -> None:
@@ -734,13 +899,13 @@ def apply_live_values(
     return written, None
 
 
-def take_lock(module: AnsibleModule, lock_file: str) -> Optional[int]:
+def take_lock(module: AnsibleModule, lock_directory: str) -> Optional[int]:
     """The host-wide lock, or None in check mode (nothing is written then)."""
     if module.check_mode:
         return None
     timeout = module.params["lock_timeout"]
     try:
-        return acquire(lock_file, timeout, holder_text(module.params["path"], os.getpid(), time.time()))
+        return acquire(lock_directory, timeout, holder_text(module.params["path"], os.getpid(), time.time()))
     except LockTimeout as error:
         module.fail_json(
             msg=f"{error}: another run is changing sysctls on this host (lock_timeout={timeout}); nothing was changed",
@@ -748,9 +913,11 @@ def take_lock(module: AnsibleModule, lock_file: str) -> Optional[int]:
             changed=False,
             file_changed=False,
         )
+    except Untrusted as error:
+        module.fail_json(msg=f"cannot take the lock: {error}; nothing was changed", changed=False, file_changed=False)
     except OSError as error:
         module.fail_json(
-            msg=f"cannot take the lock lock_file={lock_file}: {to_native(error)}; nothing was changed",
+            msg=f"cannot take the lock in {lock_directory}: {to_native(error)}; nothing was changed",
             changed=False,
             file_changed=False,
         )
@@ -760,8 +927,27 @@ def take_lock(module: AnsibleModule, lock_file: str) -> Optional[int]:
 def read_live_or_refuse(proc_sys: str, keys: Iterable[str]) -> Dict[str, Optional[str]]:
     try:
         return read_live(proc_sys, sorted(set(keys)))
-    except OSError as error:
+    except (OSError, UnsafeKey) as error:
         raise Refused(f"cannot read the live values, nothing was changed: {to_native(error)}") from error
+
+
+def dropin_contents(path: str, text: Optional[str], refusal: str) -> Tuple[List[str], Dict[str, str]]:
+    """(keys, recorded previous values) of a managed drop-in. Every key and record is checked as a setting is
+    (a key read from the file becomes a /proc/sys path, a record a live value); raises Refused naming each
+    bad line."""
+    assignments = parse_sysctl_conf(text or "")
+    problems = [
+        f"line {assignment.line}: key {assignment.key!r} is {problem}"
+        for assignment in assignments
+        for problem in [assignment_key_problem(assignment)]
+        if problem
+    ]
+    keys = sorted({assignment.key for assignment in assignments})
+    records, record_problems = checked_records(parse_records(text), keys, value_problem)
+    problems.extend(record_problems)
+    if problems:
+        raise Refused(f"{refusal}, nothing was changed: {path} " + "; ".join(problems))
+    return keys, records
 
 
 def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths) -> Plan:
@@ -776,16 +962,18 @@ def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPa
         raise Refused(f"refusing the drop-in, nothing was changed: {path_problem}")
 
     skip = {key: str(reason) for key, reason in params["skip"].items()}
-    managed = managed_settings(params["settings"], skip)
     live = read_live_or_refuse(paths.proc_sys, set(params["settings"]) | set(skip))
+    if module.check_mode and os.geteuid() != 0:
+        skip.update(unjudged_read_only(paths.proc_sys, params["settings"], skip, live))
+    managed = managed_settings(params["settings"], skip)
     keys = plan_keys(params["settings"], skip, live, apply_live)
     problems = host_problems(paths.proc_sys, keys, managed, apply_live)
     if problems:
         raise Refused("cannot apply here, nothing was changed: " + "; ".join(problems), keys=keys)
 
     comments = {key: str(text) for key, text in params["comments"].items() if key in managed}
-    old_keys = [assignment.key for assignment in parse_sysctl_conf(old_text or "")]
-    records = records_to_keep(managed, old_text if is_managed(old_text) else None, old_keys, live)
+    old_keys, old_records = dropin_contents(path, old_text if is_managed(old_text) else None, "refusing the drop-in")
+    records = records_to_keep(managed, old_records, old_keys, live)
     new_text = render_dropin(managed, comments, params["header"], records)
     conflicts, notes = scan_conflicts(path, paths, managed)
     result: Dict[str, Any] = dict(
@@ -811,18 +999,22 @@ def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPa
 def execute_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths, plan: Plan) -> Dict[str, Any]:
     """Write the drop-in, apply and read back the live values; on any failure roll back and fail."""
     path, result = params["path"], dict(plan.result)
-    created_directory = None
+    directory = os.path.dirname(path)
+    created_directory = None if not result["file_would_change"] or os.path.isdir(directory) else directory
+    begin_journal(module, paths, plan, created_directory, result)
     if result["file_would_change"]:
-        if params["backup"] and plan.old is not None:
-            result["backup_file"] = module.backup_local(path)
         try:
-            if not os.path.isdir(os.path.dirname(path)):
-                created_directory = os.path.dirname(path)
+            if params["backup"] and plan.old is not None:
+                result["backup_file"] = make_backup(path, plan.old, paths.backup_directory)
+            if created_directory:
                 os.mkdir(created_directory, 0o755)
             write_file_atomically(module, path, plan.new_text)
-        except Exception as error:
-            file_outcome = restore_file(module, path, plan.old, created_directory)
-            fail_rolled_back(module, result, f"writing {path} failed: {to_native(error)}", file_outcome, {})
+        except (NotWritten, OSError) as error:
+            if created_directory and os.path.isdir(created_directory):
+                os.rmdir(created_directory)
+            reason = str(error) if isinstance(error, NotWritten) else f"{path}: {file_system_reason(error)}"
+            failure = f"{reason}; the previous file is unchanged and no live value was written"
+            fail_unchanged(module, result, failure, paths.lock_directory)
         result["file_changed"] = True
     if params["apply"]:
         written, failure = apply_live_values(paths.proc_sys, plan.keys, plan.targets)
@@ -831,8 +1023,105 @@ def execute_present(module: AnsibleModule, params: Mapping[str, Any], paths: Hos
             file_outcome = (
                 restore_file(module, path, plan.old, created_directory) if result["file_changed"] else "unchanged"
             )
-            fail_rolled_back(module, result, failure, file_outcome, live_outcome)
+            fail_rolled_back(module, result, failure, file_outcome, live_outcome, paths.lock_directory)
+    remove_journal(paths.lock_directory)
     return result
+
+
+def begin_journal(
+    module: AnsibleModule, paths: HostPaths, plan: Plan, created_directory: Optional[str], result: Dict[str, Any]
+) -> None:
+    """Write down what this run is about to change, so that a later run can put it back if this one is killed."""
+    old = None if plan.old is None else plan.old._asdict()
+    live_before = {key: plan.keys[key]["before"] for key in keys_to_write(plan.keys)} if module.params["apply"] else {}
+    entry = journal_entry(module.params["path"], old, created_directory, live_before, os.getpid(), time.time())
+    try:
+        write_journal(paths.lock_directory, entry)
+    except OSError as error:
+        failure = f"cannot write the run's journal in {paths.lock_directory}: {file_system_reason(error)}"
+        fail_unchanged(module, result, failure, None)
+
+
+def recover_interrupted_run(module: AnsibleModule, paths: HostPaths) -> Optional[str]:
+    """Put back what a killed run changed (its journal says what that was), before this run plans anything, and
+    return the sentence saying so (None without a journal). In check mode only say that the next real run will."""
+    location = journal_path(paths.lock_directory)
+    try:
+        try:
+            data = read_config_bytes(location, follow=False)
+        except PermissionError:
+            if module.check_mode:  # without root (only check mode runs so) the lock's directory is closed
+                return None
+            raise
+        if data is None:
+            return None
+        entry = json.loads(data)
+        path, live_before, old = entry["path"], dict(entry["live"]), decode_old(entry)
+        created_directory = entry.get("created_directory")
+        since = f"pid {entry['pid']}, since {entry['since']}"
+    except (UnreadableFile, OSError, ValueError, KeyError, TypeError, binascii.Error) as error:
+        module.fail_json(msg=f"the journal {location} of an interrupted run is unreadable ({error}): remove it")
+    problems = [problem for problem in (path_syntax_problem(path), root_problem(paths.root, path)) if problem]
+    for key, value in sorted(live_before.items()):
+        problem = key_problem(key) or (bool(value) and value_problem(key, value))
+        if problem:
+            problems.append(f"live[{key!r}] = {value!r}: {problem}")
+    if problems:
+        module.fail_json(msg=f"the journal {location} of an interrupted run is not valid: {'; '.join(problems)}")
+    what = f"{path} and the live values of {', '.join(sorted(live_before)) or 'no key'}"
+    if module.check_mode:
+        return f"a previous run ({since}) was interrupted: the next real run first puts back {what}"
+    failures = []
+    for key, value in sorted(live_before.items()):
+        if value:  # None or empty: nothing was known about it before
+            try:
+                write_live(paths.proc_sys, key, value)
+            except LiveWriteError as error:
+                failures.append(str(error))
+    try:
+        put_back_or_remove(module, path, old, created_directory)
+    except (OSError, Refused) as error:
+        failures.append(f"{path}: {getattr(error, 'msg', None) or to_native(error)}")
+    remove_stale_temporaries(path)
+    if failures:
+        module.fail_json(
+            msg=f"a previous run ({since}) was interrupted and putting back what it changed failed: "
+            + "; ".join(failures)
+            + f". Its journal {location} is kept for the next run"
+        )
+    remove_journal(paths.lock_directory)
+    return f"a previous run ({since}) was interrupted: put back {what} as they were before it"
+
+
+def put_back_or_remove(
+    module: AnsibleModule, path: str, old: Optional[Mapping[str, Any]], created: Optional[str]
+) -> None:
+    """The drop-in as it was before an interrupted run: its previous bytes, or no file (only a managed one is
+    removed) and no directory made for it."""
+    if old is not None:
+        put_back(module, path, FileState(old["data"], old["mode"], old["uid"], old["gid"], None))
+        return
+    if os.path.lexists(path):
+        info = os.lstat(path)
+        data = read_config_bytes(path, follow=False) if stat.S_ISREG(info.st_mode) else None
+        if data is None or not is_managed(data.decode("utf-8", "replace")):
+            raise Refused("is not a file this collection wrote: left as it is")
+        os.unlink(path)
+    if created and os.path.isdir(created) and not os.listdir(created):
+        os.rmdir(created)
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """The hidden temporary files (.NAME.*.new, .NAME.*.restore) a killed run left beside the drop-in."""
+    directory, prefix = os.path.dirname(path), temp_prefix(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        candidate = os.path.join(directory, name)
+        if name.startswith(prefix) and name.endswith((".new", ".restore")) and os.path.isfile(candidate):
+            os.unlink(candidate)
 
 
 def removal_problem(params: Mapping[str, Any], paths: HostPaths, old_text: Optional[str]) -> Optional[str]:
@@ -861,7 +1150,7 @@ def boot_order_assignments(path: str, paths: HostPaths) -> Tuple[List[Tuple[str,
             notes.append(f"{to_native(error)}: not read, so not taken into account for the values restored")
             continue
         if text is not None:
-            parsed.append((conf_path, parse_sysctl_conf(text)))
+            parsed.append((conf_path, valid_assignments(parse_sysctl_conf(text))))
     return parsed, notes
 
 
@@ -880,7 +1169,7 @@ def restore_problems(proc_sys: str, plan: Mapping[str, Mapping[str, Any]], given
             if problem:
                 problems.append(f"{key}: {entry['reason']} gives {entry['after']!r}, which {problem}")
                 continue
-        if not os.access(proc_sys_path(proc_sys, key), os.W_OK):
+        if not writable_as_root(proc_sys_path(proc_sys, key)):
             problems.append(
                 f"{key} is read-only here (live {entry['before']}, to restore {entry['after']}); pass it in skip"
             )
@@ -897,6 +1186,7 @@ def plan_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPat
     if path_problem:
         raise Refused(f"refusing to remove the drop-in, nothing was changed: {path_problem}")
 
+    _keys, recorded = dropin_contents(path, old_text, "refusing to remove the drop-in")
     keys, globs = dropin_keys(parse_sysctl_conf(old_text or ""))
     given = {key: normalise_value(str(value)) for key, value in (params["settings"] or {}).items()}
     boot_defaults = {key: normalise_value(str(value)) for key, value in params["boot_defaults"].items()}
@@ -904,8 +1194,10 @@ def plan_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPat
     restored_keys = sorted(set(keys) | set(given))
     live = read_live_or_refuse(paths.proc_sys, set(restored_keys) | set(SAME_BOOT_CONSTANT.values()))
     parsed, notes = boot_order_assignments(path, paths)
-    recorded = parse_records(old_text)
-    restores = {key: restore_value(key, given, parsed, boot_defaults, live, keys, recorded) for key in restored_keys}
+    restores = {
+        key: restore_value(key, given, parsed, boot_defaults, live, keys, recorded, KERNEL_CONSTANT_DEFAULTS)
+        for key in restored_keys
+    }
     plan = plan_restore(restored_keys, restores, skip, live, apply_live)
     problems = restore_problems(paths.proc_sys, plan, given)
     if problems:
@@ -927,33 +1219,71 @@ def plan_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPat
     return Plan(old, None, plan, targets, result)
 
 
+def removal_blocker(path: str) -> Optional[str]:
+    """Why the drop-in could not be removed (its directory on a read-only file system, or not writable), or
+    None: known before any live value is written, so nothing needs undoing then."""
+    directory = os.path.dirname(path)
+    if os.access(directory, os.W_OK):
+        return None
+    if os.statvfs(directory).f_flag & os.ST_RDONLY:
+        return f"{directory} is on a read-only file system"
+    return f"{directory} is not writable (permission denied)"
+
+
 def execute_absent(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths, plan: Plan) -> Dict[str, Any]:
     """Write the restored live values and read them back, then remove the file; on failure put back the live
     values (the file is left) and fail."""
     path, result = params["path"], dict(plan.result)
-    if result["file_would_change"] and params["backup"]:
-        result["backup_file"] = module.backup_local(path)
+    if plan.old is not None:
+        problem = removal_blocker(path)
+        if problem:
+            fail_unchanged(module, result, f"cannot remove {path}: {problem}; no live value was written")
+    begin_journal(module, paths, plan, None, result)
+    if result["file_would_change"] and params["backup"] and plan.old is not None:
+        try:
+            result["backup_file"] = make_backup(path, plan.old, paths.backup_directory)
+        except NotWritten as error:
+            fail_unchanged(module, result, f"{error}; no live value was written", paths.lock_directory)
     written: List[str] = []
     if result["live_would_change"]:
         written, failure = apply_live_values(paths.proc_sys, plan.keys, plan.targets)
         if failure:
             live_outcome = restore_live(paths.proc_sys, written, plan.keys)
-            fail_rolled_back(module, result, failure, "unchanged", live_outcome)
+            fail_rolled_back(module, result, failure, "unchanged", live_outcome, paths.lock_directory)
     if plan.old is not None:
         try:
             os.unlink(path)
         except OSError as error:
             live_outcome = restore_live(paths.proc_sys, written, plan.keys)
-            fail_rolled_back(module, result, f"removing {path} failed: {to_native(error)}", "unchanged", live_outcome)
+            failure = f"removing {path} failed: {to_native(error)}"
+            fail_rolled_back(module, result, failure, "unchanged", live_outcome, paths.lock_directory)
         result["file_changed"] = True
+    remove_journal(paths.lock_directory)
     return result
 
 
+def fail_unchanged(
+    module: AnsibleModule, result: Dict[str, Any], failure: str, journal_directory: Optional[str] = None
+) -> None:
+    """Fail before anything was changed (the file was never replaced, no live value written)."""
+    backup_file = result.pop("backup_file", None)
+    if backup_file:
+        remove_backup(backup_file)
+    if journal_directory:
+        remove_journal(journal_directory)
+    module.fail_json(msg=f"{failure}: nothing was changed", **{**result, "changed": False, "file_changed": False})
+
+
 def fail_rolled_back(
-    module: AnsibleModule, result: Dict[str, Any], failure: str, file_outcome: str, live_outcome: Mapping[str, str]
+    module: AnsibleModule,
+    result: Dict[str, Any],
+    failure: str,
+    file_outcome: str,
+    live_outcome: Mapping[str, str],
+    journal_directory: str,
 ) -> None:
     """Fail after a rollback, saying what was put back. `file_changed` and `changed` then say what is still
-    different from before the run: nothing, unless a restore failed."""
+    different from before the run: nothing, unless a restore failed (the journal then stays, for the next run)."""
     result["rollback"] = {"file": file_outcome, "live": dict(live_outcome)}
     backup_file = result.pop("backup_file", None)
     if backup_file:
@@ -961,23 +1291,28 @@ def fail_rolled_back(
     result["file_changed"] = file_outcome.startswith(RESTORE_FAILED)
     result["changed"] = result["file_changed"] or any(outcome != "restored" for outcome in live_outcome.values())
     restored = ", ".join(f"{key} {outcome}" for key, outcome in live_outcome.items())
+    if not result["changed"]:
+        remove_journal(journal_directory)
     module.fail_json(msg=f"{failure}. Rolled back: file {file_outcome}; live values: {restored}", **result)
 
 
-def run(module: AnsibleModule, paths: HostPaths) -> None:
-    """Plan, then (unless check mode or nothing to do) execute; report what was done, or what would be."""
+def run(module: AnsibleModule, paths: HostPaths, recovered: Optional[str] = None) -> None:
+    """Plan, then (unless check mode or nothing to do) execute; report what was done, or what would be.
+    `recovered` says what was put back of an interrupted run first: a note, and the run changed something."""
     params = module.params
     absent = params["state"] == "absent"
     try:
         plan = plan_absent(module, params, paths) if absent else plan_present(module, params, paths)
     except Refused as refused:
         module.fail_json(msg=refused.msg, **{**refused.fields, "changed": False, "file_changed": False})
+    if recovered:
+        plan.result["notes"].insert(0, recovered)
     for note in plan.result["notes"]:
         module.warn(note)
     would_change = plan.result["file_would_change"] or plan.result["live_would_change"]
     if module.check_mode or not would_change:
         # Check mode: `changed` says what a real run would change (Ansible's convention); nothing did.
-        module.exit_json(**plan.result, changed=would_change, file_changed=False)
+        module.exit_json(**plan.result, changed=would_change or bool(recovered), file_changed=False)
     plan = plan._replace(result={**plan.result, "file_changed": False})
     execute = execute_absent if absent else execute_present
     module.exit_json(**execute(module, params, paths, plan), changed=True)
@@ -998,18 +1333,19 @@ def main() -> None:
             backup=dict(type="bool", default=False),
             apply=dict(type="bool", default=True),
             root=dict(type="path", default="/"),
-            lock_file=dict(type="path"),
             lock_timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
     )
+    if os.geteuid() != 0 and not module.check_mode:
+        module.fail_json(msg=NOT_ROOT.format(uid=os.geteuid(), path=module.params["path"]), changed=False)
     problems = input_problems(module.params)
     if problems:
         module.fail_json(msg="invalid input, nothing was changed: " + "; ".join(problems), changed=False)
-    paths = host_paths(module.params["root"], module.params["lock_file"])
-    lock_fd = take_lock(module, paths.lock_file)
+    paths = host_paths(module.params["root"])
+    lock_fd = take_lock(module, paths.lock_directory)
     try:
-        run(module, paths)
+        run(module, paths, recover_interrupted_run(module, paths))
     finally:
         if lock_fd is not None:
             release(lock_fd)

@@ -467,6 +467,9 @@ def _parse_calibration(value: Any) -> Optional[dict[str, MeasuredFactor]]:
         return None
     if not isinstance(value, Mapping):
         raise ModelInputError(f"facts.calibration must be a dict or null, got {_describe(value)}")
+    if "rx" not in value:
+        # The facts' split calibration (loopback / other): the model reads it from its Measurements.
+        return None
     result = {}
     for direction in ("rx", "tx"):
         entry = value.get(direction)

@@ -133,10 +133,11 @@ def ansible_adhoc(
     timeout: float = 300,
     wrapper: Sequence[str] = (),
     extra_vars: Optional[dict] = None,
+    options: Sequence[str] = (),
 ) -> dict:
     """Run `ansible localhost -m module` as Ansible would (optionally inside a namespace, under `wrapper`,
-    for example prlimit; `extra_vars` as one JSON -e). Returns the module's result for localhost from the
-    json stdout callback."""
+    for example prlimit; `extra_vars` as one JSON -e; `options` such as --check). Returns the module's result
+    for localhost from the json stdout callback."""
     command = in_netns(netns_name) + list(wrapper)
     command += [
         str(VENV_BIN / "ansible"),
@@ -154,6 +155,7 @@ def ansible_adhoc(
         command += ["-a", json.dumps(args)]
     if extra_vars is not None:
         command += ["-e", json.dumps(extra_vars)]
+    command += list(options)
     env = ansible_env(collections, json_output=True)
     try:
         out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
@@ -217,7 +219,7 @@ def ss_state_count():
 def dropin_root(base: Path) -> Path:
     """A host root for sysctl_dropin's `root` option: `proc` links to the real /proc (so proc/sys is the
     namespace's own for a module run inside one), etc/sysctl.d and usr/lib/sysctl.d are empty, and
-    nothing else is there (no sysctl.conf, no tuned, the lock file under run/lock)."""
+    nothing else is there (no sysctl.conf, no tuned; the lock file goes under run/netstack-tcp-tuning)."""
     base.mkdir(parents=True, exist_ok=True)
     (base / "proc").symlink_to("/proc")
     for directory in ("etc/sysctl.d", "usr/lib/sysctl.d"):

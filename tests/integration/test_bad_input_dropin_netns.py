@@ -19,19 +19,22 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import pytest
-from conftest import ansible_env, dropin_root
+from conftest import ansible_adhoc, ansible_env, dropin_root
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent  # the ansible-core under test (make compat runs each release)
 COLLECTIONS = os.environ.get("NETSTACK_TEST_COLLECTIONS", str(ROOT / ".cache/dev"))
 MANAGED_LINE = "# Managed by netstack.tcp_tuning: do not edit, the next run overwrites this file."
+# What `ansible localhost -m` costs around the module on this loaded 2-core machine: a bound, not a measurement.
+ANSIBLE_OVERHEAD_SECONDS = 30
 GOOD = {"net.ipv4.tcp_rmem": "4096 131072 7340032", "net.ipv4.tcp_wmem": "4096 32768 5242880"}
 
 pytestmark = pytest.mark.skipif(
@@ -88,16 +91,15 @@ def env() -> Dict[str, str]:
     return ansible_env(COLLECTIONS)
 
 
-def run_module(netns: str, args: Dict[str, Any]) -> Dict[str, Any]:
-    """The module through `ansible -m` inside the namespace; its result as a dict, `failed` set."""
-    command = ["ip", "netns", "exec", netns, str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,"]
-    command += ["-o", "-m", "netstack.tcp_tuning.sysctl_dropin", "-a", json.dumps(args)]
-    out = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=120, check=False)
-    line = next((line for line in out.stdout.splitlines() if line.startswith("localhost |")), None)
-    assert line, out.stdout + out.stderr
-    status, payload = line.split("=>", 1)
-    result = json.loads(payload)
-    result["failed"] = "FAILED" in status or bool(result.get("failed"))
+def run_module(netns: str, args: Dict[str, Any], options: Sequence[str] = ()) -> Dict[str, Any]:
+    """The module through `ansible -m` inside the namespace; its result as a dict, `failed` set. A run may
+    take its lock_timeout plus the time ansible needs to start and stop, never more (a FIFO planted where
+    a file is read must not hang it)."""
+    bound_s = args.get("lock_timeout", 60) + ANSIBLE_OVERHEAD_SECONDS
+    result = ansible_adhoc(
+        "netstack.tcp_tuning.sysctl_dropin", args, COLLECTIONS, netns, timeout=bound_s, options=options
+    )
+    result["failed"] = bool(result.get("failed"))
     return result
 
 
@@ -115,6 +117,7 @@ def module_args(sysctl_d: Path, **args: Any) -> Dict[str, Any]:
         "path": str(sysctl_d / "99-netstack-tcp-memory.conf"),
         "settings": GOOD,
         "root": str(sysctl_d.parent.parent),
+        "lock_timeout": 5,
         **args,
     }
 
@@ -203,6 +206,19 @@ MODULE_CASES = [
         ["50-out.conf is not under root", "/root"],
     ),
     ("13-root-relative", None, lambda d: module_args(d, root="root"), ["root 'root' must be an absolute path"]),
+    # A NUL in a comment or the header: systemd-sysctl ended the line there and applied what followed.
+    (
+        "6-nul-in-comment",
+        None,
+        lambda d: module_args(d, comments={"net.ipv4.tcp_rmem": "fine\x00net.ipv4.tcp_syncookies = 0"}),
+        ["comments['net.ipv4.tcp_rmem']", "control character '\\x00' at offset 4"],
+    ),
+    (
+        "6-carriage-return-in-header",
+        None,
+        lambda d: module_args(d, header="fine\rnet.ipv4.tcp_syncookies = 0"),
+        ["header = ", "control character '\\r' at offset 4"],
+    ),
     # Already refused before issue 11.
     (
         "ok-boolean",
@@ -278,20 +294,21 @@ def test_a_rolled_back_run_leaves_the_directory_and_the_namespace_as_they_were(n
 
 
 def test_a_second_run_waits_for_the_lock_and_names_its_holder(netns, sysctl_d, tmp_path):
-    """Issue 11 item 11, the message: the test holds the lock as another run would."""
-    lock_file = tmp_path / "netstack.lock"
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    """The message: the test holds the lock (under the host root, run/netstack-tcp-tuning) as another run would."""
+    lock_directory = sysctl_d.parent.parent / "run/netstack-tcp-tuning"
+    lock_directory.mkdir(mode=0o700, parents=True)
+    fd = os.open(lock_directory / "sysctl_dropin.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, f"pid {os.getpid()} (this test)\n".encode())
         sysctls_before, files_before = ns_sysctls(netns), tree(sysctl_d)
-        result = run_module(netns, module_args(sysctl_d, lock_file=str(lock_file), lock_timeout=2))
+        result = run_module(netns, module_args(sysctl_d, lock_timeout=2))
         assert result["failed"], result
         assert f"is still held after 2 s by pid {os.getpid()} (this test)" in result["msg"], result["msg"]
         assert tree(sysctl_d) == files_before and ns_sysctls(netns) == sysctls_before
     finally:
         os.close(fd)
-    assert run_module(netns, module_args(sysctl_d, lock_file=str(lock_file), lock_timeout=2))["changed"]
+    assert run_module(netns, module_args(sysctl_d, lock_timeout=2))["changed"]
 
 
 ROLE_CASES = [
@@ -342,3 +359,216 @@ def test_the_role_replaces_a_foreign_file_when_forced(netns, sysctl_d):
     out = run_role(netns, sysctl_d, {"tcp_memory_sysctl_file_force": True, "tcp_memory_backup": False})
     assert out.returncode == 0, out.stdout + out.stderr
     assert (sysctl_d / "99-netstack-tcp-memory.conf").read_text().startswith(MANAGED_LINE)
+
+
+def planted(tmp_path: Path, kind: str) -> Path:
+    """A file outside the host root that a key read from a file must never reach: regular or a FIFO."""
+    target = tmp_path / f"planted-{kind}"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.write_text("secret of another file\n")
+    return target
+
+
+def files_and_fifos(paths) -> Dict[str, Any]:
+    return {str(path): path.read_bytes() if path.is_file() else path.lstat().st_mode for path in paths}
+
+
+# (case id, planted kind, drop-in text given the planted target, state, fragments the message must hold)
+UNDO_CASES = [
+    # A drop-in line net/../<absolute path> became the path //<absolute path>: read (in check mode too), then
+    # overwritten with a value from another file; a FIFO there hung the run.
+    (
+        "1-undo-key-traversal",
+        "file",
+        lambda target: f"{MANAGED_LINE}\nnet/..{target} = 1\n{GOOD_LINE}",
+        "absent",
+        ["refusing to remove the drop-in, nothing was changed", "line 2: key 'net.//", "is not a dotted sysctl name"],
+    ),
+    (
+        "1-undo-key-traversal-fifo",
+        "fifo",
+        lambda target: f"{MANAGED_LINE}\nnet/..{target} = 1\n{GOOD_LINE}",
+        "absent",
+        ["line 2: key 'net.//", "is not a dotted sysctl name"],
+    ),
+    (
+        "1-present-record-traversal",
+        "file",
+        lambda target: f"{MANAGED_LINE}\n{RECORD}net/..{target} = 1\n{GOOD_LINE}",
+        "present",
+        ["refusing the drop-in, nothing was changed", "line 2 (# before netstack.tcp_tuning: net.//"],
+    ),
+    # A reversed triple recorded as the previous value was written to the kernel, which stores it.
+    (
+        "2-undo-record-reversed-triple",
+        "file",
+        lambda target: f"{MANAGED_LINE}\n{RECORD}net.ipv4.tcp_rmem = 6291456 87380 4096\n{GOOD_LINE}",
+        "absent",
+        ["line 2 (# before netstack.tcp_tuning: net.ipv4.tcp_rmem = 6291456 87380 4096)", "ordered min <= default"],
+    ),
+    (
+        "2-undo-duplicate-records",
+        "file",
+        lambda target: (
+            f"{MANAGED_LINE}\n{RECORD}net.ipv4.tcp_rmem = 4096 87380 6291456\n"
+            f"{RECORD}net.ipv4.tcp_rmem = 4096 131072 6291456\n{GOOD_LINE}"
+        ),
+        "absent",
+        ["line 3", "a second record for net.ipv4.tcp_rmem (the first is line 2)"],
+    ),
+]
+RECORD = "# before netstack.tcp_tuning: "
+GOOD_LINE = "net.ipv4.tcp_rmem = 4096 131072 7340032\n"
+
+
+@pytest.mark.parametrize(
+    "kind, make_text, state, fragments", [c[1:] for c in UNDO_CASES], ids=[c[0] for c in UNDO_CASES]
+)
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_keys_and_records_read_from_the_dropin_are_checked_as_settings(
+    netns, sysctl_d, tmp_path, kind, make_text, state, fragments, check_mode
+):
+    target = planted(tmp_path, kind)
+    (sysctl_d / "99-netstack-tcp-memory.conf").write_text(make_text(target))
+    # Another package's file that sets the same traversal key: its value must not be taken either.
+    (sysctl_d.parent.parent / "usr/lib/sysctl.d/50-other.conf").write_text(f"net/..{target} = 2\n")
+    host_root = sysctl_d.parent.parent
+    sysctls_before, files_before = ns_sysctls(netns), (tree(host_root / "etc"), tree(host_root / "usr"))
+    targets_before = files_and_fifos([target])
+    args = module_args(sysctl_d, state=state)
+    if state == "absent":
+        args["settings"] = None
+    result = run_module(netns, args, options=["--check"] if check_mode else [])
+    assert result["failed"], result
+    for fragment in fragments:
+        assert fragment in result["msg"], result["msg"]
+    assert "secret" not in json.dumps(result)
+    assert files_and_fifos([target]) == targets_before
+    assert (tree(host_root / "etc"), tree(host_root / "usr")) == files_before
+    assert ns_sysctls(netns) == sysctls_before
+
+
+# Run as `nobody` in the test's mount namespace, on a private tmpfs over /run with /run/lock 1777 as Debian has it:
+# everything an unprivileged user can plant where the lock lived or lives. The host's fs.protected_* settings stay
+# as they are (read, never changed): with protected_hardlinks=1 the hard link fails, which is fine.
+ATTACKER_PLANTS = r"""
+cd /run/lock
+echo "pid 1 (the attacker's text)" > netstack-tcp-memory.lock
+ln -s /etc/sysctl.d/99-netstack-tcp-memory.conf netstack-tcp-memory.lock.link
+ln /etc/sysctl.d/10-vendor.conf netstack-tcp-memory.lock.hard
+mkfifo netstack-tcp-memory.fifo
+mkdir /run/netstack-tcp-tuning
+ln -s /etc/sysctl.d /run/netstack-tcp-tuning
+"""
+
+
+def attacker_wrapper(sysctl_d: Path) -> list:
+    """unshare -m: tmpfs over /run, the private sysctl.d over /etc/sysctl.d, `nobody` plants and holds a flock on
+    the old lock path for the whole run, then the command ("$@") runs as root with the default root /."""
+    nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+    # The holder is one process (sh execs sleep with the locked descriptor 9), killed by its pid after the run.
+    hold = "exec 9>>/run/lock/netstack-tcp-memory.lock && flock 9 && exec sleep 300"
+    script = f"""
+mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 1777 /run/lock
+mount --bind {shlex.quote(str(sysctl_d))} /etc/sysctl.d
+{nobody} sh -c {shlex.quote(ATTACKER_PLANTS)} >/dev/null 2>&1
+{nobody} sh -c {shlex.quote(hold)} </dev/null >/dev/null 2>&1 &
+holder=$!
+sleep 1
+"$@"; status=$?
+kill "$holder"
+exit "$status"
+"""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_an_unprivileged_user_cannot_hold_or_redirect_the_lock(netns, sysctl_d, check_mode):
+    """The lock was /run/lock/netstack-tcp-memory.lock, in a world-writable directory: any user could hold it
+    (every run waited lock_timeout, then failed quoting the user's text) or plant a link root truncated."""
+    vendor_before = (sysctl_d / "10-vendor.conf").read_bytes()
+    args = {"path": "/etc/sysctl.d/99-netstack-tcp-memory.conf", "settings": GOOD, "lock_timeout": 5}
+    result = ansible_adhoc(
+        "netstack.tcp_tuning.sysctl_dropin",
+        args,
+        COLLECTIONS,
+        netns,
+        timeout=args["lock_timeout"] + ANSIBLE_OVERHEAD_SECONDS,
+        wrapper=attacker_wrapper(sysctl_d),
+        options=["--check"] if check_mode else [],
+    )
+    assert not result.get("failed"), result.get("msg", result)
+    assert result["changed"] and result["file_changed"] is not check_mode, result
+    assert (sysctl_d / "10-vendor.conf").read_bytes() == vendor_before
+    dropin = sysctl_d / "99-netstack-tcp-memory.conf"
+    assert dropin.exists() is not check_mode
+    if not check_mode:
+        assert "net.ipv4.tcp_rmem = 4096 131072 7340032" in dropin.read_text()
+
+
+# A script dumping a directory (type, mode, owner, bytes) as JSON, run inside the mount namespace where the
+# directory is a tmpfs the test cannot see from outside.
+DUMP_DIRECTORY = r"""
+import json, os, sys
+state = {}
+for name in sorted(os.listdir(sys.argv[1])):
+    path = os.path.join(sys.argv[1], name)
+    info = os.lstat(path)
+    data = open(path, "rb").read().hex() if os.path.isfile(path) and not os.path.islink(path) else None
+    state[name] = [info.st_mode, info.st_uid, info.st_gid, data]
+print(json.dumps(state))
+"""
+
+
+def full_or_read_only_wrapper(sysctl_d: Path, kind: str, dumps: Path) -> list:
+    """unshare -m: the sysctl.d directory becomes a full tmpfs holding copies of its files, or a read-only bind
+    mount of itself; its state is dumped before and after the command."""
+    directory = shlex.quote(str(sysctl_d))
+    if kind == "full":
+        setup = f"""mkdir -p {shlex.quote(str(dumps))}/copy
+cp -a {directory}/. {shlex.quote(str(dumps))}/copy/
+mount -t tmpfs -o size=64k,mode=0755 tmpfs {directory} && cp -a {shlex.quote(str(dumps))}/copy/. {directory}/
+dd if=/dev/zero of={directory}/.fill bs=1k >/dev/null 2>&1 || true"""
+    else:
+        setup = f"mount --bind {directory} {directory} && mount -o remount,bind,ro {directory}"
+    dump = f"/usr/bin/python3 -c {shlex.quote(DUMP_DIRECTORY)} {directory}"
+    script = f"""{setup}
+{dump} > {shlex.quote(str(dumps))}/before.json
+"$@"; status=$?
+{dump} > {shlex.quote(str(dumps))}/after.json
+exit "$status"
+"""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+
+
+@pytest.mark.parametrize("kind, reason", [("full", "no space left on the file system"), ("ro", "read-only")])
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_a_full_or_read_only_sysctl_d_says_so_and_reports_nothing_changed(
+    netns, sysctl_d, tmp_path, kind, reason, state
+):
+    """It said "RESTORE FAILED" with file_changed and changed true, the old file being byte-identical."""
+    if kind == "full" and state == "absent":
+        pytest.skip("removing a file needs no space")
+    dropin = sysctl_d / "99-netstack-tcp-memory.conf"
+    dropin.write_text(f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 4096 131072 6291456\n")
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    sysctls_before = ns_sysctls(netns)
+    args = module_args(sysctl_d, backup=True)
+    if state == "absent":
+        args.update(state="absent", settings={"net.ipv4.tcp_wmem": "4096 32768 5242880"})
+    result = ansible_adhoc(
+        "netstack.tcp_tuning.sysctl_dropin",
+        args,
+        COLLECTIONS,
+        netns,
+        timeout=args["lock_timeout"] + ANSIBLE_OVERHEAD_SECONDS,
+        wrapper=full_or_read_only_wrapper(sysctl_d, kind, dumps),
+    )
+    assert result.get("failed"), result
+    assert reason in result["msg"] and result["msg"].endswith("nothing was changed"), result["msg"]
+    assert "RESTORE FAILED" not in result["msg"] and not result["changed"] and not result["file_changed"]
+    assert json.loads((dumps / "after.json").read_text()) == json.loads((dumps / "before.json").read_text())
+    assert ns_sysctls(netns) == sysctls_before

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
-from conftest import dropin_root
+from conftest import dropin_root, ns_value
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = os.environ.get("NETSTACK_TEST_COLLECTIONS", str(ROOT / ".cache/dev"))
@@ -40,12 +40,6 @@ VALUES = {
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (network namespaces)"
 )
-
-
-def ns_value(netns: str, key: str) -> str:
-    path = "/proc/sys/" + key.replace(".", "/")
-    out = subprocess.run(["ip", "netns", "exec", netns, "cat", path], check=True, capture_output=True, text=True)
-    return " ".join(out.stdout.split())
 
 
 def file_values(path: Path) -> Dict[str, str]:

@@ -6,13 +6,11 @@ the drop-in and the sysctl.d directories are private directories under tmp_path.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from conftest import TARGET_PYTHON, VENV_BIN, dropin_root, real_kernel_ready
+from conftest import ansible_adhoc, dropin_root, real_kernel_ready
 from test_playbooks_netns import ns_value, output, recap_changed, run_playbook
 
 pytestmark = pytest.mark.skipif(bool(real_kernel_ready()), reason=real_kernel_ready() or "ready")
@@ -27,17 +25,10 @@ def host_values():
 
 
 def module(collections: str, netns: str, args: Dict[str, Any], check: bool = False) -> Dict[str, Any]:
-    """sysctl_dropin through ansible's ad-hoc command in the namespace; its one-line result."""
-    command = ["ip", "netns", "exec", netns, str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,"]
-    command += ["-o", "-e", f"ansible_python_interpreter={TARGET_PYTHON}", "--diff"] + (["--check"] if check else [])
-    command += ["-m", "netstack.tcp_tuning.sysctl_dropin", "-a", json.dumps(args)]
-    env = {"ANSIBLE_COLLECTIONS_PATH": collections, "ANSIBLE_NOCOLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
-    line = next((line for line in out.stdout.splitlines() if line.startswith("localhost |")), None)
-    assert line, out.stdout + out.stderr
-    status, payload = line.split("=>", 1)
-    result = json.loads(payload)
-    result["failed"] = "FAILED" in status or bool(result.get("failed"))
+    """sysctl_dropin through conftest's ad-hoc run in the namespace, with --diff (and --check)."""
+    options = ["--diff"] + (["--check"] if check else [])
+    result = ansible_adhoc("netstack.tcp_tuning.sysctl_dropin", args, collections, netns, timeout=120, options=options)
+    result["failed"] = bool(result.get("failed"))
     return result
 
 
@@ -71,9 +62,11 @@ def test_module_undo_restores_the_later_file_or_the_boot_value_and_is_idempotent
     assert host_values() == host_before
 
 
-def test_untune_playbook_leaves_per_namespace_keys_unless_named_and_a_second_run_changes_nothing(
+def test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second_run_changes_nothing(
     collections_path, netns, tmp_path
 ):
+    """In a namespace, untune left tcp_wmem at the tuned value although the drop-in recorded the namespace's own
+    value before the first run; now a named value wins (tcp_rmem) and the record is restored (tcp_wmem)."""
     host_before = host_values()
     dropin = tmp_path / "99-netstack-tcp-memory.conf"
     start = {key: ns_value(netns, key) for key in TUNED}
@@ -82,18 +75,19 @@ def test_untune_playbook_leaves_per_namespace_keys_unless_named_and_a_second_run
         "tune", {**common, "tcp_memory_connections": 1000, "tcp_memory_overrides": TUNED}, collections_path, netns
     )
     assert tune.returncode == 0 and {key: ns_value(netns, key) for key in TUNED} == TUNED, output(tune)
+    assert f"# before netstack.tcp_tuning: {WMEM} = {start[WMEM]}" in dropin.read_text()
 
-    # tcp_rmem named: restored to that value; tcp_wmem not: left, and the output says why.
-    untune_vars = {**common, "tcp_memory_undo_values": {RMEM: start[RMEM]}}
+    named_rmem = "4096 131072 6000000"
+    untune_vars = {**common, "tcp_memory_undo_values": {RMEM: named_rmem}}
     dry = run_playbook("untune", untune_vars, collections_path, netns, options=["--check", "--diff"])
     assert dry.returncode == 0 and dropin.exists(), output(dry)
-    assert f"{RMEM}: {TUNED[RMEM]} -> {start[RMEM]} [set" in output(dry)
+    assert f"{RMEM}: {TUNED[RMEM]} -> {named_rmem} [set" in output(dry)
+    assert f"{WMEM}: {TUNED[WMEM]} -> {start[WMEM]} [set: restored to the value before this collection" in output(dry)
     assert ns_value(netns, RMEM) == TUNED[RMEM]
 
     undo = run_playbook("untune", untune_vars, collections_path, netns)
     assert undo.returncode == 0 and not dropin.exists(), output(undo)
-    assert ns_value(netns, RMEM) == start[RMEM] and ns_value(netns, WMEM) == TUNED[WMEM]
-    assert f"{WMEM}: {TUNED[WMEM]} -> {TUNED[WMEM]} [skipped: per-namespace key outside the initial" in output(undo)
+    assert ns_value(netns, RMEM) == named_rmem and ns_value(netns, WMEM) == start[WMEM]
 
     second = run_playbook("untune", untune_vars, collections_path, netns)
     assert second.returncode == 0 and recap_changed(output(second)) == 0, output(second)

@@ -102,13 +102,12 @@ def test_ownership_refuses_outside_the_roots_and_foreign_files_naming_force():
 def test_host_paths_are_the_host_s_own_under_slash_and_all_moved_under_another_root():
     host = host_paths("/")
     assert host.proc_sys == "/proc/sys" and host.sysctl_conf == "/etc/sysctl.conf"
-    assert host.search_roots[0] == "/etc/sysctl.d" and host.lock_file == "/run/lock/netstack-tcp-memory.lock"
+    assert host.search_roots[0] == "/etc/sysctl.d" and host.lock_directory == "/run/netstack-tcp-tuning"
     image = host_paths("/srv/img/")
     for field, value in image._asdict().items():
         for path in value if isinstance(value, tuple) else (value,):
             assert path.startswith("/srv/img"), (field, path)
     assert image.tuned_in_use_paths[1] == "/srv/img/etc/systemd/system/*.wants/tuned.service"
-    assert host_paths("/srv/img", lock_file="/run/other.lock").lock_file == "/run/other.lock"
 
 
 def test_root_problem_names_root_and_path(tmp_path):

@@ -10,6 +10,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import (
     MANAGED_LINE,
+    RECORD_PREFIX,
     render_dropin,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_undo import (
@@ -22,12 +23,17 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     SOURCE_UNKNOWN,
     Restore,
     boot_order_without,
+    checked_records,
     dropin_keys,
     parse_records,
     plan_restore,
     records_to_keep,
     restore_value,
     winning_assignment,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.modules.sysctl_dropin import (
+    KERNEL_CONSTANT_DEFAULTS,
+    value_problem,
 )
 
 ROOTS = ["/nonexistent/etc/sysctl.d", "/nonexistent/run/sysctl.d", "/nonexistent/usr/lib/sysctl.d"]
@@ -88,7 +94,9 @@ def test_without_a_file_the_boot_default_and_a_given_value_wins_over_both():
 
 def test_kernel_constants_and_the_net_core_twin_default():
     live = {"net.core.rmem_default": "212992", "net.core.wmem_default": "212992"}
-    moderate = restore_value("net.ipv4.tcp_moderate_rcvbuf", {}, [], {}, live)
+    moderate = restore_value(
+        "net.ipv4.tcp_moderate_rcvbuf", {}, [], {}, live, kernel_constants=KERNEL_CONSTANT_DEFAULTS
+    )
     assert (moderate.value, moderate.source) == ("1", SOURCE_KERNEL_CONSTANT)
     rmem_max = restore_value("net.core.rmem_max", {}, [], {}, live)
     assert (rmem_max.value, rmem_max.source) == ("212992", SOURCE_SAME_CONSTANT)
@@ -149,7 +157,7 @@ def test_plan_sets_what_differs_keeps_what_matches_and_skips_what_it_cannot_know
 
 def test_records_round_trip_through_the_rendered_dropin_and_systemd_ignores_them():
     text = render_dropin({RMEM: "1 2 3"}, header="h", records={RMEM: "4096\t131072   6291456"})
-    assert parse_records(text) == {RMEM: "4096 131072 6291456"}
+    assert checked_records(parse_records(text), [RMEM], value_problem) == ({RMEM: "4096 131072 6291456"}, [])
     assert [assignment.key for assignment in parse_sysctl_conf(text)] == [RMEM]
     assert text.startswith(MANAGED_LINE + "\n")
 
@@ -158,7 +166,9 @@ def test_records_keep_old_ones_add_new_keys_and_never_record_a_value_this_collec
     old_text = render_dropin({RMEM: "1 2 3", "net.core.rmem_max": "5"}, records={RMEM: "4 5 6"})
     managed = {RMEM: "7 8 9", "net.core.rmem_max": "5", "net.ipv4.tcp_wmem": "1 2 3"}
     live = {RMEM: "1 2 3", "net.core.rmem_max": "5", "net.ipv4.tcp_wmem": "4096 16384 4194304"}
-    kept = records_to_keep(managed, old_text, [RMEM, "net.core.rmem_max"], live)
+    old_records, problems = checked_records(parse_records(old_text), [RMEM, "net.core.rmem_max"], value_problem)
+    assert not problems
+    kept = records_to_keep(managed, old_records, [RMEM, "net.core.rmem_max"], live)
     assert kept == {RMEM: "4 5 6", "net.ipv4.tcp_wmem": "4096 16384 4194304"}
 
 
@@ -168,3 +178,35 @@ def test_a_later_file_beats_the_record_which_beats_the_boot_default():
     assert restore_value(RMEM, {}, files, BOOT, {}, (), recorded).source == SOURCE_FILE
     restore = restore_value(RMEM, {}, [], BOOT, {}, (), recorded)
     assert (restore.value, restore.source) == ("4096 131072 5000000", SOURCE_RECORDED)
+
+
+def test_records_are_checked_like_settings_and_each_problem_names_its_line():
+    """A record is applied as a live value: a reversed or zero triple, a key the drop-in does not set (a
+    core_pattern pipe), a key that is no sysctl name, or a second record for one key are refused."""
+    text = "\n".join(
+        [
+            MANAGED_LINE,
+            f"{RECORD_PREFIX}{RMEM} = 6291456 87380 4096",
+            f"{RECORD_PREFIX}net.ipv4.tcp_mem = 0 0 0",
+            f"{RECORD_PREFIX}kernel.core_pattern = |/tmp/evil %p",
+            f"{RECORD_PREFIX}net/../tmp/x = 1",
+            f"{RECORD_PREFIX}net.ipv4.tcp_wmem = 4096 16384 4194304",
+            f"{RECORD_PREFIX}net.ipv4.tcp_wmem = 4096 16384 6291456",
+            f"{RMEM} = 4096 131072 7340032",
+            "net.ipv4.tcp_mem = 1 2 3",
+            "net.ipv4.tcp_wmem = 4096 16384 5242880",
+        ]
+    )
+    keys = [RMEM, "net.ipv4.tcp_mem", "net.ipv4.tcp_wmem"]
+    values, problems = checked_records(parse_records(text), keys, value_problem)
+    assert values == {"net.ipv4.tcp_wmem": "4096 16384 4194304"}
+    assert problems[0].startswith(f"line 2 ({RECORD_PREFIX}{RMEM} = 6291456 87380 4096): value")
+    assert "ordered min <= default" in problems[0]
+    assert problems[1].startswith("line 3") and "at least 1" in problems[1]
+    assert problems[2].startswith("line 4") and "the drop-in does not set this key" in problems[2]
+    assert problems[3].startswith("line 5") and "not a dotted sysctl name" in problems[3]
+    assert problems[4] == (
+        f"line 7 ({RECORD_PREFIX}net.ipv4.tcp_wmem = 4096 16384 6291456): "
+        "a second record for net.ipv4.tcp_wmem (the first is line 6)"
+    )
+    assert len(problems) == 5

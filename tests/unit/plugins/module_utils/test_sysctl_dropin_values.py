@@ -2,16 +2,29 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
-    VALUE_COUNTS,
+    KeyRules,
+    UnsafeKey,
     key_problem,
     normalise_value,
     proc_sys_path,
     triple_problem,
     value_count,
-    value_problem,
 )
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+    value_problem as generic_value_problem,
+)
+from ansible_collections.netstack.tcp_tuning.plugins.modules.sysctl_dropin import KEY_RULES
+
+ROOT = Path(__file__).resolve().parents[4]
+
+
+def value_problem(key, value):
+    """The writer under the rules the module passes in (the collection's key table)."""
+    return generic_value_problem(key, value, KEY_RULES)
 
 
 def test_normalise_value_collapses_kernel_tabs_and_padding():
@@ -99,7 +112,35 @@ def test_the_triples_refuse_nothing_the_kernel_needs():
     assert triple_problem([4096, 131072, 6291456]) is None
 
 
-def test_value_counts_come_from_the_facts_table_and_default_to_one():
-    assert value_count("net.ipv4.tcp_rmem") == 3 and value_count("net.ipv4.tcp_adv_win_scale") == 1
-    assert value_count("vm.swappiness") == 1
-    assert VALUE_COUNTS["net.ipv4.udp_mem"] == 3
+def test_value_counts_come_from_the_rules_passed_in_and_default_to_one():
+    assert (
+        value_count("net.ipv4.tcp_rmem", KEY_RULES) == 3 and value_count("net.ipv4.tcp_adv_win_scale", KEY_RULES) == 1
+    )
+    assert value_count("vm.swappiness", KEY_RULES) == 1 and KEY_RULES.counts["net.ipv4.udp_mem"] == 3
+    # The writer is generic: other rules, other arities and triples.
+    rules = KeyRules(counts={"net.sctp.sctp_mem": 3}, ordered_triples=frozenset({"net.sctp.sctp_mem"}))
+    assert "needs 1 number" in generic_value_problem("net.ipv4.tcp_rmem", "4096 131072 6291456", rules)
+    assert "ordered" in generic_value_problem("net.sctp.sctp_mem", "3 2 1", rules)
+
+
+def test_the_drop_in_writer_does_not_import_the_collection_key_table():
+    """The dependency points one way: the module entry point passes the key table into the generic writer."""
+    for path in sorted((ROOT / "plugins/module_utils").glob("sysctl_dropin_*.py")):
+        assert "tcp_memory_keys" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("key", ["net.//.tmp.x", "net./tmp/x", "net...x", "net.ipv4.tcp_rmem\n", "a.b/../c", ".net.x"])
+def test_a_key_that_is_no_sysctl_name_never_becomes_a_path(tmp_path, key):
+    """A key read from a file (net/../tmp/x in a drop-in is net.//.tmp.x once sysctl.d's '/' form is swapped)
+    used to be joined into //tmp/x, outside /proc/sys."""
+    with pytest.raises(UnsafeKey, match="not a dotted sysctl name"):
+        proc_sys_path(str(tmp_path / "proc/sys"), key)
+
+
+def test_a_link_under_proc_sys_that_leads_out_is_refused(tmp_path):
+    proc_sys = tmp_path / "proc/sys"
+    (proc_sys / "net").mkdir(parents=True)
+    (proc_sys / "net/ipv4").symlink_to(tmp_path)
+    with pytest.raises(UnsafeKey, match="resolves outside"):
+        proc_sys_path(str(proc_sys), "net.ipv4.tcp_rmem")
+    assert proc_sys_path(str(proc_sys), "net.core.rmem_max") == str(proc_sys / "net/core/rmem_max")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any, Dict
 
@@ -39,8 +40,6 @@ def run(host: Path, capsys, check_mode: bool = False, **args: Any) -> Dict[str, 
         "path": str(host / "etc/sysctl.d/99-netstack-tcp-memory.conf"),
         "settings": WANTED,
         "root": str(host),
-        # Beside the root, so that snapshot(root) does not see it.
-        "lock_file": str(host.parent / f"{host.name}.lock"),
         "_ansible_check_mode": check_mode,
         "_ansible_diff": True,
         "_ansible_tmpdir": str(host),
@@ -50,6 +49,19 @@ def run(host: Path, capsys, check_mode: bool = False, **args: Any) -> Dict[str, 
     with patch_module_args(module_args), pytest.raises(SystemExit):
         sysctl_dropin.main()
     return json.loads(capsys.readouterr().out)
+
+
+def reads_back_empty(monkeypatch, key: str) -> None:
+    """`key` behaves as a kernel that keeps another value: whatever is written, it reads back empty. Plain
+    files always read back what was written, and the module refuses links and devices under proc/sys."""
+    real_open = sysctl_dropin.open_proc_sys
+
+    def open_proc_sys(proc_sys: str, opened_key: str, flags: int) -> int:
+        if opened_key == key:
+            return os.open(os.devnull, os.O_WRONLY if flags & os.O_WRONLY else os.O_RDONLY)
+        return real_open(proc_sys, opened_key, flags)
+
+    monkeypatch.setattr(sysctl_dropin, "open_proc_sys", open_proc_sys)
 
 
 def entries(directory: Path) -> Dict[str, Any]:
@@ -67,7 +79,9 @@ def live(root: Path, relative: str) -> str:
 
 
 def snapshot(root: Path) -> Dict[str, str]:
-    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file under the root but the lock (under run/, which a run that takes it creates)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "run")
+    return {str(p.relative_to(root)): p.read_text() for p in files}
 
 
 def test_first_run_writes_file_and_differing_live_values_second_run_changes_nothing(root, capsys):
@@ -187,7 +201,7 @@ def test_tuned_profile_overridden_by_its_reapply_is_only_noted(root, capsys):
     assert any("tuned re-applies the drop-in" in note and "line 5" in note for note in result["notes"])
 
 
-def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
+def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys, monkeypatch):
     dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
     previous = f"{MANAGED_LINE}\n# the previous run's file\n"
     dropin.write_text(previous)
@@ -195,9 +209,7 @@ def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
     before = entries(root / "etc/sysctl.d")
     # tcp_wmem reads back empty whatever is written: the kernel "kept" another value. tcp_rmem sorts
     # first, so it is written (and must be restored) before the mismatch is seen.
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     result = run(root, capsys, backup=True)
     assert result["failed"]
     assert "net.ipv4.tcp_wmem: wrote '4096 16384 16777216', the kernel kept ''" in result["msg"]
@@ -214,10 +226,8 @@ def test_readback_mismatch_restores_previous_file_and_live_values(root, capsys):
     assert entries(root / "etc/sysctl.d") == before
 
 
-def test_rollback_removes_a_file_that_did_not_exist(root, capsys):
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+def test_rollback_removes_a_file_that_did_not_exist(root, capsys, monkeypatch):
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     result = run(root, capsys)
     assert result["failed"] and "net.ipv4.tcp_wmem" in result["msg"]
     assert result["rollback"]["file"] == "removed (did not exist before)"
@@ -250,19 +260,20 @@ def test_backup_keeps_the_replaced_file(root, capsys):
     result = run(root, capsys, backup=True)
     assert Path(result["backup_file"]).read_text() == f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 1 2 3\n"
     assert "backup_file" not in run(root, capsys, backup=True)
+    # Out of the directories the boot reads (they used to pile up beside the drop-in), root only.
+    backups = root / "var/backups/netstack-tcp-tuning"
+    assert Path(result["backup_file"]).parent == backups and oct(backups.stat().st_mode & 0o777) == "0o700"
+    assert sorted(os.listdir(root / "etc/sysctl.d")) == ["99-netstack-tcp-memory.conf"]
 
 
-def test_missing_sysctl_d_is_created_and_removed_again_on_rollback(root, capsys):
+def test_missing_sysctl_d_is_created_and_removed_again_on_rollback(root, capsys, monkeypatch):
     etc = root / "etc/sysctl.d"
     etc.rmdir()
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     failed = run(root, capsys)
     assert failed["rollback"]["file"] == "removed with its directory (did not exist before)"
     assert not etc.exists()
-    wmem.unlink()
-    wmem.write_text(LIVE["net/ipv4/tcp_wmem"])
+    monkeypatch.undo()
     assert run(root, capsys)["changed"] and (etc / "99-netstack-tcp-memory.conf").exists()
 
 
@@ -383,24 +394,21 @@ def test_an_existing_file_this_collection_did_not_write_only_with_force(root, ca
     assert not run(root, capsys)["changed"]  # now it carries the header
 
 
-def test_rollback_restores_content_mode_and_owner_of_a_forced_foreign_file(root, capsys):
+def test_rollback_restores_content_mode_and_owner_of_a_forced_foreign_file(root, capsys, monkeypatch):
     dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
     dropin.write_bytes(b"# an admin's file\r\nvm.swappiness = 10")  # odd bytes on purpose
     os.chown(dropin, 1234, 5678)
     dropin.chmod(0o600)
     before = entries(root / "etc/sysctl.d")
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     result = run(root, capsys, force=True, backup=True)
-    assert result["failed"] and result["rollback"]["file"] == "restored", result
+    assert result["failed"] and result.get("rollback", {}).get("file") == "restored", result.get("msg")
     assert result["rollback"]["backup_file"] == "removed"
     assert entries(root / "etc/sysctl.d") == before
 
 
 def test_a_run_waits_for_the_lock_then_fails_naming_the_holder(root, capsys):
-    lock_file = str(root.parent / f"{root.name}.lock")
-    held = acquire(lock_file, 0, "pid 4242 (another run)")
+    held = acquire(str(root / "run/netstack-tcp-tuning"), 0, "pid 4242 (another run)")
     try:
         before = snapshot(root)
         result = run(root, capsys, lock_timeout=1)
@@ -421,16 +429,23 @@ def test_a_fifo_among_the_later_files_is_noted_not_read(root, capsys):
     assert any("zz-fifo.conf is not a regular file: not checked" in note for note in result["notes"]), result
 
 
-# Issue 13 item 4: one option, root, instead of seven test seams.
-def test_without_lock_file_the_lock_is_taken_under_the_root(root, capsys):
-    held = acquire(str(root / "run/lock/netstack-tcp-memory.lock"), 0, "pid 4242 (another run)")
+def test_the_lock_is_taken_in_a_private_directory_under_the_root(root, capsys):
+    held = acquire(str(root / "run/netstack-tcp-tuning"), 0, "pid 4242 (another run)")
     try:
-        result = run(root, capsys, lock_file=None, lock_timeout=0)
-        assert result["failed"] and f"lock {root}/run/lock/netstack-tcp-memory.lock is still held" in result["msg"]
+        result = run(root, capsys, lock_timeout=0)
+        lock = f"{root}/run/netstack-tcp-tuning/sysctl_dropin.lock"
+        assert result["failed"] and f"lock {lock} is still held" in result["msg"]
         assert not result["changed"] and not result["file_changed"]
     finally:
         release(held)
-    assert run(root, capsys, lock_file=None)["file_changed"]
+    assert run(root, capsys)["file_changed"]
+    assert oct((root / "run/netstack-tcp-tuning").stat().st_mode & 0o777) == "0o700"
+
+
+def test_lock_file_is_no_longer_an_option(root, capsys):
+    """It emptied whatever file it named (the drop-in, sysctl.conf) and took relative paths."""
+    result = run(root, capsys, lock_file=str(root / "etc/sysctl.d/10-x.conf"))
+    assert result["failed"] and "Unsupported parameters" in result["msg"] and "lock_file" in result["msg"]
 
 
 @pytest.mark.parametrize("relative", ["run/sysctl.d", "usr/local/lib/sysctl.d", "lib/sysctl.d"])
@@ -473,3 +488,56 @@ def test_a_root_that_is_not_a_directory_is_refused_naming_it(root, capsys, given
 def test_the_removed_test_options_are_refused(root, capsys):
     result = run(root, capsys, proc_sys_root=str(root / "proc/sys"))
     assert result["failed"] and "proc_sys_root" in result["msg"]
+
+
+def test_an_image_root_gets_the_dropin_for_its_next_boot_and_the_running_kernel_is_untouched(tmp_path, capsys):
+    """What `root` is for: a root file system being built (an image, a chroot) with /proc mounted in it,
+    written with apply=false. The running kernel's values are read, never written."""
+    image = tmp_path / "image"
+    (image / "etc/sysctl.d").mkdir(parents=True)
+    (image / "proc").symlink_to("/proc")  # as `mount --bind /proc image/proc` would show it
+    kernel_before = Path("/proc/sys/net/ipv4/tcp_rmem").read_text()
+    settings = {"net.ipv4.tcp_rmem": "4096 131072 7340032"}
+    result = run(image, capsys, settings=settings, apply=False)
+    assert result["changed"] and result["file_changed"] and not result.get("failed"), result
+    assert "net.ipv4.tcp_rmem = 4096 131072 7340032" in (image / "etc/sysctl.d/99-netstack-tcp-memory.conf").read_text()
+    assert result["keys"]["net.ipv4.tcp_rmem"]["reason"].startswith("written to the drop-in only (apply=false)")
+    assert Path("/proc/sys/net/ipv4/tcp_rmem").read_text() == kernel_before
+
+
+def test_a_run_killed_during_its_rollback_is_undone_by_the_next_run(root, capsys, monkeypatch):
+    """A SIGKILL during a rollback left the new drop-in (holding a value the kernel refuses) and a hidden .restore
+    file; later runs then rolled back to that file and said "Rolled back: file restored". The next run must put
+    back what the killed run changed before doing its own work."""
+    etc = root / "etc/sysctl.d"
+    dropin = etc / "99-netstack-tcp-memory.conf"
+    previous = f"{MANAGED_LINE}\n# the previous run's file\n"
+    dropin.write_text(previous)
+    before, rmem_before = entries(etc), live(root, "net/ipv4/tcp_rmem")
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")  # the kernel "refuses" tcp_wmem: every run rolls back
+
+    child = os.fork()
+    if child == 0:  # the killed run: SIGKILL once the rollback's temporary file is being flushed
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            if any(name.endswith(".restore") for name in os.listdir(etc)):
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_fsync(fd)
+
+        os.fsync = fsync
+        try:
+            run(root, capsys)
+        finally:
+            os._exit(3)
+    _pid, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    assert dropin.read_text() != previous and any(name.endswith(".restore") for name in os.listdir(etc))
+    assert live(root, "net/ipv4/tcp_rmem") != rmem_before
+
+    result = run(root, capsys)
+    assert result["failed"] and result.get("rollback", {}).get("file") == "restored", result.get("msg")
+    assert "was interrupted: put back" in result["notes"][0], result["notes"]
+    assert entries(etc) == before
+    assert live(root, "net/ipv4/tcp_rmem").split() == rmem_before.split()
+    assert not (root / "run/netstack-tcp-tuning/interrupted-run.json").exists()

@@ -5,7 +5,6 @@ directories): the drop-in goes, each key it set goes back to what a reboot witho
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.test_sys
     LIVE,
     entries,
     live,
+    reads_back_empty,
     run,
     snapshot,
 )
@@ -134,14 +134,12 @@ def test_given_values_and_skipped_keys(root, capsys):
     assert result["keys"]["net.ipv4.tcp_wmem"]["reason"] == "per-namespace key in a container"
 
 
-def test_a_refused_restore_puts_back_the_live_values_and_keeps_the_file(root, capsys):
+def test_a_refused_restore_puts_back_the_live_values_and_keeps_the_file(root, capsys, monkeypatch):
     dropin = tune(root, capsys)
     before = entries(root / "etc/sysctl.d")
     rmem_before = live(root, "net/ipv4/tcp_rmem")
     # tcp_wmem reads back empty whatever is written (sorts after tcp_rmem, which is written first).
-    wmem = root / "proc/sys/net/ipv4/tcp_wmem"
-    wmem.unlink()
-    wmem.symlink_to(os.devnull)
+    reads_back_empty(monkeypatch, "net.ipv4.tcp_wmem")
     result = undo(root, capsys, backup=True)
     assert result["failed"] and "net.ipv4.tcp_wmem" in result["msg"], result
     assert result["rollback"]["file"] == "unchanged" and result["rollback"]["backup_file"] == "removed"
@@ -193,3 +191,14 @@ def test_a_dropin_without_records_restores_the_boot_defaults(root, capsys):
     result = undo(root, capsys, boot_defaults={"net.ipv4.tcp_rmem": "4096 131072 7000000"})
     assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 7000000\n"
     assert result["keys"]["net.ipv4.tcp_rmem"]["source"] == "boot_default"
+
+
+def test_a_managed_dropin_with_crlf_line_ends_is_undone(root, capsys):
+    """An editor that saved the drop-in with CRLF made undo refuse it as "not written by this collection"."""
+    dropin = tune(root, capsys)
+    dropin.write_bytes(dropin.read_bytes().replace(b"\n", b"\r\n"))
+    result = undo(root, capsys)
+    assert result["changed"] and result["file_changed"] and not result.get("failed"), result
+    assert not dropin.exists()
+    assert live(root, "net/ipv4/tcp_rmem") == "4096 131072 6291456\n"
+    assert result["keys"]["net.ipv4.tcp_rmem"]["source"] == "recorded"
