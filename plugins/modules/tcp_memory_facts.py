@@ -16,7 +16,7 @@ description:
     (see C(docs/data-model.md), section 1).
   - Reports memory (C(MemTotal), C(MemAvailable), page size, an estimate of the kernel's C(nr_free_buffer_pages)
     and the boot defaults this kernel computes from it), the kernel release, whether the module runs in the
-    initial network namespace and how it decided, the eleven relevant sysctls with presence, writability and
+    initial network namespace and how it decided, the twelve relevant sysctls with presence, writability and
     scope, socket counts and buffer pages from C(/proc/net/sockstat), C(CurrEstab) from C(/proc/net/snmp),
     memory-pressure counters from C(/proc/net/netstat), and a derived status against C(tcp_mem).
   - Also measures, with one loopback connection (127.0.0.1, else ::1) that sends nothing and is closed with a
@@ -276,7 +276,7 @@ ansible_facts:
           sample: {initial: true, method: compared /proc/self/ns/net with /proc/1/ns/net}
         sysctl:
           description:
-            - One entry per key, always all eleven keys, with C(present), C(writable), C(scope)
+            - One entry per key, always all twelve keys, with C(present), C(writable), C(scope)
               (V(global) or V(netns)), C(unit), C(value) (list for triples, int for scalars) and C(raw).
           type: dict
           returned: always
