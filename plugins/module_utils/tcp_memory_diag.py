@@ -470,6 +470,71 @@ def dump_netlink(
     return result
 
 
+_INODE_AT = MSG_HEADER_BYTES + 68  # idiag_inode in struct inet_diag_msg
+_INODE = struct.Struct("=I")
+
+
+def _owned_sockets(owners: dict, counts: dict, totals: list):
+    """A dump consumer and its whole-datagram fast path counting sockets per owner by inode.
+
+    `owners` maps a socket inode to its owner (a pid); `counts` gets {owner: sockets}; `totals[0]` counts
+    the sockets with a file (inode not 0: time-wait and request sockets have none). Per datagram of
+    same-length messages (an established dump's usual one) the inodes are read as one strided column and
+    looked up with map() in C; other datagrams message by message.
+    """
+
+    def add(inodes) -> None:
+        totals[0] += len(inodes) - inodes.count(0)
+        for owner in filter(None, map(owners.get, inodes)):
+            counts[owner] = counts.get(owner, 0) + 1
+
+    def bulk(buffer, received: int) -> tuple:
+        length = _U32.unpack_from(buffer, 0)[0] if received >= 4 else 0
+        if length % 4 or length < FIRST_ATTR_BYTES or received < 2 * length:
+            return 0, 0
+        count = received // length
+        end = count * length
+        octets = memoryview(buffer)[:end]
+        words, step = octets.cast("I"), length // 4
+        if (
+            _KIND.unpack_from(buffer, 4)[0] not in SOCKET_MESSAGE_TYPES
+            or words[0::step].tobytes() != buffer[0:4] * count
+            or octets.cast("H")[2 :: length // 2].tobytes() != buffer[4:6] * count
+        ):
+            return 0, 0
+        add(words[_INODE_AT // 4 :: step].tolist())
+        return end, count
+
+    def consume(messages, buffer) -> None:
+        batch = []
+        for offset, _length, _state, _rqueue, _wqueue in messages:
+            batch.append(_INODE.unpack_from(buffer, offset + _INODE_AT)[0])
+            if len(batch) >= 1024:
+                add(batch)
+                batch = []
+        add(batch)
+
+    return consume, bulk
+
+
+def count_owned_sockets(owners: dict, timeout: float = 60.0) -> tuple:
+    """({owner: TCP sockets}, TCP sockets with a file) of this network namespace, matched by inode.
+
+    One inet_diag dump of every connection state without attributes (what /proc/net/tcp lists, without
+    the kernel formatting a line per socket). Raises DiagUnavailable when netlink cannot be used.
+    """
+    counts, totals = {}, [0]
+    consume, bulk = _owned_sockets(owners, counts, totals)
+    sock = _netlink_socket(timeout)
+    try:
+        _read_dump(sock, CONNECTION_STATES, 0, consume, bulk)
+    except OSError as exc:
+        raise DiagUnavailable(f"inet_diag dump failed: {exc}") from None
+    finally:
+        sock.close()
+    return counts, totals[0]
+
+
 def established_from_counters(curr_estab: int, close_wait: int, hashed_sockets) -> int:
     """ESTABLISHED = CurrEstab (ESTABLISHED plus CLOSE_WAIT, tcp_set_state()) minus CLOSE_WAIT.
 

@@ -38,6 +38,7 @@ def diag_msg(
     fwd=0,
     local=None,
     remote=None,
+    inode=12345,
 ):
     """One socket's reply as the kernel lays it out (attributes optional); a reply has its request's type."""
     loopback = "127.0.0.1" if family == socket.AF_INET else "::1"
@@ -45,7 +46,7 @@ def diag_msg(
     dst = socket.inet_pton(family, remote or loopback).ljust(16, b"\0")
     body = struct.pack("=BBBB", family, state, 0, 0)
     body += struct.pack(">HH16s16s", sport, dport, src, dst) + struct.pack("=III", 0, 0, 0)
-    body += struct.pack("=IIIII", 0, rqueue, wqueue, 0, 12345)
+    body += struct.pack("=IIIII", 0, rqueue, wqueue, 0, inode)
     body += extra_attrs
     if rmem is not None:
         body += attr(diag.INET_DIAG_MEMINFO, struct.pack("=IIII", rmem, wmem, fwd, 0))
@@ -443,3 +444,23 @@ def test_bulk_dump_of_many_sockets_keeps_no_per_socket_record():
     assert sum(summary.by_state) == 99900
     assert len(summary.heap) == 20
     assert summary.rmem_alloc == 333 * 43 * 20480
+
+
+def owned(datagrams, owners):
+    counts, totals = {}, [0]
+    consume, bulk = diag._owned_sockets(owners, counts, totals)
+    diag._read_dump(FakeNetlink(datagrams), diag.CONNECTION_STATES, 0, consume, bulk)
+    return counts, totals[0]
+
+
+def test_sockets_are_counted_per_owner_by_inode_from_whole_datagrams_and_single_messages():
+    shutdown = attr(8, b"\0")
+    uniform = b"".join(diag_msg(ESTABLISHED, 1000 + i, 80, extra_attrs=shutdown, inode=100 + i) for i in range(300))
+    mixed = diag_msg(LISTEN, 80, 0, extra_attrs=shutdown, inode=7) + diag_msg(TIME_WAIT, 9, 80, inode=0)
+    mixed += diag_msg(ESTABLISHED, 2000, 80, extra_attrs=shutdown, inode=99999)  # owned by no one we read
+    owners = {inode: 41 for inode in range(100, 250)}
+    owners.update({inode: 42 for inode in range(250, 400)})
+    owners[7] = 42
+    counts, with_file = owned([uniform, mixed + done()], owners)
+    assert counts == {41: 150, 42: 151}
+    assert with_file == 302  # every socket but the time-wait one (inode 0)
