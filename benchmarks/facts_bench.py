@@ -1,37 +1,31 @@
 #!/usr/bin/env python
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Benchmark tcp_memory_facts at 10k/50k/100k established loopback connections against ss.
+"""Benchmark tcp_memory_facts and the report playbook at 10k/100k/1M established loopback connections against ss.
 
-For each size: create a network namespace, hold N connections in it with
-tests/tools/conn_holder.py (2N sockets, <= 15000 fds per process), then, inside the
-namespace, time every case side by side, round after round (interleaved, so background
-noise hits all cases alike), and report the median and the best (minimum) of the rounds. The
-targets are judged on the best of both sides: on a shared host other load only ever adds time,
-so the minimum is the figure least disturbed by it (what Python's timeit advises); the median
-is printed next to it.
+For each scenario (10,000, 100,000 and 1,000,000 idle connections, then 1,000,000 of which 5 % hold
+16 KiB unread): check that it fits (fds, memory, tcp_mem[0]; stop with a message naming the figure
+otherwise), create a network namespace, set somaxconn and ip_local_port_range inside it only, hold the
+connections in it with tests/tools/conn_holder.py --unaccepted (the server ends stay in the listeners'
+backlogs: 2N established sockets with N fds, <= 15000 fds per process, listeners on 127.0.0.1-8), then,
+inside the namespace, time every case side by side, round after round (interleaved, so background noise
+hits all cases alike), and report the best (minimum) and the median of the rounds, wall and CPU time
+and peak RSS; then run the report playbook once against the namespace with per-task times. Targets are
+judged on the best of both sides (other load only ever adds time) and printed as met / not met.
 
-  module default            main() of the module, in-process (no interpreter start-up)
-  module states=true        idem, with states: true
-  module top_sockets=20     idem, with top_sockets: 20
-  module connection_bytes=true  idem, states with byte sums (the full dump states used before issue 14)
-  module calibrate=true     idem, with calibrate: true (reads at most calibrate_sample = 10000 sockets)
-  module process default    the module file run as a process with no options: start-up and imports
-  module process states     the module file run by the target Python as Ansible would run it
-                            (python tcp_memory_facts.py ARGS.json): start-up included
-  module AnsiballZ states   the AnsiballZ file Ansible sends a target (kept by ANSIBLE_KEEP_REMOTE_FILES),
-                            run by the target Python: also unzips its payload and compiles ansible-core's
-                            module_utils from source (not judged; the issue's target is the case above)
-  ss -s                     the ss binary
-  ss -tan state all | wc -l the pipeline the issue compares with
-  naive /proc/net/tcp       readlines + split + count states of /proc/net/tcp{,6}, in-process
+  in-process OPTION    main() of the module with that option, in a long-lived child (no start-up)
+  process OPTION       the module file run by the target Python as Ansible runs it (python MODULE ARGS.json)
+                       OPTION: default, states=true, top_sockets=20, connection_bytes=true (with states),
+                       calibrate=true, blocked_writers=true
+  ss -s, ss -tan state all | wc -l, ss -tmn | wc -l   the anchors
 
-In-process cases run in one long-lived child per case that executes one run per request;
-peak memory is each child's ru_maxrss from wait4() (getrusage(RUSAGE_CHILDREN) of that child
-alone). The namespace and every process are cleaned up, also on failure or Ctrl-C.
+Peak memory of an in-process case is its child's ru_maxrss from wait4(); of a process case, one extra
+run under GNU time. At the end the benchmark checks that it left no namespace, no process and no
+socket (host-wide TCP sockets back near the count before it). Every namespace and process is cleaned
+up, also on failure or Ctrl-C.
 
 Usage (as root; `make bench` runs benchmarks/run.sh .venv/bin, which calls this):
-  facts_bench.py [--sizes 10000,50000,100000] [--runs 15] [--json PATH]
+  facts_bench.py [--sizes 10000,100000,1000000] [--unread-sizes largest|none|N,...] [--runs 5] [--json PATH]
 """
 
 from __future__ import annotations
