@@ -110,7 +110,9 @@ def _close_all(listener, clients, servers, unread):
         sock.close()
 
 
-def worker(conn, listener, others, count, first_index, unread_every, unread_bytes, setup_seconds, accept=True):
+def worker(
+    conn, listener, others, count, first_index, unread_every, unread_bytes, setup_seconds, accept=True, gate=None
+):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates the shutdown
     parent = os.getppid()
     for other in others:  # the listeners of the workers forked after this one
@@ -120,9 +122,17 @@ def worker(conn, listener, others, count, first_index, unread_every, unread_byte
         needed = (2 if accept else 1) * count + FD_SLACK
         if needed > limit:
             raise OSError(f"needs {needed} fds, RLIMIT_NOFILE allows {limit}")
-        clients, servers, unread = _open_connections(
-            listener, count, first_index, unread_every, unread_bytes, time.monotonic() + setup_seconds, accept
-        )
+        deadline = time.monotonic() + setup_seconds
+        # --parallel: at most that many workers connect at once (the others wait their turn, idle)
+        if gate is not None and not gate.acquire(timeout=setup_seconds):
+            raise TimeoutError("setup took too long waiting for a turn to connect")
+        try:
+            clients, servers, unread = _open_connections(
+                listener, count, first_index, unread_every, unread_bytes, deadline, accept
+            )
+        finally:
+            if gate is not None:
+                gate.release()
     except Exception as exc:  # reported to the parent, which stops everything
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -209,6 +219,7 @@ def parse_args(argv):
     parser.add_argument("--unread-bytes", type=int, default=0, help="bytes left unread on some connections")
     parser.add_argument("--unread-every", type=int, default=0, help="every M-th connection gets unread data")
     parser.add_argument("--hold-seconds", type=float, default=600, help="stop by itself after this long")
+    parser.add_argument("--parallel", type=int, default=0, help="workers connecting at once (0: all)")
     parser.add_argument("--setup-timeout", type=float, default=300, help="give up opening after this long")
     parser.add_argument("--stop-on-stdin-eof", action="store_true")
     args = parser.parse_args(argv)
@@ -251,6 +262,7 @@ def main(argv=None) -> int:
     hosts = args.host.split(",")
     # Every listener is bound before any connection takes an ephemeral port (which bind(port 0) would avoid).
     listeners = [_listen(hosts[i % len(hosts)], max(share, 128)) for i, share in enumerate(shares)]
+    gate = context.Semaphore(args.parallel) if args.parallel > 0 else None
     workers, first = [], 0
     for index, share in enumerate(shares):
         parent_end, child_end = context.Pipe()
@@ -266,6 +278,7 @@ def main(argv=None) -> int:
                 args.unread_bytes,
                 args.setup_timeout,
                 not args.unaccepted,
+                gate,
             ),
             daemon=True,
         )
