@@ -2,11 +2,12 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 # `make bench`: every figure of docs/benchmarks.md, in one go.
-#   facts - tcp_memory_facts at 10k/50k/100k connections against ss (benchmarks/facts_bench.py)
+#   facts - tcp_memory_facts and the report playbook at 10k/100k/1M (C1M) connections held in a network
+#           namespace, against ss (benchmarks/facts_bench.py); ~25 minutes, ~3.5 GiB of memory at 1M
 #   role  - the tcp_memory role against one ansible.posix.sysctl task per key, container and VM
 #           (benchmarks/role_cost.py)
 #   fleet - playbooks/report.yml against 20 containers with forks 10 (benchmarks/fleet_report.py)
-# Usage: benchmarks/run.sh VENV_BIN [facts_bench.py options, e.g. --sizes 10000 --runs 5]
+# Usage: benchmarks/run.sh VENV_BIN [facts_bench.py options, e.g. --sizes 10000,100000 --runs 3]
 #   (make bench passes BENCH_ARGS as those options: BENCH=facts make bench BENCH_ARGS="--runs 21")
 # BENCH=facts,role,fleet (the default) picks which run; BENCH_OUT (default .cache/bench) keeps the JSON.
 set -euo pipefail
@@ -37,7 +38,7 @@ for bench in ${benches//,/ }; do
   case $bench in
     facts)
       timeout --signal=INT --kill-after=60 3600 \
-        "$bin/python" "$root/benchmarks/facts_bench.py" --json "$out/facts.json" "$@" || status=1
+        "$bin/python" "$root/benchmarks/facts_bench.py" --venv-bin "$bin" --json "$out/facts.json" "$@" || status=1
       ;;
     role)
       timeout --signal=TERM --kill-after=120 2400 \

@@ -5,8 +5,15 @@
 
 Each worker process owns a listener and both ends of its connections (2 fds per
 connection, at most --max-fds-per-worker fds), so N connections give 2N ESTABLISHED
-sockets. Optionally the client end of every M-th connection sends K bytes the server end
-never reads, so those server sockets hold receive-buffer memory.
+sockets. With --unaccepted a worker never accepts: the server ends stay in its listener's
+backlog, established sockets without an fd, so a connection costs one fd (the client's);
+the listener's backlog is the worker's share, which the namespace's net.core.somaxconn must
+allow (the kernel caps listen()'s argument at it). Listeners are spread over --host, a comma
+separated list of addresses (127.0.0.1,127.0.0.2,...: each (address, port) pair is one more
+destination, so the ephemeral ports of the namespace's ip_local_port_range go round more
+connections), and all are bound before any worker connects. Optionally the client end of
+every M-th connection sends K bytes the server end never reads, so those server sockets hold
+receive-buffer memory.
 
 Prints one line when every worker holds its connections:
 
@@ -14,7 +21,7 @@ Prints one line when every worker holds its connections:
 
 then holds them until SIGTERM/SIGINT, stdin closes (--stop-on-stdin-eof) or --hold-seconds
 pass, closes everything (draining unread data first, so nothing is reset) and prints
-"CLOSED". Bounded in count (--connections <= 500000) and time (--hold-seconds <= 3600,
+"CLOSED". Bounded in count (--connections <= 1000000) and time (--hold-seconds <= 3600,
 --setup-timeout); workers exit by themselves when the parent dies.
 """
 
@@ -32,7 +39,7 @@ import socket
 import sys
 import time
 
-MAX_CONNECTIONS = 500000
+MAX_CONNECTIONS = 1000000
 MAX_HOLD_SECONDS = 3600
 MAX_UNREAD_BYTES = 1 << 20
 FD_SLACK = 16  # stdio, pipes, listener, the interpreter's own files
@@ -46,13 +53,18 @@ def _raise_nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def _open_connections(host, count, first_index, unread_every, unread_bytes, deadline):
+def _listen(host: str, backlog: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, 0))
-    listener.listen(4096)
-    port = listener.getsockname()[1]
+    listener.listen(backlog)
+    return listener
+
+
+def _open_connections(listener, count, first_index, unread_every, unread_bytes, deadline, accept=True):
+    family = listener.family
+    host, port = listener.getsockname()[:2]
     clients, servers, unread = [], [], []
     payload = b"u" * unread_bytes
     while len(clients) < count:
@@ -64,47 +76,67 @@ def _open_connections(host, count, first_index, unread_every, unread_bytes, dead
             client.settimeout(10)
             client.connect((host, port))
             clients.append(client)
-        for _accept in range(batch):
+        for _accept in range(batch if accept else 0):
             server, _peer = listener.accept()
             servers.append(server)
-    # accept() order matches connect() order on one listener only loosely: pair by address.
-    by_peer = {s.getpeername(): s for s in servers}
-    servers = [by_peer[c.getsockname()] for c in clients]
+    if accept:
+        # accept() order matches connect() order on one listener only loosely: pair by address.
+        by_peer = {s.getpeername(): s for s in servers}
+        servers = [by_peer[c.getsockname()] for c in clients]
     if unread_every and unread_bytes:
-        for index, (client, server) in enumerate(zip(clients, servers)):
+        for index, client in enumerate(clients):
             if (first_index + index) % unread_every == 0:
                 client.sendall(payload)
-                unread.append(server)
-    return listener, port, clients, servers, unread
+                if accept:
+                    unread.append(servers[index])
+                else:  # the server end sits in the backlog: counted, drained by the reset at close
+                    unread.append(None)
+    return clients, servers, unread
 
 
 def _close_all(listener, clients, servers, unread):
+    # Unaccepted server ends are reset when their listener closes (nothing reaches TIME_WAIT); close it first.
+    listener.close()
     for server in unread:
+        if server is None:
+            continue
         server.setblocking(False)
         try:
             while server.recv(1 << 16):
                 pass
         except BlockingIOError:
             pass
-    for sock in clients + servers + [listener]:
+    for sock in clients + servers:
         sock.close()
 
 
-def worker(conn, host, count, first_index, unread_every, unread_bytes, setup_seconds):
+def worker(
+    conn, listener, others, count, first_index, unread_every, unread_bytes, setup_seconds, accept=True, gate=None
+):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates the shutdown
     parent = os.getppid()
+    for other in others:  # the listeners of the workers forked after this one
+        other.close()
     try:
         limit = _raise_nofile()
-        needed = 2 * count + FD_SLACK
+        needed = (2 if accept else 1) * count + FD_SLACK
         if needed > limit:
             raise OSError(f"needs {needed} fds, RLIMIT_NOFILE allows {limit}")
-        listener, port, clients, servers, unread = _open_connections(
-            host, count, first_index, unread_every, unread_bytes, time.monotonic() + setup_seconds
-        )
+        deadline = time.monotonic() + setup_seconds
+        # --parallel: at most that many workers connect at once (the others wait their turn, idle)
+        if gate is not None and not gate.acquire(timeout=setup_seconds):
+            raise TimeoutError("setup took too long waiting for a turn to connect")
+        try:
+            clients, servers, unread = _open_connections(
+                listener, count, first_index, unread_every, unread_bytes, deadline, accept
+            )
+        finally:
+            if gate is not None:
+                gate.release()
     except Exception as exc:  # reported to the parent, which stops everything
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", len(clients), len(unread), port))
+    conn.send(("ready", len(clients), len(unread), listener.getsockname()[1]))
     while os.getppid() == parent:
         if conn.poll(1.0):
             conn.recv()
@@ -123,6 +155,7 @@ class Holder:
         self.unread = int(ready.get("unread", 0))
         self.unread_bytes = int(ready.get("unread_bytes", 0))
         self.ports = [int(p) for p in ready.get("ports", "").split(",") if p]
+        self.pids = [int(p) for p in ready.get("pids", "").split(",") if p]
 
     def stop(self, timeout: float = 120) -> None:
         """Close stdin (workers drain, close and exit); SIGTERM, then SIGKILL, if that hangs."""
@@ -179,10 +212,14 @@ def parse_args(argv):
     parser.add_argument("--connections", type=int, required=True, help="established connections to hold")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: as few as the fd cap allows)")
     parser.add_argument("--max-fds-per-worker", type=int, default=15000)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address(es), comma separated, round robin")
+    parser.add_argument(
+        "--unaccepted", action="store_true", help="leave the server ends in the listeners' backlogs (1 fd each)"
+    )
     parser.add_argument("--unread-bytes", type=int, default=0, help="bytes left unread on some connections")
     parser.add_argument("--unread-every", type=int, default=0, help="every M-th connection gets unread data")
     parser.add_argument("--hold-seconds", type=float, default=600, help="stop by itself after this long")
+    parser.add_argument("--parallel", type=int, default=0, help="workers connecting at once (0: all)")
     parser.add_argument("--setup-timeout", type=float, default=300, help="give up opening after this long")
     parser.add_argument("--stop-on-stdin-eof", action="store_true")
     args = parser.parse_args(argv)
@@ -192,7 +229,7 @@ def parse_args(argv):
         parser.error(f"--hold-seconds must be in (0, {MAX_HOLD_SECONDS}]")
     if not 0 <= args.unread_bytes <= MAX_UNREAD_BYTES:
         parser.error(f"--unread-bytes must be 0..{MAX_UNREAD_BYTES}")
-    per_worker = (args.max_fds_per_worker - FD_SLACK) // 2
+    per_worker = (args.max_fds_per_worker - FD_SLACK) // (1 if args.unaccepted else 2)
     if per_worker < 1:
         parser.error("--max-fds-per-worker is too small")
     needed = math.ceil(args.connections / per_worker)
@@ -222,16 +259,32 @@ def main(argv=None) -> int:
         args.connections // args.workers + (1 if i < args.connections % args.workers else 0)
         for i in range(args.workers)
     ]
+    hosts = args.host.split(",")
+    # Every listener is bound before any connection takes an ephemeral port (which bind(port 0) would avoid).
+    listeners = [_listen(hosts[i % len(hosts)], max(share, 128)) for i, share in enumerate(shares)]
+    gate = context.Semaphore(args.parallel) if args.parallel > 0 else None
     workers, first = [], 0
-    for share in shares:
+    for index, share in enumerate(shares):
         parent_end, child_end = context.Pipe()
         process = context.Process(
             target=worker,
-            args=(child_end, args.host, share, first, args.unread_every, args.unread_bytes, args.setup_timeout),
+            args=(
+                child_end,
+                listeners[index],
+                listeners[index + 1 :],
+                share,
+                first,
+                args.unread_every,
+                args.unread_bytes,
+                args.setup_timeout,
+                not args.unaccepted,
+                gate,
+            ),
             daemon=True,
         )
         process.start()
         child_end.close()
+        listeners[index].close()  # the worker's own now
         workers.append((process, parent_end))
         first += share
 

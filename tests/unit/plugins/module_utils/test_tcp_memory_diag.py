@@ -9,6 +9,7 @@ import os
 import random
 import socket
 import struct
+import tracemalloc
 
 import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
@@ -37,6 +38,7 @@ def diag_msg(
     fwd=0,
     local=None,
     remote=None,
+    inode=12345,
 ):
     """One socket's reply as the kernel lays it out (attributes optional); a reply has its request's type."""
     loopback = "127.0.0.1" if family == socket.AF_INET else "::1"
@@ -44,7 +46,7 @@ def diag_msg(
     dst = socket.inet_pton(family, remote or loopback).ljust(16, b"\0")
     body = struct.pack("=BBBB", family, state, 0, 0)
     body += struct.pack(">HH16s16s", sport, dport, src, dst) + struct.pack("=III", 0, 0, 0)
-    body += struct.pack("=IIIII", 0, rqueue, wqueue, 0, 12345)
+    body += struct.pack("=IIIII", 0, rqueue, wqueue, 0, inode)
     body += extra_attrs
     if rmem is not None:
         body += attr(diag.INET_DIAG_MEMINFO, struct.pack("=IIII", rmem, wmem, fwd, 0))
@@ -78,7 +80,14 @@ class FakeNetlink:
 
 def dump_into(fake, summary):
     """The full dump (byte sums, top N) of dump_netlink, read from `fake`."""
-    diag._read_dump(fake, diag.CONNECTION_STATES, diag.MEMINFO_EXT, diag._sum_memory(summary))
+    diag.read_memory_dump(fake, diag.CONNECTION_STATES, summary)
+
+
+def loop_only(datagrams, top_n):
+    """The same dump read message by message only (no whole-datagram fast path)."""
+    summary = diag.ConnectionSummary(top_n)
+    diag._read_dump(FakeNetlink(datagrams), diag.CONNECTION_STATES, diag.MEMINFO_EXT, diag._sum_memory(summary))
+    return diag._result(summary, "netlink", with_memory=True)
 
 
 def run(datagrams, top_n=0):
@@ -362,3 +371,96 @@ def test_established_is_curr_estab_minus_close_wait_within_the_hashed_sockets():
     with pytest.raises(ValueError, match=r"not between 0 and 1264 \(twice the 120 hashed sockets"):
         diag.established_from_counters(2**64 - 1, 0, 120)
     assert diag.established_from_counters(130, 0, 120) == 130  # opened between the reads
+
+
+def uniform_datagram(count, first_port, unread_every=0, listener_at=None):
+    """`count` established sockets with the same attributes (SHUTDOWN, then MEMINFO), as one datagram."""
+    shutdown = attr(8, b"\0")
+    out = b""
+    for index in range(count):
+        port = first_port + index
+        if index == listener_at:
+            out += diag_msg(LISTEN, port, 0, rmem=0, wmem=0, rqueue=7, wqueue=4096, extra_attrs=shutdown)
+        elif unread_every and index % unread_every == 0:
+            out += diag_msg(ESTABLISHED, port, 5000, rmem=20480, wmem=0, rqueue=16384, extra_attrs=shutdown)
+        else:
+            out += diag_msg(ESTABLISHED, port, 5000, rmem=0, wmem=1024, wqueue=100, extra_attrs=shutdown)
+    return out
+
+
+def test_a_datagram_of_same_length_messages_is_summed_whole_as_the_loop_would():
+    datagrams = [uniform_datagram(300, 10000, unread_every=20, listener_at=5), uniform_datagram(250, 20000) + done()]
+    summary = diag.ConnectionSummary(3)
+    consumed = []
+    bulk = diag._sum_memory_rows(summary)
+
+    def counting(buffer, received):
+        consumed.append(bulk(buffer, received))
+        return consumed[-1]
+
+    diag._read_dump(
+        FakeNetlink(datagrams), diag.CONNECTION_STATES, diag.MEMINFO_EXT, diag._sum_memory(summary), counting
+    )
+    # every socket message went through the fast path; NLMSG_DONE was left to the loop
+    assert [taken for _offset, taken in consumed] == [300, 250]
+    assert consumed[1][0] == len(datagrams[1]) - len(done())
+    expected = loop_only(datagrams, top_n=3)
+    assert diag._result(summary, "netlink", True) == expected == run(datagrams, top_n=3)
+    connections = expected["connections"]
+    assert connections["by_state"] == {"ESTABLISHED": 549, "LISTEN": 1}
+    assert connections["rx_queue_bytes_total"] == 15 * 16384  # the listener's backlog of 7 is no bytes
+    assert [entry["local"] for entry in expected["top_sockets"]] == [
+        "127.0.0.1:10000",
+        "127.0.0.1:10020",
+        "127.0.0.1:10040",
+    ]
+
+
+def test_a_datagram_with_another_message_length_inside_is_left_to_the_loop():
+    mixed = uniform_datagram(10, 10000) + diag_msg(TIME_WAIT, 9, 5000) + uniform_datagram(10, 11000)
+    summary = diag.ConnectionSummary(0)
+    buffer = bytearray(diag.RECV_BUFFER_BYTES + diag.HEAD_BYTES)
+    buffer[: len(mixed)] = mixed
+    assert diag._sum_memory_rows(summary)(buffer, len(mixed)) == (0, 0)
+    assert sum(summary.by_state) == 0
+    result = run([mixed + done()])
+    assert result == loop_only([mixed + done()], top_n=0)
+    assert result["connections"]["by_state"] == {"ESTABLISHED": 20, "TIME_WAIT": 1}
+    assert result["connections"]["wmem_queued_bytes_total"] == 20 * 1024
+
+
+def test_bulk_dump_of_many_sockets_keeps_no_per_socket_record():
+    """100,000 sockets through the fast path: the summary holds counters and the top N only."""
+    datagram = uniform_datagram(300, 1000, unread_every=7)
+    datagrams = [datagram] * 333 + [done()]
+    summary = diag.ConnectionSummary(20)
+    tracemalloc.start()
+    try:
+        dump_into(FakeNetlink(datagrams), summary)
+        _current, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 1 << 20  # the receive buffer (64 KiB) and one datagram's columns
+    assert sum(summary.by_state) == 99900
+    assert len(summary.heap) == 20
+    assert summary.rmem_alloc == 333 * 43 * 20480
+
+
+def owned(datagrams, owners):
+    counts, totals = {}, [0]
+    consume, bulk = diag._owned_sockets(owners, counts, totals)
+    diag._read_dump(FakeNetlink(datagrams), diag.CONNECTION_STATES, 0, consume, bulk)
+    return counts, totals[0]
+
+
+def test_sockets_are_counted_per_owner_by_inode_from_whole_datagrams_and_single_messages():
+    shutdown = attr(8, b"\0")
+    uniform = b"".join(diag_msg(ESTABLISHED, 1000 + i, 80, extra_attrs=shutdown, inode=100 + i) for i in range(300))
+    mixed = diag_msg(LISTEN, 80, 0, extra_attrs=shutdown, inode=7) + diag_msg(TIME_WAIT, 9, 80, inode=0)
+    mixed += diag_msg(ESTABLISHED, 2000, 80, extra_attrs=shutdown, inode=99999)  # owned by no one we read
+    owners = {inode: 41 for inode in range(100, 250)}
+    owners.update({inode: 42 for inode in range(250, 400)})
+    owners[7] = 42
+    counts, with_file = owned([uniform, mixed + done()], owners)
+    assert counts == {41: 150, 42: 151}
+    assert with_file == 302  # every socket but the time-wait one (inode 0)
