@@ -334,7 +334,7 @@ ROLE_CASES = [
         None,
         lambda d: {"tcp_memory_overrides": {"net.ipv4.tcp_rmem": "6291456 87380 4096"}},
         [
-            "Nothing was changed. recommend_tcp_memory: overrides['net.ipv4.tcp_rmem'] must satisfy",
+            "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides['net.ipv4.tcp_rmem'] must satisfy",
             "min <= default <= max, got '6291456 87380 4096'",
         ],
     ),

@@ -173,16 +173,16 @@ def test_role_with_apply_false_from_the_command_line_changes_nothing(netns, tmp_
         # Issue 13 item 2: the filter's own message, naming its argument (overrides = tcp_memory_overrides).
         (
             {"tcp_memory_overrides": {"net.ipv4.tcp_foo": "1"}},
-            "Nothing was changed. recommend_tcp_memory: overrides: unknown key 'net.ipv4.tcp_foo'",
+            "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides: unknown key 'net.ipv4.tcp_foo'",
         ),
         (
             {"tcp_memory_overrides": {"net.ipv4.tcp_moderate_rcvbuf": True}},
-            "Nothing was changed. recommend_tcp_memory: overrides['net.ipv4.tcp_moderate_rcvbuf']"
+            "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides['net.ipv4.tcp_moderate_rcvbuf']"
             " must be an integer or a string of integers, got True",
         ),
         (
             {"tcp_memory_overrides": {"net.ipv4.tcp_rmem": "4096 131072 100"}},
-            "Nothing was changed. recommend_tcp_memory: overrides['net.ipv4.tcp_rmem']"
+            "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides['net.ipv4.tcp_rmem']"
             " must satisfy min <= default <= max, got '4096 131072 100'",
         ),
         ({"tcp_memory_profile": "huge"}, "tcp_memory_profile must be one of"),
