@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The sysctl keys this collection manages and the kernel constants it relies on, defined once.
 
-The facts module (module_utils/tcp_memory_proc), the drop-in module (module_utils/sysctl_dropin_values)
-and the recommendation model (plugin_utils, controller side) import this file; the role and the
-Molecule helpers take the key list from the facts. Pure data and two helpers, standard library only:
-it runs on targets.
+The facts module (module_utils/tcp_memory_proc), the sysctl_dropin module's entry point (which passes the
+key rules to the generic writer in module_utils/sysctl_dropin_*) and the recommendation model (plugin_utils,
+controller side) import this file; the role and the Molecule helpers take the key list from the facts. Pure
+data and two helpers, standard library only: it runs on targets.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ MANAGED_KEYS = (
 KEYS = {key.name: key for key in MANAGED_KEYS}
 KEY_NAMES = tuple(KEYS)
 TRIPLE_KEYS = tuple(key.name for key in MANAGED_KEYS if key.arity == 3)
-SCALAR_KEYS = tuple(key.name for key in MANAGED_KEYS if key.arity == 1)
 PAGES_KEYS = tuple(key.name for key in MANAGED_KEYS if key.unit == "pages")
 BOOLEAN_KEYS = tuple(key.name for key in MANAGED_KEYS if key.unit == "boolean")
 

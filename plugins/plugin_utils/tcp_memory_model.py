@@ -133,10 +133,6 @@ KERNEL_SKB_SMALL_HEAD_GRO_PAD = (6, 12)  # SKB_SMALL_HEAD_SIZE takes max(MAX_TCP
 SKB_SHARED_INFO_BYTES = 320
 SK_BUFF_BYTES = 256
 
-# udp_init() (net/ipv4/udp.c) sizes udp_mem from nr_free_buffer_pages() / 8, tcp_init_mem() tcp_mem from
-# / 16: UDP boots with twice TCP's limits, on its own counter (udp_memory_allocated), beside tcp_mem.
-UDP_MEM_BOOT_OVER_TCP_MEM = 2
-
 
 # ---------------------------------------------------------------- per-kernel measurements from the facts
 

@@ -195,7 +195,8 @@ INPUTS: tuple[Input, ...] = (
         "Sysctl key to value (an integer or a string of integers) that wins over the recommendation.",
         default={},
         more=(
-            "Keys among the twelve keys the facts report; every number at most 2147483647 (4294967295 for net.ipv4.tcp_notsent_lowat), of a triple at least 1 and"
+            "Keys among the twelve keys the facts report; every number at most 2147483647"
+            " (4294967295 for C(net.ipv4.tcp_notsent_lowat)), of a triple at least 1 and"
             " ordered min <= default <= max; only C(net.ipv4.tcp_adv_win_scale) may be negative (-31..31).",
         ),
     ),
