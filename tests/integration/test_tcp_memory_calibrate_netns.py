@@ -165,8 +165,9 @@ def test_charged_totals_match_ss_per_class_within_5_percent(loaded_namespaces, r
         ours, theirs = calibration[name], expected[name]
         summary[name] = (ours, theirs, after[name])
         assert ours["sockets"] == theirs["sockets"], summary
-        assert ours["rx"]["payload_bytes"] == theirs["rx"], summary
-        assert ours["tx"]["payload_bytes"] == theirs["tx"], summary
+        # Queues still drain into a peer's window on a loaded machine between ss's read and ours: 5 %, as for charges.
+        assert abs(ours["rx"]["payload_bytes"] - theirs["rx"]) <= 0.05 * theirs["rx"], summary
+        assert abs(ours["tx"]["payload_bytes"] - theirs["tx"]) <= 0.05 * theirs["tx"], summary
         assert abs(ours["charged_total_bytes"] - theirs["charged"]) <= 0.05 * theirs["charged"], summary
         assert ours["charged_total_bytes"] >= ours["rx"]["charged_bytes"] + ours["tx"]["charged_bytes"]
     loopback, other = calibration["loopback"], calibration["other"]
