@@ -1,0 +1,244 @@
+# Copyright: netstack.tcp_tuning contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The report playbook's files and what they say: how they are written (no link followed, as the
+controller's user), what the Markdown lets through from a host, and what every format carries.
+
+The playbook runs for real on this machine (read-only) or inside a namespace this test creates; the
+templates alone are rendered through ansible-playbook with recorded data
+(fixtures/report-three-hosts.json) where only the rendering is under test.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from html import escape as html_escape
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+from conftest import ansible_playbook, real_kernel_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report-three-hosts.json"
+TEMPLATES = ROOT / "playbooks" / "templates"
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+REPORT = "netstack.tcp_tuning.report"
+FILES = ("tcp-memory-report.json", "tcp-memory-report.md", "tcp-memory-report.html")
+
+needs_kernel = pytest.mark.skipif(bool(real_kernel_ready()), reason=real_kernel_ready() or "ready")
+
+
+def output(run: subprocess.CompletedProcess) -> str:
+    return run.stdout + run.stderr
+
+
+def report(collections: str, report_dir: Path, *options: str, netns=None, **extra: Any):
+    extra_vars = {"tcp_memory_connections": 1000, "tcp_memory_report_dir": str(report_dir), **extra}
+    return ansible_playbook(REPORT, collections, extra_vars, netns_name=netns, options=options, timeout=240)
+
+
+def render_template(template: str, fleet: Dict[str, Any], tmp_path: Path, name: str) -> str:
+    """TEMPLATE (a file of playbooks/templates) rendered for __fleet = FLEET, as the report renders it."""
+    data = tmp_path / f"{name}.json"
+    data.write_text(json.dumps(fleet))
+    out = tmp_path / f"{name}.out"
+    playbook = tmp_path / f"render-{name}.yml"
+    playbook.write_text(
+        "- name: Render a report template\n"
+        "  hosts: localhost\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: Render it\n"
+        "      ansible.builtin.copy:\n"
+        f"        content: \"{{{{ lookup('ansible.builtin.template', '{TEMPLATES / template}') }}}}\"\n"
+        f"        dest: {out}\n"
+        '        mode: "0644"\n'
+        "      vars:\n"
+        f"        __fleet: \"{{{{ lookup('ansible.builtin.file', '{data}') | from_json }}}}\"\n"
+    )
+    command = [str(ANSIBLE_PLAYBOOK), str(playbook), "-i", "localhost,", "-c", "local"]
+    command += ["-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def fleet() -> Dict[str, Any]:
+    return json.loads(FIXTURE.read_text())
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory like /tmp (mode 1777, root's) where another user can plant things; removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="netstack-report-shared-", dir="/tmp"))
+    os.chmod(base, 0o1777)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def as_nobody(*command: str) -> None:
+    subprocess.run(["runuser", "-u", "nobody", "--", *command], check=True, capture_output=True, timeout=30)
+
+
+def tree_snapshot(path: Path) -> Dict[str, Any]:
+    """Mode, owner and bytes of every entry under PATH (links not followed)."""
+    snapshot = {}
+    for entry in [path, *sorted(path.rglob("*"))]:
+        info = entry.lstat()
+        snapshot[str(entry)] = (info.st_mode, info.st_uid, entry.read_bytes() if entry.is_file() else None)
+    return snapshot
+
+
+# ---------------------------------------------------------------- writing the files
+
+
+@needs_kernel
+def test_a_link_planted_at_the_report_directory_is_refused(collections_path, shared_dir, tmp_path):
+    """Another user links the README's /tmp/report to a 0700 directory of root's: nothing is written there,
+    its mode stays, and the run says why (the old report resolved the link, wrote in and chmod'ed it 0755)."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)
+    (private / "secret").write_text("root's own\n")
+    before = tree_snapshot(private)
+    planted = shared_dir / "report"
+    as_nobody("ln", "-s", str(private), str(planted))
+
+    run = report(collections_path, planted)
+    assert run.returncode != 0, output(run)
+    assert f"tcp_memory_report_dir {planted} is a symbolic link" in output(run), output(run)
+    assert tree_snapshot(private) == before
+    assert planted.is_symlink()
+
+
+@needs_kernel
+def test_a_link_of_another_user_on_the_way_to_the_report_directory_is_refused(collections_path, shared_dir, tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    before = tree_snapshot(private)
+    planted = shared_dir / "reports"
+    as_nobody("ln", "-s", str(private), str(planted))
+
+    run = report(collections_path, planted / "fleet")
+    assert run.returncode != 0, output(run)
+    assert f"{planted} is a symbolic link (to {private}) owned by uid" in output(run), output(run)
+    assert tree_snapshot(private) == before
+
+
+@needs_kernel
+def test_links_planted_at_the_report_files_are_replaced_not_followed(collections_path, tmp_path):
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("do not touch\n")
+    os.chmod(victim, 0o600)
+    for name in FILES:
+        (report_dir / name).symlink_to(victim)
+
+    run = report(collections_path, report_dir)
+    assert run.returncode == 0, output(run)
+    assert victim.read_text() == "do not touch\n" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    for name in FILES:
+        path = report_dir / name
+        assert not path.is_symlink() and path.is_file(), name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert json.loads((report_dir / "tcp-memory-report.json").read_text())["summary"]["hosts"] == ["localhost"]
+    assert not [p for p in report_dir.iterdir() if p.name.startswith(".")], "a temporary file left behind"
+
+
+@needs_kernel
+def test_a_fifo_at_a_report_file_is_refused_without_waiting(collections_path, tmp_path):
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    fifo = report_dir / "tcp-memory-report.md"
+    os.mkfifo(fifo)
+
+    run = report(collections_path, report_dir)  # the old report hung here until the timeout
+    assert run.returncode != 0, output(run)
+    assert f"{fifo} is a FIFO, not a regular file: refused" in output(run), output(run)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+@needs_kernel
+def test_a_report_directory_of_another_user_is_refused(collections_path, shared_dir):
+    foreign = shared_dir / "report"
+    as_nobody("mkdir", "-m", "0777", str(foreign))
+    run = report(collections_path, foreign)
+    assert run.returncode != 0, output(run)
+    assert f"tcp_memory_report_dir {foreign} belongs to uid" in output(run), output(run)
+    assert list(foreign.iterdir()) == []
+
+
+# ---------------------------------------------------------------- what the Markdown lets through
+
+HOSTILE_NAMES = [
+    "<script>alert(1)</script>",
+    '<img src=x onerror="alert(2)">',
+    "pipe|in|name",
+    "line\nbreak\r\n## injected heading",
+    "[link](javascript:alert(3))",
+]
+
+
+def hostile_fleet(fleet: Dict[str, Any]) -> Dict[str, Any]:
+    hostile = copy.deepcopy(fleet)
+    template = next(h for h in hostile["hosts"] if h["host"] == "core-1")
+    hostile["hosts"] = []
+    for name in HOSTILE_NAMES:
+        host = copy.deepcopy(template)
+        host["host"] = name
+        host["warnings"] = [f"warning about {name}"]
+        hostile["hosts"].append(host)
+    hostile["summary"]["hosts"] = list(HOSTILE_NAMES)
+    hostile["summary"]["unknown_capacity"] = list(HOSTILE_NAMES)
+    hostile["summary"]["without_data"] = ["down|<b>host</b>\nx"]
+    return hostile
+
+
+def unescaped_pipes(line: str) -> int:
+    return len(re.findall(r"(?<!\\)\|", line))
+
+
+def test_markdown_escapes_host_names_in_tables_and_headings(fleet, tmp_path):
+    text = render_template("tcp_memory_report.md.j2", hostile_fleet(fleet), tmp_path, "hostile-md")
+    assert "<" not in text and ">" not in text.replace("&gt;", ""), "raw HTML from a host in the Markdown"
+    # Every table row has as many cells as its header; no line starts a heading a host wrote.
+    table_width = None
+    for line in text.splitlines():
+        if line.startswith("|"):
+            if re.match(r"^\|(---\|)+$", line):
+                continue
+            width = unescaped_pipes(line)
+            if line.startswith("| |") or line.startswith("| key"):
+                table_width = width
+            assert width == table_width, line
+        else:
+            table_width = None if not line.strip() else table_width
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ") and line != "## Fleet summary"]
+    assert len(headings) == len(HOSTILE_NAMES), headings
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in headings[0]
+    assert "pipe\\|in\\|name" in text
+    assert "\\[link\\](javascript:alert(3))" in text
+
+
+def test_markdown_renders_host_names_as_text(fleet, tmp_path):
+    markdown_it = pytest.importorskip("markdown_it")
+    text = render_template("tcp_memory_report.md.j2", hostile_fleet(fleet), tmp_path, "hostile-md-render")
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert not re.search(r"<\s*(script|img|a)\b", html, re.I), html
+    rendered_headings = re.findall(r"<h2>(.*?)</h2>", html)
+    assert len(rendered_headings) == 1 + len(HOSTILE_NAMES), rendered_headings
+    for name in HOSTILE_NAMES:
+        assert f"<h2>{html_escape(' '.join(name.split()))}</h2>" in html
