@@ -13,25 +13,45 @@ whoever runs ansible-playbook whatever become the hosts needed, and never follow
   is replaced, never followed or read; a FIFO, device, socket or directory there is refused.
 
 Arguments: `dir` (the report directory, `~` expanded, a relative path taken from the controller's
-working directory), `name` (a file name, no `/`), `content` (text) or `data` (written as JSON with
-sorted keys and an indent of 4, as `to_nice_json(sort_keys=true)` writes it), `mode` (default 0644).
-It writes in check mode too (the reports are the playbook's output); with --diff it shows one line
-per file instead of the whole text.
+working directory), `name` (a file name, no `/`; without it only the directory is made ready),
+`content` (text) or `data` (written as JSON with sorted keys and an indent of 4, as
+`to_nice_json(sort_keys=true)` writes it), `mode` (default 0644).
+Returns `dir` (absolute), `path`, `size_bytes`, and for the report's header `generated_at` (the
+controller's clock, UTC, ISO 8601) and `collection_version` (this collection's MANIFEST.json, or
+galaxy.yml in a checkout). It writes in check mode too (the reports are the playbook's output);
+with --diff it shows one line per file instead of the whole text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import secrets
 import stat
 
+import yaml  # ansible-core's own dependency
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.json import AnsibleJSONEncoder
 from ansible.plugins.action import ActionBase
 
 DIR_MODE = 0o755
+COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def collection_version() -> str | None:
+    """This collection's version: MANIFEST.json when installed, galaxy.yml in a checkout, else None."""
+    try:
+        with open(os.path.join(COLLECTION_ROOT, "MANIFEST.json"), encoding="utf-8") as handle:
+            return str(json.load(handle)["collection_info"]["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        with open(os.path.join(COLLECTION_ROOT, "galaxy.yml"), encoding="utf-8") as handle:
+            return str(yaml.safe_load(handle)["version"])
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return None
 
 
 def _link_refused(path: str, link: str) -> AnsibleActionFail:
@@ -204,8 +224,20 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         args = self._task.args
         for required in ("dir", "name"):
-            if not isinstance(args.get(required), str) or not args.get(required):
+            if (required == "dir" or required in args) and (
+                not isinstance(args.get(required), str) or not args[required]
+            ):
                 raise AnsibleActionFail(f"{required} must be a non-empty string, got {args.get(required)!r}")
+        dir_path = os.path.abspath(os.path.expanduser(args["dir"]))
+        result.update(
+            dir=dir_path,
+            collection_version=collection_version(),
+            generated_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        if "name" not in args:
+            os.close(_open_directory_nofollow(dir_path))
+            result["changed"] = False
+            return result
         if ("content" in args) == ("data" in args):
             raise AnsibleActionFail("give exactly one of content (text) and data (written as JSON)")
         if "data" in args:
@@ -218,14 +250,12 @@ class ActionModule(ActionBase):
             mode = int(mode_text, 8)
         except ValueError:
             raise AnsibleActionFail(f"mode must be octal such as 0644, got {mode_text!r}") from None
-        dir_path = os.path.abspath(os.path.expanduser(args["dir"]))
         data = text.encode("utf-8")
         written = write_nofollow(dir_path, args["name"], data, mode)
         path = os.path.join(dir_path, args["name"])
         summary = _describe(written["before"], len(data), written["changed"])
-        result.update(
-            changed=written["changed"], path=path, dir=dir_path, size_bytes=len(data), msg=f"{path}: {summary}"
-        )
+        result.update(changed=written["changed"], path=path, size_bytes=len(data))
+        result["msg"] = f"{path}: {summary}"
         if self._task.diff:
             result["diff"] = {"prepared": f"{path}: {summary}"}
         return result
