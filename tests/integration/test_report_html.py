@@ -135,6 +135,18 @@ class Element:
         walk(self)
         return " ".join(" ".join(parts).split())
 
+    def text_raw(self) -> str:
+        """All text inside as it is, white space kept (a <pre>)."""
+        parts: List[str] = []
+
+        def walk(element: Element) -> None:
+            parts.extend(element.text_parts)
+            for child in element.children:
+                walk(child)
+
+        walk(self)
+        return "".join(parts)
+
     def iter(self, tag: Optional[str] = None):
         for child in self.children:
             if tag is None or child.tag == tag:
@@ -436,6 +448,19 @@ def test_page_shows_when_by_which_version_profile_sizes_capacity_unknown_and_why
     reasons = {next(item.iter("strong")).text: item.text for item in by_id(dom, "no-data").iter("li")}
     for name, reason in shown["summary"]["without_data_reasons"].items():
         assert reason in reasons[name], reasons
+
+    # Kubernetes: per host a pod securityContext ready to paste, and the node-level keys apart
+    yaml = pytest.importorskip("yaml")
+    from test_report_netns import check_pod_sysctls
+
+    for host in fleet["hosts"]:
+        sid = sections[host["host"]].attrs["id"]
+        snippet = yaml.safe_load(by_id(dom, f"{sid}-k8s-snippet").text_raw())["securityContext"]
+        assert snippet == host["kubernetes"]["pod_security_context"]
+        check_pod_sysctls(snippet)
+        node = by_id(dom, f"{sid}-k8s-node").text
+        tcp_mem = next(row["recommended"] for row in host["rows"] if row["key"] == "net.ipv4.tcp_mem")
+        assert f"net.ipv4.tcp_mem = {tcp_mem}" in node and "tcp_rmem" not in node
 
     one = copy.deepcopy(fleet)
     one["hosts"] = one["hosts"][:1]

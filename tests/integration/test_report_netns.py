@@ -376,3 +376,65 @@ def test_markdown_lists_hosts_riskiest_first_with_sizes_and_unknown_capacity(fle
     core = text.split("## core-1")[1]
     assert "| `net.ipv4.tcp_mem` | 287898 (1.10 GiB) 383867 (1.46 GiB) 575796 (2.20 GiB) |" in core
     assert "Workload: profile **balanced**, active fraction 0.1, connections 8000" in core
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+# Kubernetes' sysctl name format (k8s.io/component-helpers/node/util/sysctl, SysctlContainSlashFmt)
+K8S_SYSCTL_NAME = re.compile(r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
+K8S_SAFE_FROM_1_32 = {"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"}
+
+
+def check_pod_sysctls(security_context: Dict[str, Any]) -> None:
+    """A pod spec's securityContext holding sysctls, checked as the API server would: field by field, and
+    against the Kubernetes 1.32 pod schema when kubernetes-validate (requirements.txt) is installed."""
+    assert set(security_context) == {"sysctls"}, security_context
+    for sysctl in security_context["sysctls"]:
+        assert set(sysctl) == {"name", "value"}, sysctl
+        assert isinstance(sysctl["name"], str) and isinstance(sysctl["value"], str), sysctl
+        assert len(sysctl["name"]) <= 253 and K8S_SYSCTL_NAME.match(sysctl["name"]), sysctl
+        assert sysctl["name"] in K8S_SAFE_FROM_1_32, sysctl
+    try:
+        import kubernetes_validate
+    except ImportError:  # the older ansible-core venvs of `make compat` do not install it
+        return
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "service"},
+        "spec": {"containers": [{"name": "service", "image": "service:1"}], "securityContext": security_context},
+    }
+    kubernetes_validate.validate(pod, "1.32.0", strict=True)
+
+
+def snippet_from_markdown(section: str) -> Dict[str, Any]:
+    yaml = pytest.importorskip("yaml")
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block, section
+    return yaml.safe_load(block.group(1))["securityContext"]
+
+
+@needs_kernel
+def test_report_gives_a_pod_securitycontext_with_the_per_namespace_keys_and_the_node_keys_apart(
+    collections_path, netns, tmp_path
+):
+    report_dir = tmp_path / "report"
+    run = report(collections_path, report_dir, netns=netns)
+    assert run.returncode == 0, output(run)
+    (host,) = json.loads((report_dir / "tcp-memory-report.json").read_text())["hosts"]
+    recommended = {row["key"]: row["recommended"] for row in host["rows"]}
+    kubernetes = host["kubernetes"]
+    check_pod_sysctls(kubernetes["pod_security_context"])
+    assert kubernetes["pod_security_context"]["sysctls"] == [
+        {"name": key, "value": recommended[key]} for key in ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem")
+    ]
+    assert kubernetes["node_level"]["net.ipv4.tcp_mem"] == recommended["net.ipv4.tcp_mem"]
+    assert not set(kubernetes["node_level"]) & K8S_SAFE_FROM_1_32
+    every = set(kubernetes["node_level"]) | set(kubernetes["namespaced_unsafe"]) | K8S_SAFE_FROM_1_32
+    assert every == set(recommended)
+
+    markdown = (report_dir / "tcp-memory-report.md").read_text()
+    assert snippet_from_markdown(markdown) == kubernetes["pod_security_context"]
+    assert f"`net.ipv4.tcp_mem = {recommended['net.ipv4.tcp_mem']}`" in markdown.split("Node-level")[1]
+    html = html_unescape((report_dir / "tcp-memory-report.html").read_text())
+    assert 'securityContext:\n  sysctls:\n    - name: "net.ipv4.tcp_rmem"' in html
