@@ -438,3 +438,91 @@ def test_report_gives_a_pod_securitycontext_with_the_per_namespace_keys_and_the_
     assert f"`net.ipv4.tcp_mem = {recommended['net.ipv4.tcp_mem']}`" in markdown.split("Node-level")[1]
     html = html_unescape((report_dir / "tcp-memory-report.html").read_text())
     assert 'securityContext:\n  sysctls:\n    - name: "net.ipv4.tcp_rmem"' in html
+
+
+# ---------------------------------------------------------------- diagnosis (tcp_memory_diagnose)
+
+BLOCKED_WRITER = r"""
+import socket
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+client = socket.create_connection(listener.getsockname())
+server, _ = listener.accept()  # never read: the writer fills both buffers, then waits for memory
+print("writing", flush=True)
+client.sendall(b"x" * (256 << 20))
+"""
+
+
+@pytest.fixture
+def blocked_writer(netns):
+    """A writer in NETNS blocked on a peer that never reads (its send buffer full): (namespace, writer pid)."""
+    writer = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", BLOCKED_WRITER], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        yield netns, writer.pid
+    finally:
+        writer.kill()
+        writer.wait(timeout=10)
+
+
+def wait_until_blocked(pid: int) -> None:
+    """Until the writer's thread sits in sk_stream_wait_memory (its kernel stack says so), at most 30 s."""
+    stack = Path(f"/proc/{pid}/stack")
+    for _ in range(300):
+        if "sk_stream_wait_memory" in stack.read_text():
+            return
+        subprocess.run(["sleep", "0.1"], check=True)
+    raise AssertionError(f"writer {pid} never blocked: {stack.read_text()}")
+
+
+@needs_kernel
+def test_diagnose_shows_blocked_writers_states_and_top_sockets(collections_path, blocked_writer, tmp_path):
+    from test_report_html import by_id, chromium, parse
+
+    netns, writer_pid = blocked_writer
+    wait_until_blocked(writer_pid)
+    report_dir = tmp_path / "report"
+    run = report(collections_path, report_dir, netns=netns, tcp_memory_diagnose=True)
+    assert run.returncode == 0, output(run)
+    (host,) = json.loads((report_dir / "tcp-memory-report.json").read_text())["hosts"]
+    diagnosis = host["diagnosis"]
+    assert host["transport_stalled"] is False and host["level"] in ("ok", "unknown", "above_min", "pressure", "at_max")
+    ours = [t for t in diagnosis["blocked_writers"]["threads"] if t["pid"] == writer_pid]
+    assert ours and ours[0]["comm"].startswith("python"), diagnosis["blocked_writers"]
+    assert diagnosis["connections"]["by_state"]["ESTABLISHED"] == 2
+    assert diagnosis["connections"]["by_state"]["LISTEN"] == 1
+    top = diagnosis["top_sockets"][0]
+    assert top["state"] == "ESTABLISHED" and top["wmem_queued_bytes"] > 0 and top["total_bytes"] > 0
+    assert diagnosis["connections"]["wmem_queued_bytes_total"] >= top["wmem_queued_bytes"]
+
+    dom = parse(chromium(report_dir / "tcp-memory-report.html", "--dump-dom")["stdout"])
+    blocked_text = by_id(dom, "host-0-blocked-writers").text
+    assert f"pid {writer_pid}," in blocked_text and "sk_stream_wait_memory" in blocked_text
+    states = {row.iter("th").__next__().text: row.text for row in by_id(dom, "host-0-states").iter("tr")}
+    assert states["ESTABLISHED"].endswith(" 2") and states["LISTEN"].endswith(" 1")
+    top_rows = list(by_id(dom, "host-0-top-sockets").iter("tr"))[1:]
+    assert len(top_rows) == len(diagnosis["top_sockets"])
+    assert top["local"] in top_rows[0].text and f"{top['total_bytes']:,} B" in top_rows[0].text
+    markdown = (report_dir / "tcp-memory-report.md").read_text()
+    assert f"(pid {writer_pid}, tid " in markdown and "Connections by state: ESTABLISHED 2, LISTEN 1" in markdown
+
+
+@needs_kernel
+def test_a_diagnosis_without_answer_in_time_is_cut_and_marked_transport_stalled(collections_path, netns, tmp_path):
+    """The diagnosis samples stacks for 10 s; the report allows each task 5 s: the host keeps its measurement
+    and is marked "transport stalled" instead of holding up the report."""
+    report_dir = tmp_path / "report"
+    slow = {"blocked_writers_samples": 50, "blocked_writers_interval_ms": 200}
+    run = report(collections_path, report_dir, netns=netns, tcp_memory_diagnose=slow, tcp_memory_report_timeout=5)
+    assert run.returncode == 0, output(run)
+    data = json.loads((report_dir / "tcp-memory-report.json").read_text())
+    (host,) = data["hosts"]
+    assert host["transport_stalled"] is True and data["summary"]["transport_stalled"] == ["localhost"]
+    assert host["rows"] and host["level"]  # the measurement is kept
+    assert data["summary"]["without_data"] == []
+    html = html_unescape((report_dir / "tcp-memory-report.html").read_text())
+    assert "Transport stalled: the diagnosis got no answer in time" in html
+    assert "**Transport stalled**" in (report_dir / "tcp-memory-report.md").read_text()
