@@ -10,19 +10,22 @@ templates alone are rendered through ansible-playbook with recorded data
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from html import escape as html_escape
 from html import unescape as html_unescape
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 from conftest import ansible_env, ansible_playbook, real_kernel_ready
@@ -325,6 +328,14 @@ def test_a_host_without_data_gets_its_reason(collections_path, tmp_path):
         assert reason in html_unescape(html)
     assert "no data: " in output(run) and "Connection refused" in output(run)
 
+    # every host without data: the report is still written, with the reasons
+    env = ansible_env(collections_path)
+    limited = [*command, "--limit", "nopython,down"]
+    every_down = subprocess.run(limited, capture_output=True, text=True, env=env, timeout=300)
+    assert every_down.returncode == 0, output(every_down)
+    summary = json.loads((report_dir / "tcp-memory-report.json").read_text())["summary"]
+    assert summary["hosts"] == [] and sorted(summary["without_data_reasons"]) == ["down", "nopython"]
+
 
 @needs_kernel
 @pytest.mark.xfail(
@@ -510,13 +521,51 @@ def test_diagnose_shows_blocked_writers_states_and_top_sockets(collections_path,
     assert f"(pid {writer_pid}, tid " in markdown and "Connections by state: ESTABLISHED 2, LISTEN 1" in markdown
 
 
+def stop_second_facts_module(netns: str, stopped: List[int], done: threading.Event) -> None:
+    """SIGSTOP the second tcp_memory_facts module process started in NETNS (the report's diagnosis; the first
+    is its measurement): a host whose transport makes no progress, as one at tcp_mem[2] behaves."""
+    netns_inode = os.stat(f"/run/netns/{netns}").st_ino
+    seen: List[int] = []
+    while not done.is_set():
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in seen:
+                continue
+            try:
+                argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+                in_netns = os.readlink(f"/proc/{name}/ns/net") == f"net:[{netns_inode}]"
+            except OSError:
+                continue
+            if (
+                in_netns
+                and os.path.basename(argv[0]).startswith(b"python")
+                and b"AnsiballZ_tcp_memory_facts" in b" ".join(argv)
+            ):
+                seen.append(int(name))
+                if len(seen) == 2:
+                    os.kill(int(name), signal.SIGSTOP)
+                    stopped.append(int(name))
+                    return
+        done.wait(0.02)
+
+
 @needs_kernel
 def test_a_diagnosis_without_answer_in_time_is_cut_and_marked_transport_stalled(collections_path, netns, tmp_path):
-    """The diagnosis samples stacks for 10 s; the report allows each task 5 s: the host keeps its measurement
-    and is marked "transport stalled" instead of holding up the report."""
+    """The diagnosis's module process is stopped (no progress, like a transport stalled at tcp_mem[2]); the report
+    bounds each task at tcp_memory_report_timeout, keeps the host's measurement and marks it transport stalled."""
     report_dir = tmp_path / "report"
-    slow = {"blocked_writers_samples": 50, "blocked_writers_interval_ms": 200}
-    run = report(collections_path, report_dir, netns=netns, tcp_memory_diagnose=slow, tcp_memory_report_timeout=5)
+    stopped: List[int] = []
+    done = threading.Event()
+    watcher = threading.Thread(target=stop_second_facts_module, args=(netns, stopped, done), daemon=True)
+    watcher.start()
+    try:
+        run = report(collections_path, report_dir, netns=netns, tcp_memory_diagnose=True, tcp_memory_report_timeout=30)
+    finally:
+        done.set()
+        watcher.join(timeout=10)
+        for pid in stopped:  # the module process this test stopped
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert stopped, "the diagnosis's module process was never seen"
     assert run.returncode == 0, output(run)
     data = json.loads((report_dir / "tcp-memory-report.json").read_text())
     (host,) = data["hosts"]
