@@ -292,14 +292,19 @@ def test_reports_carry_time_version_profile_workload_and_check_diff_is_one_line_
 
 @needs_kernel
 def test_a_host_without_data_gets_its_reason(collections_path, tmp_path):
+    from ansible.release import __version__ as core_version
+
+    # A real Python 3.6, which ansible-core runs modules on up to 2.16 and not from 2.17 on.
     old_python = Path("/root/.pyenv/versions/3.6.15/bin/python")
+    if tuple(int(part) for part in core_version.split(".")[:2]) < (2, 17):
+        old_python = Path("/nonexistent/python3.6")
     inventory = tmp_path / "inventory.ini"
     lines = [
         "localhost ansible_connection=local",
         "nopython ansible_connection=local ansible_python_interpreter=/nonexistent/python3",
         "down ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh ansible_ssh_common_args='-o BatchMode=yes'",
     ]
-    if old_python.exists():  # a real Python 3.6: ansible-core 2.17 and later cannot run modules there
+    if old_python.exists():
         lines.append(f"oldpython ansible_connection=local ansible_python_interpreter={old_python}")
     inventory.write_text("\n".join(lines) + "\n")
     report_dir = tmp_path / "report"
