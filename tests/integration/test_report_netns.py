@@ -276,7 +276,7 @@ def test_reports_carry_time_version_profile_workload_and_check_diff_is_one_line_
     assert f"Made {made} by netstack.tcp_tuning {galaxy_version()}." in markdown
     assert "1 host with data" in markdown and "1 hosts" not in markdown
     assert "Workload: profile **many_idle**, active fraction" in markdown
-    assert re.search(r"In use now: \d+ pages? \(\d+\.\d (KiB|MiB)\)", markdown), markdown
+    assert re.search(r"In use now: \d+ pages? \((\d+ B|\d+\.\d+ [KMG]iB)\)", markdown), markdown
     html = (report_dir / "tcp-memory-report.html").read_text()
     assert f'datetime="{data["generated_at"]}"' in html and f"netstack.tcp_tuning {galaxy_version()}" in html
     assert "TCP memory report: 1 host, target" in html
