@@ -121,7 +121,7 @@ def test_report_holds_or_not_and_keeps_its_json_shape(collections_path, tmp_path
     )
     assert fits.returncode == 0, output(fits)
     report = read_report(tmp_path)
-    assert set(report) == {"target_connections", "hosts", "summary"}
+    assert set(report) == {"generated_at", "collection_version", "target_connections", "hosts", "summary"}
     # what the fleet summary always had, and not_root (other lists may join them)
     assert set(report["summary"]) >= {
         "hosts",

@@ -135,6 +135,18 @@ class Element:
         walk(self)
         return " ".join(" ".join(parts).split())
 
+    def text_raw(self) -> str:
+        """All text inside as it is, white space kept (a <pre>)."""
+        parts: List[str] = []
+
+        def walk(element: Element) -> None:
+            parts.extend(element.text_parts)
+            for child in element.children:
+                walk(child)
+
+        walk(self)
+        return "".join(parts)
+
     def iter(self, tag: Optional[str] = None):
         for child in self.children:
             if tag is None or child.tag == tag:
@@ -385,3 +397,73 @@ def test_host_supplied_text_is_escaped_and_absent_data_is_tolerated(fleet, tmp_p
     nofit_bar = by_id(dom, f"{nofit.attrs['id']}-bar")
     assert sum("rec-tick" in line.classes() for line in nofit_bar.iter("line")) == 0
     assert sum("live-tick" in line.classes() for line in nofit_bar.iter("line")) == 3
+
+
+def container_host(fleet: Dict[str, Any]) -> Dict[str, Any]:
+    """A host read inside a container's network namespace: tcp_mem not visible, so no capacity."""
+    host = copy.deepcopy(next(h for h in fleet["hosts"] if h["host"] == "core-1"))
+    host.update(host="ct-1", tcp_mem_live_pages=None, initial_netns=False, level="unknown")
+    host.update(can_hold_target=None, current_connections_before_pressure=None)
+    host["rows"] = [dict(row, live=None) if row["key"] == "net.ipv4.tcp_mem" else row for row in host["rows"]]
+    return host
+
+
+def test_page_shows_when_by_which_version_profile_sizes_capacity_unknown_and_why_no_data(fleet, tmp_path):
+    shown = copy.deepcopy(fleet)
+    shown["hosts"].append(container_host(fleet))
+    shown["summary"]["unknown_capacity"] = ["ct-1"]
+    shown["summary"]["without_data"] = ["edge-down", "edge-old"]
+    shown["summary"]["without_data_reasons"] = {
+        "edge-down": "unreachable: Failed to connect to the host via ssh: Connection refused",
+        "edge-old": "Python too old for ansible-core 2.19.14 (/usr/bin/python3.6): SyntaxError: <bad>",
+    }
+    dom = parse(chromium(render(shown, tmp_path, "shown"), "--dump-dom")["stdout"])
+
+    title = next(dom.iter("title")).text
+    assert title == "TCP memory report: 4 hosts, target 8,000 connections"
+    made = by_id(dom, "report-generated-at")
+    assert made.tag == "time" and made.attrs["datetime"] == "2026-11-30T09:41:07Z"
+    assert made.text == "2026-11-30 09:41:07 UTC"
+    assert by_id(dom, "report-version").text == "netstack.tcp_tuning 0.1.0"
+
+    sections = {by_id(dom, f"{s.attrs['id']}-name").text: s for s in host_sections(dom)}
+    for name, section in sections.items():
+        workload = by_id(dom, f"{section.attrs['id']}-workload").text
+        assert workload.startswith("Workload: profile balanced"), (name, workload)
+        assert "rx buffered 16,384 B (16.0 KiB)" in workload and "connections 8,000" in workload
+    core = sections["core-1"]
+    # 287,898 pages of 4 KiB = 1.10 GiB; the bar's numbers show pages and bytes
+    numbers = next(t for t in core.iter("table") if "numbers" in t.classes()).text
+    assert "287,898 1.10 GiB" in numbers and "575,796 2.20 GiB" in numbers
+    used = fleet["hosts"][0]["used_pages"]
+    assert f"{used:,} pages in use now (" in core.text
+    assert "current settings hold 294,880 connections before pressure" in core.text
+
+    container = sections["ct-1"]
+    assert "capacity unknown" in next(s for s in container.iter("span") if "badge" in s.classes()).text
+    assert "capacity unknown: tcp_mem is not visible here" in container.text
+    assert "hold unknown" not in container.text and "hold an unknown" not in container.text
+    assert "ct-1" in by_id(dom, "summary-unknown-capacity").text
+
+    reasons = {next(item.iter("strong")).text: item.text for item in by_id(dom, "no-data").iter("li")}
+    for name, reason in shown["summary"]["without_data_reasons"].items():
+        assert reason in reasons[name], reasons
+
+    # Kubernetes: per host a pod securityContext ready to paste, and the node-level keys apart
+    yaml = pytest.importorskip("yaml")
+    from test_report_netns import check_pod_sysctls
+
+    for host in fleet["hosts"]:
+        sid = sections[host["host"]].attrs["id"]
+        snippet = yaml.safe_load(by_id(dom, f"{sid}-k8s-snippet").text_raw())["securityContext"]
+        assert snippet == host["kubernetes"]["pod_security_context"]
+        check_pod_sysctls(snippet)
+        node = by_id(dom, f"{sid}-k8s-node").text
+        tcp_mem = next(row["recommended"] for row in host["rows"] if row["key"] == "net.ipv4.tcp_mem")
+        assert f"net.ipv4.tcp_mem = {tcp_mem}" in node and "tcp_rmem" not in node
+
+    one = copy.deepcopy(fleet)
+    one["hosts"] = one["hosts"][:1]
+    one_dom = parse(chromium(render(one, tmp_path, "one"), "--dump-dom")["stdout"])
+    assert next(one_dom.iter("title")).text.startswith("TCP memory report: 1 host, target")
+    assert "1 host with data" in one_dom.text
