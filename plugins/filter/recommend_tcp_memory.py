@@ -41,7 +41,14 @@ _MORE_THAN_RAM = "no memory_fraction suffices (more than all RAM)"
 
 ARGUMENT_SPECS = Path(__file__).resolve().parents[2] / "roles" / "tcp_memory" / "meta" / "argument_specs.yml"
 # tcp_memory_* variables that are not role options: the playbooks' own, and the facts the role and playbooks set.
-PLAYBOOK_VARIABLES = ("tcp_memory_hosts", "tcp_memory_become", "tcp_memory_serial", "tcp_memory_report_dir")
+PLAYBOOK_VARIABLES = (
+    "tcp_memory_hosts",
+    "tcp_memory_become",
+    "tcp_memory_serial",
+    "tcp_memory_report_dir",
+    "tcp_memory_diagnose",
+    "tcp_memory_report_timeout",
+)
 SET_FACTS = ("tcp_memory_measurement", "tcp_memory_result", "tcp_memory_report_host")
 
 

@@ -343,11 +343,6 @@ def test_a_host_without_data_gets_its_reason(collections_path, tmp_path):
 
 
 @needs_kernel
-@pytest.mark.xfail(
-    strict=True,
-    reason="until recommend_tcp_memory returns null capacity where tcp_mem is not visible (the model's change): "
-    "today it estimates from a boot default; remove this mark when that change is merged",
-)
 def test_a_host_where_tcp_mem_is_not_visible_has_unknown_capacity_in_every_format(collections_path, netns, tmp_path):
     """Inside a network namespace (a container) tcp_mem is the host's and not visible: capacity unknown, not an
     estimate from a boot default."""

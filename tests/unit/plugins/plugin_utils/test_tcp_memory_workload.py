@@ -153,11 +153,11 @@ def test_every_variable_the_role_and_playbooks_use_is_known():
     """A variable a playbook or the role reads but known_variables() lacks would be warned about wrongly."""
     known = set(known_variables())
     assert set(PLAYBOOK_VARIABLES) <= known
-    modules = {path.stem for path in ROOT.glob("plugins/modules/*.py")}
+    modules = {path.stem for path in [*ROOT.glob("plugins/modules/*.py"), *ROOT.glob("playbooks/action_plugins/*.py")]}
     used = set()
     for path in [*ROOT.glob("playbooks/*.yml"), *ROOT.glob("roles/tcp_memory/*/*.yml")]:
         code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
-        # a name, not part of a longer one, a file name (tcp_memory_host.txt.j2) or a module (tcp_memory_facts)
+        # a name, not part of a longer one, a file name (tcp_memory_host.txt.j2), a module or action (tcp_memory_facts)
         used |= set(re.findall(r"(?<![\w.])tcp_memory_[a-z0-9_]*[a-z0-9](?![\w.])", code)) - modules
     assert used, "the scan found no variable"
     assert sorted(used - known) == []
