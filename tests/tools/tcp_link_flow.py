@@ -14,8 +14,10 @@ init_net's at creation (``tcp_sk_init``, net/ipv4/tcp_ipv4.c), so the namespace 
 each run and the tool records both namespaces' values for the caller to compare.
 
 The whole round-trip delay sits on the data direction (acks return at once): RTT = D. The
-sender writes as fast as it can for ``--seconds``; the receiver reads everything and samples the
-bytes received every ``--sample-ms``. Goodput is taken over the last ``--window-s`` seconds
+sender writes as fast as the socket takes it for ``--seconds`` (sendfile from a page-cached file:
+no copy, so a slow TCG guest spends its CPU on the link); the receiver reads everything
+(``MSG_TRUNC``: discarded in the kernel, counted as read) and samples the bytes received every
+``--sample-ms``. Goodput is taken over the last ``--window-s`` seconds
 (the steady state after slow start). The sender samples its own socket memory (SO_MEMINFO, what
 ``ss -tm`` shows as skmem: wmem_queued, sndbuf) and TCP_INFO (cwnd, RTT, unsent bytes); the
 receiver samples its receive buffer. At the end the sender's TCP_INFO says how long the flow was
@@ -34,6 +36,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -46,6 +49,7 @@ ADDRESS_RX = "10.231.0.2"
 PREFIX_LEN = 30
 PORT = 5201
 CHUNK_BYTES = 1 << 20
+SOURCE_BYTES = 16 << 20
 # getsockopt(SOL_SOCKET, SO_MEMINFO) (include/uapi/asm-generic/socket.h; 4.12+): u32 sk_meminfo
 # in the order of include/uapi/linux/sock_diag.h SK_MEMINFO_*.
 SO_MEMINFO = 55
@@ -90,6 +94,12 @@ SYSCTLS = (
     "net/core/rmem_max",
     "net/core/wmem_max",
 )
+# cubic's HyStart (net/ipv4/tcp_cubic.c) leaves slow start when an RTT sample rises a few ms above
+# the minimum or an ack train spans half of it: under TCG, scheduling jitter trips it at a fraction
+# of the window, and cubic then needs tens of seconds to grow the rest of the way. --no-hystart
+# turns it off for the run (and restores it), so a short flow reaches the steady state its
+# buffers allow; the steady state itself does not depend on it.
+HYSTART = "/sys/module/tcp_cubic/parameters/hystart"
 # Ethernet (14) + IPv4 (20) + TCP with timestamps (32) per full segment: what netem's rate counts
 # beside the payload (qdisc_pkt_len of a GSO skb counts every segment's headers).
 HEADER_BYTES_PER_SEGMENT = 66
@@ -245,9 +255,10 @@ def receive(port: int, sample_ms: float, deadline_s: float) -> Dict[str, Any]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     buffer = bytearray(CHUNK_BYTES)
-    view = memoryview(buffer)
     while True:
-        count = conn.recv_into(view)
+        # MSG_TRUNC: TCP discards the bytes instead of copying them out (tcp_recvmsg), the receive
+        # queue, autotuning and acks as for a read; a TCG guest then spends its CPU on the link.
+        count = conn.recv_into(buffer, CHUNK_BYTES, socket.MSG_TRUNC)
         if not count:
             break
         received[0] += count
@@ -271,7 +282,7 @@ def receive(port: int, sample_ms: float, deadline_s: float) -> Dict[str, Any]:
 # ---------------------------------------------------------------- the sender (VM namespace)
 
 
-def send(seconds: float, sample_ms: float, port: int) -> Dict[str, Any]:
+def send(seconds: float, sample_ms: float, port: int, source_path: str) -> Dict[str, Any]:
     """Write as fast as the socket takes it for ``seconds``; sample its memory and TCP_INFO."""
     sock = socket.create_connection((ADDRESS_RX, port), timeout=30)
     sock.settimeout(None)
@@ -293,11 +304,13 @@ def send(seconds: float, sample_ms: float, port: int) -> Dict[str, Any]:
     initial = state()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    chunk = b"x" * CHUNK_BYTES
     sent = 0
-    while time.monotonic() - started < seconds:
-        sock.sendall(chunk)
-        sent += CHUNK_BYTES
+    # sendfile from a file in the page cache: the pages go into the send queue without a copy
+    # (charged to wmem_queued as copied data would be), so the guest's CPU is not the bottleneck.
+    with open(source_path, "rb") as source:
+        size = os.fstat(source.fileno()).st_size
+        while time.monotonic() - started < seconds:
+            sent += os.sendfile(sock.fileno(), source.fileno(), sent % size, CHUNK_BYTES)
     stopped = time.monotonic()
     stop.set()
     sampler.join()
@@ -323,11 +336,38 @@ def send(seconds: float, sample_ms: float, port: int) -> Dict[str, Any]:
 # ---------------------------------------------------------------- one run
 
 
+def make_source(directory: str) -> str:
+    """A file of SOURCE_BYTES zeros for sendfile (read once, then served from the page cache)."""
+    handle, path = tempfile.mkstemp(prefix="tcp-link-flow.", dir=directory)
+    with os.fdopen(handle, "wb") as source:
+        source.write(bytes(SOURCE_BYTES))
+    return path
+
+
+def read_hystart() -> Optional[int]:
+    try:
+        with open(HYSTART, encoding="ascii") as handle:
+            return int(handle.read())
+    except OSError:
+        return None
+
+
+def write_hystart(value: int) -> None:
+    with open(HYSTART, "w", encoding="ascii") as handle:
+        handle.write(str(value))
+
+
 def run_flow(args: argparse.Namespace) -> Dict[str, Any]:
     rate = None if args.rate_mbit is None else int(args.rate_mbit * 1e6)
     make_link(args.delay_ms, rate, args.limit_packets, args.mtu)
     receiver = None
+    source = make_source(args.source_dir)
+    hystart = read_hystart()
     try:
+        if args.no_hystart:
+            if hystart is None:
+                raise RuntimeError(f"--no-hystart: {HYSTART} is not readable here")
+            write_hystart(0)
         receiver = subprocess.Popen(
             [
                 "ip",
@@ -349,7 +389,7 @@ def run_flow(args: argparse.Namespace) -> Dict[str, Any]:
         ready = receiver.stdout.readline().strip()
         if ready != "ready":
             raise RuntimeError(f"the receiver did not start: {ready!r} {receiver.stderr.read()}")
-        sender = send(args.seconds, args.sample_ms, PORT)
+        sender = send(args.seconds, args.sample_ms, PORT, source)
         out, err = receiver.communicate(timeout=args.drain_s + 60)
         sender.pop("socket").close()
         if receiver.returncode != 0:
@@ -360,6 +400,9 @@ def run_flow(args: argparse.Namespace) -> Dict[str, Any]:
             receiver.kill()
             receiver.wait()
         remove_link()
+        os.unlink(source)
+        if args.no_hystart and hystart is not None:
+            write_hystart(hystart)
     mss = sender["final_tcp_info"].get("snd_mss") or (args.mtu - 52)
     window = window_goodput_bit_s(received["timeline"], args.window_s, sender["stopped_s"])
     window["start_s"] = round(window["start_s"] - sender["started_s"], 3)
@@ -373,7 +416,12 @@ def run_flow(args: argparse.Namespace) -> Dict[str, Any]:
             "bdp_bytes": None if rate is None else bdp_bytes(rate, args.delay_ms),
             "netem_limit_packets": args.limit_packets,
         },
-        "flow": {"seconds": args.seconds, "window_s": args.window_s, "sample_ms": args.sample_ms},
+        "flow": {
+            "seconds": args.seconds,
+            "window_s": args.window_s,
+            "sample_ms": args.sample_ms,
+            "cubic_hystart": 0 if args.no_hystart else hystart,
+        },
         "goodput": {
             "window": window,
             "mbit_s": round(window["bit_s"] / 1e6, 2),
@@ -409,6 +457,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--window-s", type=float, default=5.0, help="steady-state window at the end")
     parser.add_argument("--sample-ms", type=float, default=100.0)
     parser.add_argument("--drain-s", type=float, default=60.0, help="bound on the receiver's end after the send")
+    parser.add_argument("--no-hystart", action="store_true", help="turn cubic's HyStart off during the run")
+    parser.add_argument("--source-dir", default="/var/tmp", help="where the file the sender sends from is made")
     parser.add_argument("--receive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--deadline-s", type=float, default=120.0, help=argparse.SUPPRESS)
     parser.add_argument("--output", help="also write the JSON summary to this file")
