@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (
     INT_MAX,
     INT_MIN,
+    KEYS,
     MANAGED_KEYS,
     TRIPLE_KEYS,
 )
@@ -87,8 +88,9 @@ def value_problem(key: str, value: object) -> Optional[str]:
     for token in tokens:
         if not _INT_TOKEN_RE.fullmatch(token):
             return f"token {token!r} is not a plain decimal integer"
-        if not INT_MIN <= int(token) <= INT_MAX:
-            return f"token {token} is outside the kernel's int range ({INT_MIN}..{INT_MAX})"
+        highest = KEYS[key].maximum if key in KEYS else INT_MAX  # tcp_notsent_lowat: unsigned
+        if not INT_MIN <= int(token) <= highest:
+            return f"token {token} is outside the kernel's int range ({INT_MIN}..{highest})"
     expected_count = value_count(key)
     if len(tokens) != expected_count:
         return f"needs {expected_count} number{'s' if expected_count > 1 else ''}, got {len(tokens)}"

@@ -14,7 +14,11 @@ from typing import NamedTuple, Optional, Tuple
 
 # --- kernel versions where a boot default, a limit or a sysctl's scope changed ---------------------
 KERNEL_TCP_SYSCTLS_PER_NETNS = (4, 15)  # net.ipv4.tcp_{r,w}mem, tcp_moderate_rcvbuf & co. per netns
+# tcp_notsent_lowat lives in struct netns_ipv4 (include/net/netns/ipv4.h) next to the keys above on every
+# kernel that has them per netns; earlier kernels are treated as global (the safe side: set on the host)
+KERNEL_TCP_NOTSENT_LOWAT_PER_NETNS = (4, 15)
 KERNEL_TCP_RMEM_DEFAULT_131072 = (4, 20)  # a337531b942b: tcp_rmem[1] 87380 -> 131072
+KERNEL_SK_MEM_QUANTUM_4096 = (5, 5)  # bd68a2a854ad: SK_MEM_QUANTUM 4096 (was PAGE_SIZE); dropped in 6.0
 KERNEL_PER_CPU_RESERVE = (6, 0)  # include/net/sock.h sk_memory_allocated_add(): SK_MEMORY_PCPU_RESERVE
 KERNEL_ADV_WIN_SCALE_OBSOLETE = (6, 6)  # dfa2f0483360: per-socket scaling_ratio replaced tcp_adv_win_scale
 KERNEL_OPTMEM_MAX_PER_NETNS = (6, 8)  # f5769faeec36 "net: Namespace-ify sysctl_optmem_max"
@@ -24,10 +28,12 @@ KERNEL_INIT_NETNS_FIXED_INODE = (6, 18)  # the initial netns is always net:[4026
 # --- C types of sysctl values ------------------------------------------------------------------------
 INT_MIN = -(2**31)
 INT_MAX = 2**31 - 1  # tcp_rmem, tcp_wmem, net.core.* are C ints (proc_dointvec_minmax)
+UINT_MAX = 2**32 - 1  # tcp_notsent_lowat is an unsigned int (proc_douintvec), UINT_MAX by default
 LONG_MAX = 2**63 - 1  # tcp_mem, udp_mem are longs of pages (proc_doulongvec_minmax)
 ADV_WIN_SCALE_RANGE = (-31, 31)  # net/ipv4/sysctl_net_ipv4.c: tcp_adv_win_scale_min/max
 
 # --- the kernel's own values ---------------------------------------------------------------------------
+SK_MEM_QUANTUM_BYTES = 4096  # include/net/sock.h SK_MEM_QUANTUM, 5.5 .. 5.19: sockstat mem and per-socket rounding
 TCP_MEM_INIT_DIVISOR = 16  # net/ipv4/tcp.c tcp_init_mem(): tcp_mem[1] = nr_free_buffer_pages() / 16
 TCP_RMEM_DEFAULT_BYTES = 131072  # tcp_rmem[1] from 4.20 (net/ipv4/tcp.c tcp_init())
 TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES = 87380  # tcp_rmem[1] before 4.20
@@ -38,6 +44,7 @@ TCP_WMEM_MAX_BYTES = 4194304  # tcp_wmem[2] cap
 TCP_WMEM_MAX_FLOOR_BYTES = 65536  # tcp_wmem[2] is at least 64 KiB (tcp_init(): max(64*1024, max_wshare))
 TCP_MODERATE_RCVBUF_DEFAULT = 1  # net/ipv4/tcp_ipv4.c tcp_sk_init()
 TCP_ADV_WIN_SCALE_DEFAULT = 1  # net/ipv4/tcp_ipv4.c tcp_sk_init()
+TCP_NOTSENT_LOWAT_DEFAULT = UINT_MAX  # net/ipv4/tcp_ipv4.c tcp_sk_init(): no limit on unsent bytes
 
 # --- plausibility bounds of the facts (a machine outside them is not one the model can size for) -----
 MEM_TOTAL_MIN_BYTES = 4 << 20  # a kernel with networking does not boot in less than 4 MiB
@@ -54,6 +61,9 @@ class SysctlKey(NamedTuple):
     unit: str  # "pages", "bytes", "boolean" or "count"
     arity: int  # 1 or 3
     per_netns_since: Optional[Tuple[int, int]]  # None: global on every kernel
+    # the largest number the kernel stores for a bytes/count/boolean key (its C type); pages keys are
+    # bounded by LONG_MAX / page size instead
+    maximum: int = INT_MAX
 
 
 MANAGED_KEYS = (
@@ -63,6 +73,7 @@ MANAGED_KEYS = (
     SysctlKey("net.ipv4.udp_mem", "pages", 3, None),
     SysctlKey("net.ipv4.tcp_moderate_rcvbuf", "boolean", 1, KERNEL_TCP_SYSCTLS_PER_NETNS),
     SysctlKey("net.ipv4.tcp_adv_win_scale", "count", 1, KERNEL_TCP_SYSCTLS_PER_NETNS),
+    SysctlKey("net.ipv4.tcp_notsent_lowat", "bytes", 1, KERNEL_TCP_NOTSENT_LOWAT_PER_NETNS, UINT_MAX),
     SysctlKey("net.core.rmem_max", "bytes", 1, None),
     SysctlKey("net.core.wmem_max", "bytes", 1, None),
     SysctlKey("net.core.rmem_default", "bytes", 1, None),
@@ -90,6 +101,7 @@ TCP_RMEM = _named("tcp_rmem")
 TCP_WMEM = _named("tcp_wmem")
 TCP_MODERATE_RCVBUF = _named("tcp_moderate_rcvbuf")
 TCP_ADV_WIN_SCALE = _named("tcp_adv_win_scale")
+TCP_NOTSENT_LOWAT = _named("tcp_notsent_lowat")
 RMEM_MAX = _named("rmem_max")
 WMEM_MAX = _named("wmem_max")
 

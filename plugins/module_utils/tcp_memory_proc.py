@@ -282,7 +282,7 @@ def sysctl_bounds(key: str, page_size_bytes: int) -> tuple:
     if unit == "pages":
         return (0, LONG_MAX // page_size_bytes)
     if unit == "bytes":
-        return (0, INT_MAX)
+        return (0, KEYS[key].maximum)
     if key == "net.ipv4.tcp_adv_win_scale":
         return ADV_WIN_SCALE_RANGE
     return (-INT_MAX - 1, INT_MAX)

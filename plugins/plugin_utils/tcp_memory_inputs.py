@@ -24,6 +24,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_key
     INT_MAX,
     INT_MIN,
     KEY_NAMES,
+    KEYS,
     LONG_MAX,
     MEM_TOTAL_MAX_BYTES,
     MEM_TOTAL_MIN_BYTES,
@@ -393,7 +394,7 @@ def _fact_value(key: str, value: Any, page_size_bytes: int) -> Optional[tuple[in
         return (_parse_int(name, value, minimum=ADV_WIN_SCALE_RANGE[0], maximum=ADV_WIN_SCALE_RANGE[1]),)
     if key in BOOLEAN_KEYS:  # a C int; the kernel reads any non-zero as on
         return (_parse_int(name, value, minimum=INT_MIN, maximum=INT_MAX),)
-    return (_parse_int(name, value, maximum=INT_MAX),)
+    return (_parse_int(name, value, maximum=KEYS[key].maximum),)
 
 
 def _page_size(facts: Mapping) -> int:

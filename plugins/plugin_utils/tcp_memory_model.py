@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Optional
@@ -23,13 +24,17 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_key
     INT_MAX,
     KERNEL_ADV_WIN_SCALE_OBSOLETE,
     KERNEL_PER_CPU_RESERVE,
+    KERNEL_SK_MEM_QUANTUM_4096,
     KERNEL_TCP_RMEM_DEFAULT_131072,
     RMEM_MAX,
+    SK_MEM_QUANTUM_BYTES,
     TCP_ADV_WIN_SCALE,
     TCP_ADV_WIN_SCALE_DEFAULT,
     TCP_MEM,
     TCP_MEM_INIT_DIVISOR,
     TCP_MODERATE_RCVBUF,
+    TCP_NOTSENT_LOWAT,
+    TCP_NOTSENT_LOWAT_DEFAULT,
     TCP_RMEM,
     TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES,
     TCP_RMEM_DEFAULT_BYTES,
@@ -45,6 +50,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inp
     FACTOR_RANGE,
     CgroupOwner,
     HostFacts,
+    MeasuredFactor,
     ModelInputError,
     Workload,
 )
@@ -103,17 +109,158 @@ CALIBRATION_MIN_PAYLOAD_BYTES = 1 << 20
 # kernels (6.1): MAX_TCP_HEADER = L1_CACHE_ALIGN(128 + MAX_HEADER 176) = 320, skb_shared_info 320,
 # sk_buff 232 -> 256; Ethernet MTU 1500: mss_clamp 1460, mss_cache 1448 (timestamps).
 SNDBUF_EXPAND_DEFAULT = 2
+# The send maximum for a link: 2 x BDP x the send queue's truesize overhead (see _send_max_source).
+SEND_MAX_BDP_MULTIPLE = 2
+# tcp_rcv_space_adjust(): rcvwin = 2 x copied + 16 x advmss ("Add some cushion because of small variations").
+RCV_SPACE_CUSHION_SEGMENTS = 16
+# Profiles whose connections carry bulk flows: they get net.ipv4.tcp_notsent_lowat.
+BULK_PROFILES = ("bulk_throughput",)
+# Unsent bytes a bulk socket keeps queued (two 64 KiB GSO skbs): enough to keep TSO fed between wake-ups.
+NOTSENT_LOWAT_BULK_BYTES = 131072
 SNDBUF_EXPAND_BY_CONGESTION_CONTROL = {"bbr": 3}
 TCP_INIT_CWND = 10
 MSS_CLAMP_BYTES = 1460
 MSS_CACHE_BYTES = 1448
 MAX_TCP_HEADER_BYTES = 320
+MAX_TCP_HEADER_CLOUD_BYTES = 256
+MAX_HEADER_BYTES = 176
+MAX_HEADER_CLOUD_BYTES = 80  # LL_MAX_HEADER 32 + 48: any value up to 128 gives the same head
+GRO_MAX_HEAD_EXTRA_BYTES = 128  # GRO_MAX_HEAD = MAX_HEADER + 128 (include/net/gro.h)
+NET_SKB_PAD_BYTES = 64  # NET_SKB_PAD = max(32, L1_CACHE_BYTES) on x86_64; NET_IP_ALIGN 0
+SMP_CACHE_BYTES = 64
+KERNEL_SKB_SMALL_HEAD_CACHE = (6, 3)  # bf9f1baa279f "net: add dedicated kmem_cache for typical/small skb->head"
+KERNEL_SKB_SMALL_HEAD_GRO_PAD = (6, 12)  # SKB_SMALL_HEAD_SIZE takes max(MAX_TCP_HEADER, GRO_MAX_HEAD_PAD)
 SKB_SHARED_INFO_BYTES = 320
 SK_BUFF_BYTES = 256
 
 # udp_init() (net/ipv4/udp.c) sizes udp_mem from nr_free_buffer_pages() / 8, tcp_init_mem() tcp_mem from
 # / 16: UDP boots with twice TCP's limits, on its own counter (udp_memory_allocated), beside tcp_mem.
 UDP_MEM_BOOT_OVER_TCP_MEM = 2
+
+
+# ---------------------------------------------------------------- per-kernel measurements from the facts
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """Facts of the kernel's own charging the model reads besides HostFacts (docs/data-model.md:
+    socket_memory, the split calibration, the owning cgroup's file and sock_throttled). Every field is
+    None when the facts do not carry it (older facts, a container, a kernel without the file)."""
+
+    kernel_release: Optional[str] = None
+    mem_pcpu_rsv_pages: Optional[int] = None
+    bypass_prot_mem: Optional[bool] = None
+    per_mss_bytes: Optional[int] = None
+    initial_sndbuf_bytes: Optional[int] = None
+    calibration_loopback: Optional[dict[str, MeasuredFactor]] = None
+    calibration_other: Optional[dict[str, MeasuredFactor]] = None
+    calibration_stopped_early: Optional[bool] = None
+    cgroup_sock_throttled: Optional[int] = None
+    cgroup_file_bytes: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class MeasuredHostFacts(HostFacts):
+    """HostFacts plus the Measurements (with_measurements); the model reads both."""
+
+    measured: Measurements = Measurements()
+
+
+def _get(node: Any, *path: str) -> Any:
+    """The value at path in nested dicts, None where any part is missing or not a dict."""
+    for part in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _optional_count(name: str, value: Any, maximum: int = 2**63 - 1) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise ModelInputError(f"facts.{name} must be a non-negative integer or null, got {value!r}")
+    return int(value)
+
+
+def _optional_flag(name: str, value: Any) -> Optional[bool]:
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise ModelInputError(f"facts.{name} must be true, false or null, got {value!r}")
+    return value
+
+
+def _split_calibration(name: str, value: Any) -> Optional[dict[str, MeasuredFactor]]:
+    """calibration.loopback / calibration.other -> {'rx': MeasuredFactor, 'tx': MeasuredFactor}."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ModelInputError(f"facts.{name} must be a dict or null, got {value!r}")
+    result = {}
+    for direction in ("rx", "tx"):
+        entry = value.get(direction) or {}
+        factor = entry.get("factor") if isinstance(entry, Mapping) else None
+        if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))):
+            raise ModelInputError(f"facts.{name}.{direction}.factor must be a number or null, got {factor!r}")
+        result[direction] = MeasuredFactor(
+            factor=None if factor is None else Fraction(str(factor)),
+            sockets=_optional_count(f"{name}.{direction}.sockets", _get(entry, "sockets")) or 0,
+            payload_bytes=_optional_count(f"{name}.{direction}.payload_bytes", _get(entry, "payload_bytes")) or 0,
+        )
+    return result
+
+
+def measurements_from_facts(facts: Any) -> Measurements:
+    """The Measurements in ansible_facts.tcp_memory; missing fields are None, wrong types an error naming them."""
+    release = _get(facts, "kernel", "release")
+    owner = None
+    owners = _get(facts, "cgroups", "owners")
+    if isinstance(owners, Sequence) and not isinstance(owners, (str, bytes)) and owners:
+        owner = owners[0]
+    file_bytes = _get(owner, "socket_limit", "file_bytes")
+    return Measurements(
+        kernel_release=release if isinstance(release, str) else None,
+        mem_pcpu_rsv_pages=_optional_count(
+            "socket_memory.mem_pcpu_rsv_pages", _get(facts, "socket_memory", "mem_pcpu_rsv_pages")
+        ),
+        bypass_prot_mem=_optional_flag(
+            "socket_memory.bypass_prot_mem", _get(facts, "socket_memory", "bypass_prot_mem")
+        ),
+        per_mss_bytes=_optional_count("socket_memory.per_mss_bytes", _get(facts, "socket_memory", "per_mss_bytes")),
+        initial_sndbuf_bytes=_optional_count(
+            "socket_memory.initial_sndbuf_bytes", _get(facts, "socket_memory", "initial_sndbuf_bytes")
+        ),
+        calibration_loopback=_split_calibration("calibration.loopback", _get(facts, "calibration", "loopback")),
+        calibration_other=_split_calibration("calibration.other", _get(facts, "calibration", "other")),
+        calibration_stopped_early=_optional_flag(
+            "calibration.stopped_early", _get(facts, "calibration", "stopped_early")
+        ),
+        cgroup_sock_throttled=_optional_count("cgroups.owners[0].sock_throttled", _get(owner, "sock_throttled")),
+        cgroup_file_bytes=_optional_count(
+            "cgroups.owners[0].socket_limit.file_bytes",
+            file_bytes if file_bytes is not None else _get(owner, "file_bytes"),
+        ),
+    )
+
+
+def with_measurements(host: HostFacts, facts: Any) -> MeasuredHostFacts:
+    """host with the facts' Measurements attached: what the filter passes to recommend()."""
+    fields = {field.name: getattr(host, field.name) for field in dataclasses.fields(HostFacts)}
+    return MeasuredHostFacts(**fields, measured=measurements_from_facts(facts))
+
+
+def _measured(host: HostFacts) -> Measurements:
+    measured = getattr(host, "measured", None)
+    return measured if isinstance(measured, Measurements) else Measurements()
+
+
+BYPASS_PROT_MEM_SENTENCE = (
+    "net.core.bypass_prot_mem=1 in this network namespace: sockets created here are charged only to their "
+    "memory cgroup, not to tcp_mem or sockstat (__sk_mem_raise_allocated skips the protocol's counter), so "
+    "tcp_mem neither limits nor counts them; what stalls them is their cgroup's memory limit, and the "
+    "current usage read from sockstat leaves them out."
+)
 
 
 class TargetDoesNotFitError(ModelInputError):
@@ -135,17 +282,41 @@ class Decision:
 
 @dataclass(frozen=True)
 class Usage:
-    """Expected steady-state TCP buffer usage of the target workload, in pages."""
+    """Expected steady-state TCP buffer usage of the target workload.
+
+    Each socket is charged in whole charge units (sk_mem_pages: SK_MEM_QUANTUM = 4096 B on kernels 5.5 to
+    5.19, the page size otherwise); tcp_mem and steady_pages are in pages. buffer_pages is what the
+    active sockets hold; per_cpu_slack_pages is the counter's per-CPU lag, added once, never scaled.
+    """
 
     active_connections: int
-    rx_pages_per_active: int
-    tx_pages_per_active: int
+    rx_units_per_active: int
+    tx_units_per_active: int
+    unit_bytes: int
+    page_bytes: int
     per_cpu_slack_pages: int
+    buffer_pages: int
     steady_pages: int
 
     @property
-    def pages_per_active(self) -> int:
-        return self.rx_pages_per_active + self.tx_pages_per_active
+    def bytes_per_active(self) -> int:
+        return (self.rx_units_per_active + self.tx_units_per_active) * self.unit_bytes
+
+    def _pages(self, units: int) -> Any:
+        pages = Fraction(units * self.unit_bytes, self.page_bytes)
+        return int(pages) if pages.denominator == 1 else round(float(pages), 6)
+
+    @property
+    def rx_pages_per_active(self) -> Any:
+        return self._pages(self.rx_units_per_active)
+
+    @property
+    def tx_pages_per_active(self) -> Any:
+        return self._pages(self.tx_units_per_active)
+
+    @property
+    def pages_per_active(self) -> Any:
+        return self._pages(self.rx_units_per_active + self.tx_units_per_active)
 
 
 @dataclass(frozen=True)
@@ -165,7 +336,7 @@ class _Direction:
     initial_bytes_since: tuple[tuple[tuple[int, ...], int], ...]
     # tcp_[rw]mem[2] when the facts carry neither a boot default nor a live value: the older kernel cap
     fallback_max_bytes: int
-    link_max: Callable[[HostFacts, Workload, int], tuple[int, str]]
+    link_max: Callable[[HostFacts, Workload, int, str], tuple[int, str]]
 
     def buffered_bytes(self, workload: Workload) -> int:
         return getattr(workload, f"{self.name}_buffered_bytes")
@@ -191,7 +362,7 @@ _RX = _Direction(
         ((0,), TCP_RMEM_DEFAULT_BEFORE_4_20_BYTES),
     ),
     fallback_max_bytes=TCP_RMEM_MAX_BEFORE_6_16_BYTES,
-    link_max=lambda host, workload, link_bdp: _receive_max_source(workload, link_bdp),
+    link_max=lambda host, workload, link_bdp, source: _receive_max_source(host, workload, link_bdp),
 )
 _TX = _Direction(
     name="tx",
@@ -201,7 +372,7 @@ _TX = _Direction(
     boot_triple=lambda host: host.boot_tcp_wmem_bytes,
     initial_bytes_since=(((0,), TCP_WMEM_DEFAULT_BYTES),),
     fallback_max_bytes=TCP_WMEM_MAX_BYTES,
-    link_max=lambda host, workload, link_bdp: _send_max_source(host, link_bdp),
+    link_max=lambda host, workload, link_bdp, source: _send_max_source(host, workload, link_bdp, source),
 )
 _DIRECTIONS = (_RX, _TX)
 
@@ -228,6 +399,48 @@ def _sysctl_text(value: tuple[int, ...]) -> str:
 # ---------------------------------------------------------------- expected usage
 
 
+def _cloud_flavour(host: HostFacts) -> bool:
+    """Whether the kernel is built like Debian's cloud flavour (smaller MAX_HEADER, so MAX_TCP_HEADER 256):
+    from the measured per_mss when the facts have it (2304 B at MSS 1460 vs 4352 B), else the release name."""
+    measured = _measured(host)
+    if measured.per_mss_bytes is not None:
+        return measured.per_mss_bytes <= 2048 + SK_BUFF_BYTES
+    return "-cloud-" in (measured.kernel_release or "")
+
+
+def max_tcp_header_bytes(host: HostFacts) -> int:
+    """MAX_TCP_HEADER = L1_CACHE_ALIGN(128 + MAX_HEADER) (include/net/tcp.h): 320 on Debian's generic x86_64
+    kernels (MAX_HEADER 176: LL_MAX_HEADER 128 with Hyper-V networking, + 48 for tunnels), 256 on its cloud
+    kernels."""
+    return MAX_TCP_HEADER_CLOUD_BYTES if _cloud_flavour(host) else MAX_TCP_HEADER_BYTES
+
+
+def _skb_data_align(size_bytes: int) -> int:
+    return -(-size_bytes // SMP_CACHE_BYTES) * SMP_CACHE_BYTES
+
+
+def skb_head_truesize_bytes(host: HostFacts) -> int:
+    """What one skb of a TCP send queue costs besides its data (tcp_stream_alloc_skb -> alloc_skb_fclone(
+    MAX_TCP_HEADER) -> __alloc_skb -> kmalloc_reserve, net/core/skbuff.c), by kernel version:
+
+    - before 6.3: kmalloc of SKB_HEAD_ALIGN(MAX_TCP_HEADER) (640 / 576 B) lands in kmalloc-1024: 256 + 1024;
+    - 6.3 (bf9f1baa279f) to 6.11: skb_small_head_cache of SKB_HEAD_ALIGN(MAX_TCP_HEADER): 256 + 640 (cloud 576);
+    - 6.12 on: the cache is sized SKB_HEAD_ALIGN(max(MAX_TCP_HEADER, GRO_MAX_HEAD_PAD)), GRO_MAX_HEAD_PAD =
+      MAX_HEADER + 128 + NET_SKB_PAD 64: 256 + 704 = 960 generic, 256 + 640 = 896 cloud.
+    """
+    header = max_tcp_header_bytes(host)
+    if not at_least(host.kernel_version, KERNEL_SKB_SMALL_HEAD_CACHE):
+        head = _roundup_pow_of_two(_skb_data_align(header) + SKB_SHARED_INFO_BYTES)
+    else:
+        if at_least(host.kernel_version, KERNEL_SKB_SMALL_HEAD_GRO_PAD):
+            max_header = MAX_HEADER_CLOUD_BYTES if _cloud_flavour(host) else MAX_HEADER_BYTES
+            header = max(header, max_header + GRO_MAX_HEAD_EXTRA_BYTES + NET_SKB_PAD_BYTES)
+        head = _skb_data_align(header) + SKB_SHARED_INFO_BYTES
+        if head & (head - 1) == 0:  # SKB_SMALL_HEAD_CACHE_SIZE is never a power of two
+            head += SMP_CACHE_BYTES
+    return SK_BUFF_BYTES + head
+
+
 def skbs_queued(payload_bytes: int, message_bytes: int) -> int:
     """skbs holding payload_bytes written message_bytes at a time (at most 64 KiB per skb)."""
     return math.ceil(Fraction(payload_bytes, min(message_bytes, SKB_MAX_PAYLOAD_BYTES)))
@@ -242,22 +455,51 @@ def bytes_charged(
     return max(payload_bytes * truesize_factor, Fraction(with_heads))
 
 
-def _measured_factor(host: HostFacts, direction: _Direction) -> tuple[Optional[Fraction], str]:
-    """The calibrated factor of one direction when its sample is large enough, and why (or why not)."""
-    calibration = host.calibration
-    if calibration is None:
-        return None, "default (no calibration in the facts)"
-    measured = calibration[direction.name]
+def _sample_problem(measured: MeasuredFactor) -> Optional[str]:
+    """Why a calibration sample is too small to use, or None."""
     if measured.factor is None or measured.sockets < CALIBRATION_MIN_SOCKETS:
-        return None, (
-            f"default (calibration: {measured.sockets} sockets with data, fewer than {CALIBRATION_MIN_SOCKETS})"
-        )
+        return f"{measured.sockets} sockets with data, fewer than {CALIBRATION_MIN_SOCKETS}"
     if measured.payload_bytes < CALIBRATION_MIN_PAYLOAD_BYTES:
-        return None, (
-            f"default (calibration: {measured.payload_bytes} B queued, less than {CALIBRATION_MIN_PAYLOAD_BYTES})"
-        )
-    factor = min(max(measured.factor, FACTOR_RANGE[0]), FACTOR_RANGE[1])
-    return factor, f"measured on {measured.sockets} sockets ({measured.payload_bytes} B queued, calibrate)"
+        return f"{measured.payload_bytes} B queued, less than {CALIBRATION_MIN_PAYLOAD_BYTES}"
+    return None
+
+
+def _calibration_classes(host: HostFacts) -> list[tuple[str, dict[str, MeasuredFactor]]]:
+    """The calibration samples to try, best first: non-loopback sockets (a NIC's truesize, what the target
+    sees), then loopback (~1.06x, optimistic for a NIC); facts without the split give one mixed sample."""
+    measured = _measured(host)
+    classes = [
+        (name, sample)
+        for name, sample in (("non-loopback", measured.calibration_other), ("loopback", measured.calibration_loopback))
+        if sample is not None
+    ]
+    if not classes and host.calibration is not None:
+        classes.append(("", host.calibration))
+    return classes
+
+
+def _measured_factor(host: HostFacts, direction: _Direction) -> tuple[Optional[Fraction], str]:
+    """The calibrated factor of one direction from the best sample large enough, and why (or why not)."""
+    classes = _calibration_classes(host)
+    if not classes:
+        return None, "default (no calibration in the facts)"
+    partial = (
+        "; reading stopped at calibrate_sample, so it covers a sample of the sockets"
+        if _measured(host).calibration_stopped_early
+        else ""
+    )
+    problems = []
+    for name, sample in classes:
+        measured = sample[direction.name]
+        problem = _sample_problem(measured)
+        if problem is None:
+            factor = min(max(measured.factor, FACTOR_RANGE[0]), FACTOR_RANGE[1])
+            label = f"{name} " if name else ""
+            return factor, (
+                f"measured on {measured.sockets} {label}sockets ({measured.payload_bytes} B queued, calibrate{partial})"
+            )
+        problems.append(f"{name} {problem}" if name else problem)
+    return None, f"default (calibration: {'; '.join(problems)}{partial})"
 
 
 def _calibrated(host: HostFacts, workload: Workload) -> tuple[Workload, dict[str, str]]:
@@ -275,45 +517,88 @@ def _calibrated(host: HostFacts, workload: Workload) -> tuple[Workload, dict[str
 
 
 def pages_charged(
-    payload_bytes: int, truesize_factor: Fraction, page_size_bytes: int, message_bytes: int = SKB_MAX_PAYLOAD_BYTES
+    payload_bytes: int,
+    truesize_factor: Fraction,
+    page_size_bytes: int,
+    message_bytes: int = SKB_MAX_PAYLOAD_BYTES,
+    head_bytes: int = SKB_HEAD_TRUESIZE_BYTES,
 ) -> int:
-    """Whole pages one socket holds for payload_bytes queued in one direction (sk_mem_pages: at least one
-    page once anything is, rounded per socket, not per average)."""
+    """Whole charge units (page_size_bytes: the kernel's unit, see charge_unit_bytes) one socket holds for
+    payload_bytes queued in one direction (sk_mem_pages: at least one once anything is, rounded per socket,
+    not per average)."""
     if payload_bytes == 0:
         return 0
-    return max(1, math.ceil(bytes_charged(payload_bytes, message_bytes, truesize_factor) / page_size_bytes))
+    charged = bytes_charged(payload_bytes, message_bytes, truesize_factor, head_bytes)
+    return max(1, math.ceil(charged / page_size_bytes))
+
+
+def charge_unit_bytes(host: HostFacts) -> int:
+    """The unit a socket's charge is rounded to and sockstat counts in: SK_MEM_QUANTUM (include/net/sock.h),
+    4096 B from 5.5 (bd68a2a854ad) until 6.0 dropped it (sk_mem_pages() then shifts by PAGE_SHIFT); the
+    page size before 5.5 and from 6.0. tcp_mem itself is in pages on every kernel (sk_prot_mem_limits()
+    converted it to quanta before 6.0). The two differ on 64 KiB-page kernels only."""
+    if at_least(host.kernel_version, KERNEL_SK_MEM_QUANTUM_4096) and not at_least(
+        host.kernel_version, KERNEL_PER_CPU_RESERVE
+    ):
+        return SK_MEM_QUANTUM_BYTES
+    return host.page_size_bytes
 
 
 def _per_cpu_lag_pages(host: HostFacts) -> int:
-    """Pages the global counter (sockstat `mem`, compared with tcp_mem) may lag the truth: from 6.0,
-    SK_MEMORY_PCPU_RESERVE (1 MiB) per CPU; 0 before, when every charge reached the counter at once."""
+    """Pages the global counter (sockstat `mem`, compared with tcp_mem) may lag the truth, per CPU times the
+    CPUs: net.core.mem_pcpu_rsv where the facts read it, else SK_MEMORY_PCPU_RESERVE (1 MiB) from 6.0; 0
+    before 6.0, when every charge reached the counter at once."""
     if not at_least(host.kernel_version, KERNEL_PER_CPU_RESERVE):
         return 0
+    measured = _measured(host).mem_pcpu_rsv_pages
+    if measured is not None:
+        return host.cpu_count * measured
     return host.cpu_count * math.ceil(Fraction(PER_CPU_RESERVE_BYTES, host.page_size_bytes))
+
+
+def _per_cpu_lag_source(host: HostFacts) -> str:
+    if not at_least(host.kernel_version, KERNEL_PER_CPU_RESERVE):
+        return "none before kernel 6.0"
+    measured = _measured(host).mem_pcpu_rsv_pages
+    if measured is not None:
+        return f"{host.cpu_count} CPUs x net.core.mem_pcpu_rsv {measured} pages"
+    return f"{host.cpu_count} CPUs x the fixed 1 MiB SK_MEMORY_PCPU_RESERVE"
 
 
 def steady_state_usage(connections: int, workload: Workload, host: HostFacts) -> Usage:
     active = math.ceil(connections * workload.active_fraction)
-    rx_pages, tx_pages = (
+    unit = charge_unit_bytes(host)
+    rx_units, tx_units = (
         pages_charged(
             direction.buffered_bytes(workload),
             direction.truesize_factor(workload),
-            host.page_size_bytes,
+            unit,
             workload.message_bytes,
+            skb_head_truesize_bytes(host),
         )
         for direction in _DIRECTIONS
     )
     slack_pages = _per_cpu_lag_pages(host)
+    buffer_pages = math.ceil(Fraction(active * (rx_units + tx_units) * unit, host.page_size_bytes))
     # at least one page: a workload that buffers nothing on a kernel without per-CPU lag would give
     # U = 0, and tcp_mem 0 would put TCP under pressure from the first page
-    return Usage(active, rx_pages, tx_pages, slack_pages, max(1, active * (rx_pages + tx_pages) + slack_pages))
+    return Usage(
+        active,
+        rx_units,
+        tx_units,
+        unit,
+        host.page_size_bytes,
+        slack_pages,
+        buffer_pages,
+        max(1, buffer_pages + slack_pages),
+    )
 
 
 def connections_held(limit_pages: int, usage: Usage, workload: Workload) -> Optional[int]:
     """Most connections whose steady-state usage stays <= limit_pages; None when buffers don't limit them."""
-    if usage.pages_per_active == 0:
+    if usage.bytes_per_active == 0:
         return None
-    active_held = max(0, limit_pages - usage.per_cpu_slack_pages) // usage.pages_per_active
+    active_held = max(0, limit_pages - usage.per_cpu_slack_pages) * usage.page_bytes // usage.bytes_per_active
     # ceil(c * f) <= A  <=>  c <= A / f
     return math.floor(Fraction(active_held) / workload.active_fraction)
 
@@ -401,12 +686,14 @@ def _floors_for(host: HostFacts, key: str, boot: Optional[tuple[int, ...]], work
 # ---------------------------------------------------------------- tcp_mem
 
 
-def _tcp_mem_for_usage(steady_pages: int) -> tuple[int, int, int]:
-    """min = U so normal load sits at min; pressure 4/3 U and max 2 U keep the kernel's 3:4:6 spacing."""
+def _tcp_mem_for_usage(usage: Usage) -> tuple[int, int, int]:
+    """min = U so normal load sits at min; the buffers B scaled by 4/3 and 2 keep the kernel's 3:4:6 spacing;
+    the per-CPU lag L is measurement error of the counter, added once: B + L, ceil(4/3 B) + L, 2 B + L."""
+    buffers, lag = usage.buffer_pages, usage.per_cpu_slack_pages
     return (
-        steady_pages,
-        math.ceil(steady_pages * TCP_MEM_PRESSURE_OVER_MIN),
-        steady_pages * TCP_MEM_MAX_OVER_MIN,
+        usage.steady_pages,
+        max(usage.steady_pages, math.ceil(buffers * TCP_MEM_PRESSURE_OVER_MIN) + lag),
+        max(usage.steady_pages, buffers * TCP_MEM_MAX_OVER_MIN + lag),
     )
 
 
@@ -428,7 +715,7 @@ def _buffer_budget_pages(host: HostFacts, workload: Workload) -> int:
 def _bytes_at_tcp_mem_max(connections: int, workload: Workload, host: HostFacts) -> int:
     """What `connections` of this workload need at the model's tcp_mem[2] = 2 U: buffer pages plus slab."""
     usage = steady_state_usage(connections, workload, host)
-    return TCP_MEM_MAX_OVER_MIN * usage.steady_pages * host.page_size_bytes + _slab_bytes_at(connections, host)
+    return _tcp_mem_for_usage(usage)[2] * host.page_size_bytes + _slab_bytes_at(connections, host)
 
 
 def _connections_within_budget(host: HostFacts, workload: Workload) -> int:
@@ -476,7 +763,8 @@ def _does_not_fit_message(host: HostFacts, workload: Workload, usage: Usage, nee
     return (
         f"connections={workload.connections} ({workload.profile}: {usage.active_connections} active x "
         f"{usage.pages_per_active} pages + {usage.per_cpu_slack_pages} per-CPU lag pages = {usage.steady_pages} pages "
-        f"steady state) needs tcp_mem max = {TCP_MEM_MAX_OVER_MIN} x {usage.steady_pages} = {needed_pages} pages "
+        f"steady state) needs tcp_mem max = {TCP_MEM_MAX_OVER_MIN} x {usage.buffer_pages} + "
+        f"{usage.per_cpu_slack_pages} = {needed_pages} pages "
         f"({_format_bytes(buffer_bytes)}) plus socket slab {workload.connections} x {slab_per_socket} B = "
         f"{_format_bytes(slab_bytes)} ({slab_source}) = {_format_bytes(needed_bytes)}, but "
         f"memory_fraction={_format_number(workload.memory_fraction)} of MemTotal "
@@ -490,28 +778,35 @@ def _does_not_fit_message(host: HostFacts, workload: Workload, usage: Usage, nee
     )
 
 
-def _direction_text(payload_bytes: int, factor: Fraction, workload: Workload) -> str:
+def _direction_text(payload_bytes: int, factor: Fraction, workload: Workload, head_bytes: int) -> str:
     """'16384 B x 2' or, where the skb heads weigh more, '16384 B + 16 skb heads x 1280 B'."""
     skbs = skbs_queued(payload_bytes, workload.message_bytes)
-    if payload_bytes * factor >= payload_bytes + skbs * SKB_HEAD_TRUESIZE_BYTES:
+    if payload_bytes * factor >= payload_bytes + skbs * head_bytes:
         return f"{payload_bytes} B x {_format_number(factor)}"
-    return f"{payload_bytes} B + {skbs} skb heads x {SKB_HEAD_TRUESIZE_BYTES} B ({workload.message_bytes} B messages)"
+    return f"{payload_bytes} B + {skbs} skb heads x {head_bytes} B ({workload.message_bytes} B messages)"
 
 
 def _decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decision:
     budget_pages = _buffer_budget_pages(host, workload)
-    ideal = _tcp_mem_for_usage(usage.steady_pages)
+    ideal = _tcp_mem_for_usage(usage)
     warnings: list[str] = []
     rx_text, tx_text = (
-        _direction_text(direction.buffered_bytes(workload), direction.truesize_factor(workload), workload)
+        _direction_text(
+            direction.buffered_bytes(workload),
+            direction.truesize_factor(workload),
+            workload,
+            skb_head_truesize_bytes(host),
+        )
         for direction in _DIRECTIONS
     )
     arithmetic = (
         f"{workload.connections} connections x {_format_number(workload.active_fraction)} active = "
         f"{usage.active_connections} x (rx {rx_text} = {usage.rx_pages_per_active} pages + "
         f"tx {tx_text} = {usage.tx_pages_per_active} pages) + "
-        f"{usage.per_cpu_slack_pages} pages of per-CPU counter lag = U {usage.steady_pages} pages; "
-        f"min = U, pressure = ceil(4/3 U), max = 2 U (the kernel's 3:4:6)"
+        f"{usage.per_cpu_slack_pages} pages of per-CPU counter lag ({_per_cpu_lag_source(host)}) = "
+        f"U {usage.steady_pages} pages; buffers B = {usage.buffer_pages} pages, lag L = {usage.per_cpu_slack_pages}: "
+        f"min = U, pressure = ceil(4/3 B) + L, max = 2 B + L (the kernel's 3:4:6 on the buffers; the lag is "
+        f"the counter's error, not memory, so it is not scaled)"
     )
     value: tuple[int, ...] = ideal
     if ideal[2] > budget_pages:
@@ -549,6 +844,8 @@ def _decide_tcp_mem(host: HostFacts, workload: Workload, usage: Usage) -> Decisi
     if notes:
         explain += " " + "; ".join(notes) + "."
     explain += " " + _udp_and_orphans_sentence(host)
+    if _measured(host).bypass_prot_mem:
+        explain += " " + BYPASS_PROT_MEM_SENTENCE
     return Decision(value, explain, tuple(warnings))
 
 
@@ -577,8 +874,8 @@ def _udp_and_orphans_sentence(host: HostFacts) -> str:
     )
     return (
         f"Not counted: {udp}. Counted: up to {orphans} sockets closed with data still queued (orphans) keep "
-        f"their buffers in tcp_mem until sent or reset; beyond that number, or earlier under memory pressure "
-        f"(tcp_check_oom), the kernel resets them."
+        f"their buffers in tcp_mem until sent or reset; beyond that number, or once TCP memory passes tcp_mem[2] "
+        f"(tcp_check_oom: tcp_too_many_orphans, tcp_out_of_memory), the kernel resets them."
     )
 
 
@@ -593,9 +890,26 @@ def _roundup_pow_of_two(number: int) -> int:
     return 1 << (number - 1).bit_length()
 
 
-def per_mss_truesize_bytes() -> int:
-    """tcp_sndbuf_expand's worst case per segment: one non-GSO skb with a kmalloc'ed power-of-two head."""
-    return _roundup_pow_of_two(MSS_CLAMP_BYTES + MAX_TCP_HEADER_BYTES + SKB_SHARED_INFO_BYTES) + SK_BUFF_BYTES
+def per_mss_truesize_bytes(host: Optional[HostFacts] = None) -> int:
+    """tcp_sndbuf_expand's worst case per segment: one non-GSO skb with a kmalloc'ed power-of-two head.
+    The facts' measured per_mss where present (it depends on MAX_TCP_HEADER, i.e. the kernel config)."""
+    if host is not None and _measured(host).per_mss_bytes is not None:
+        return _measured(host).per_mss_bytes
+    header = MAX_TCP_HEADER_BYTES if host is None else max_tcp_header_bytes(host)
+    return _roundup_pow_of_two(MSS_CLAMP_BYTES + header + SKB_SHARED_INFO_BYTES) + SK_BUFF_BYTES
+
+
+def initial_sndbuf_bytes(host: HostFacts) -> tuple[int, str]:
+    """SO_SNDBUF of a newly established socket: tcp_init_buffer_space -> tcp_sndbuf_expand sets it to
+    sndbuf_expand x TCP_INIT_CWND x per_mss (not tcp_wmem[1], which only a socket that never connects
+    keeps); measured by the facts where they could."""
+    measured = _measured(host).initial_sndbuf_bytes
+    if measured is not None:
+        return measured, "measured on this host (loopback probe)"
+    per_mss = per_mss_truesize_bytes(host)
+    factor = _sndbuf_expand_factor(host)
+    source = "measured per_mss" if _measured(host).per_mss_bytes is not None else "this kernel flavour's per_mss"
+    return factor * TCP_INIT_CWND * per_mss, f"{factor} x {TCP_INIT_CWND} segments x {per_mss} B ({source})"
 
 
 def _sndbuf_expand_factor(host: HostFacts) -> int:
@@ -609,31 +923,114 @@ def _cwnd_segments(link_bdp_bytes: int) -> int:
 
 def _sndbuf_expand_bytes(host: HostFacts, link_bdp_bytes: int) -> int:
     """What tcp_sndbuf_expand asks for a socket that fills the link."""
-    return _sndbuf_expand_factor(host) * _cwnd_segments(link_bdp_bytes) * per_mss_truesize_bytes()
+    return _sndbuf_expand_factor(host) * _cwnd_segments(link_bdp_bytes) * per_mss_truesize_bytes(host)
 
 
-def _receive_max_source(workload: Workload, link_bdp_bytes: int) -> tuple[int, str]:
-    """tcp_rmem[2] for a link (unrounded): the BDP at the receive truesize factor, and the sentence."""
+def _advmss_bytes() -> int:
+    """The advertised MSS at MTU 1500 (tp->advmss: MTU - 40), the receive side's segment."""
+    return MSS_CLAMP_BYTES
+
+
+def _autotuning_window_bytes(link_bdp_bytes: int) -> int:
+    """The window receive autotuning aims at once a flow delivers a BDP per RTT: tcp_rcv_space_adjust()
+    (net/ipv4/tcp_input.c, 4.19 .. 6.15) rcvwin = 2 x copied + 16 x advmss; tcp_rcvbuf_grow() (6.16 on)
+    rcvwin = 2 x the bytes delivered in the last RTT. The model keeps the older, larger cushion."""
+    return 2 * link_bdp_bytes + RCV_SPACE_CUSHION_SEGMENTS * _advmss_bytes()
+
+
+def _rcvmem_per_segment_bytes(adv_win_scale: int) -> int:
+    """tcp_rcv_space_adjust() before 6.6: SKB_TRUESIZE(advmss + MAX_TCP_HEADER), raised by 128 B until
+    tcp_win_from_space() of it holds one advmss."""
+    rcvmem = _advmss_bytes() + MAX_TCP_HEADER_BYTES + SK_BUFF_BYTES + SKB_SHARED_INFO_BYTES
+    if adv_win_scale <= 0:  # window = space >> -scale: jump to the first step that holds an advmss
+        short = (_advmss_bytes() << -adv_win_scale) - rcvmem
+        return rcvmem + max(0, math.ceil(Fraction(short, 128))) * 128
+    while win_from_space_bytes(rcvmem, adv_win_scale) < _advmss_bytes():  # at most a few steps: window >= space/2
+        rcvmem += 128
+    return rcvmem
+
+
+def win_from_space_bytes(space_bytes: int, adv_win_scale: int) -> int:
+    """tcp_win_from_space() before 6.6 (include/net/tcp.h): the window a buffer of space_bytes advertises."""
+    if adv_win_scale <= 0:
+        return space_bytes >> -adv_win_scale
+    return space_bytes - (space_bytes >> adv_win_scale)
+
+
+def _adv_win_scale(host: HostFacts) -> int:
+    live = _current_value(host, TCP_ADV_WIN_SCALE)
+    return live[0] if live else TCP_ADV_WIN_SCALE_DEFAULT
+
+
+def _receive_max_source(host: HostFacts, workload: Workload, link_bdp_bytes: int) -> tuple[int, str]:
+    """tcp_rmem[2] for a link (unrounded): the receive buffer autotuning itself asks for at line rate.
+
+    Before 6.6 the buffer is rcvwin / advmss segments of rcvmem each and advertises tcp_win_from_space()
+    of it (tcp_adv_win_scale 1: half); from 6.6 tcp_space_from_win() turns rcvwin into buffer with the
+    socket's scaling_ratio, the payload share of truesize that tcp_measure_rcv_mss() learns, i.e.
+    rcvwin x the receive truesize factor."""
     link = f"BDP {link_bdp_bytes} B ({workload.bandwidth_bps} bit/s / 8 x {_format_number(workload.rtt_ms or 0)} ms)"
-    factor = workload.rx_truesize_factor
-    return math.ceil(link_bdp_bytes * factor), f"max = {link} x receive truesize {_format_number(factor)}"
-
-
-def _send_max_source(host: HostFacts, link_bdp_bytes: int) -> tuple[int, str]:
-    """tcp_wmem[2] for a link (unrounded) and the sentence that derives it."""
-    factor = _sndbuf_expand_factor(host)
-    cc = host.tcp_congestion_control
-    cc_text = f"{cc}" if cc else "congestion control unknown, cubic's"
-    needed = _sndbuf_expand_bytes(host, link_bdp_bytes)
+    window = _autotuning_window_bytes(link_bdp_bytes)
+    window_text = (
+        f"receive autotuning's target window 2 x {link} + {RCV_SPACE_CUSHION_SEGMENTS} x advmss "
+        f"{_advmss_bytes()} = {window} B (tcp_rcv_space_adjust/tcp_rcvbuf_grow)"
+    )
+    if at_least(host.kernel_version, KERNEL_ADV_WIN_SCALE_OBSOLETE):
+        factor = workload.rx_truesize_factor
+        return math.ceil(window * factor), (
+            f"max = {window_text} x receive truesize {_format_number(factor)} (tcp_space_from_win with the "
+            f"socket's scaling_ratio, kernel >= 6.6)"
+        )
+    scale = _adv_win_scale(host)
+    rcvmem = _rcvmem_per_segment_bytes(scale)
+    segments = window // _advmss_bytes()
+    needed = segments * rcvmem
     return needed, (
-        f"max = what tcp_sndbuf_expand asks to fill the link: {factor} ({cc_text}) x cwnd "
-        f"{_cwnd_segments(link_bdp_bytes)} segments (BDP {link_bdp_bytes} B / MSS {MSS_CACHE_BYTES}, at least "
-        f"{TCP_INIT_CWND}) x {per_mss_truesize_bytes()} B per segment (roundup_pow_of_two({MSS_CLAMP_BYTES} + "
-        f"{MAX_TCP_HEADER_BYTES} + {SKB_SHARED_INFO_BYTES}) + {SK_BUFF_BYTES}) = {needed} B"
+        f"max = {window_text} / advmss = {segments} segments x {rcvmem} B each (SKB_TRUESIZE(advmss + "
+        f"MAX_TCP_HEADER) raised until tcp_win_from_space with tcp_adv_win_scale={scale} holds an advmss, "
+        f"kernel < 6.6) = {needed} B, which advertises a window of "
+        f"{win_from_space_bytes(needed, scale)} B"
     )
 
 
-def _decide_socket_triple(host: HostFacts, workload: Workload, direction: _Direction) -> Decision:
+def gso_overhead(host: HostFacts, message_bytes: int) -> Fraction:
+    """Bytes charged per payload byte of a bulk send queue: one skb head per skb of min(message, 64 KiB)
+    (tcp_sendmsg puts the data in page fragments of GSO-sized skbs): about 1.02 at 64 KiB."""
+    skb_bytes = min(message_bytes, SKB_MAX_PAYLOAD_BYTES)
+    return Fraction(skb_bytes + skb_head_truesize_bytes(host), skb_bytes)
+
+
+def _send_overhead(host: HostFacts, workload: Workload, tx_source: str) -> tuple[Fraction, str]:
+    """The truesize overhead a bulk send queue is charged: the measured or given send factor, else GSO's."""
+    if tx_source != "default":
+        return workload.tx_truesize_factor, f"send truesize {_format_number(workload.tx_truesize_factor)} ({tx_source})"
+    overhead = gso_overhead(host, workload.message_bytes)
+    skb_bytes = min(workload.message_bytes, SKB_MAX_PAYLOAD_BYTES)
+    return overhead, (
+        f"GSO truesize overhead ({skb_bytes} + skb head {skb_head_truesize_bytes(host)}) / {skb_bytes} = "
+        f"{float(overhead):.4f}"
+    )
+
+
+def _send_max_source(host: HostFacts, workload: Workload, link_bdp_bytes: int, tx_source: str) -> tuple[int, str]:
+    """tcp_wmem[2] for a link (unrounded): 2 x BDP x the send queue's truesize overhead.
+
+    tcp_sndbuf_expand() asks sndbuf_expand x cwnd x per_mss, the non-GSO worst case (~6x the BDP, 9x
+    under bbr); with GSO the queue costs ~1.02x its payload. What must fit is the data in flight (one
+    BDP) plus what recovery and cwnd growth keep queued (the kernel's own "Cubic needs 1.7 factor,
+    rounded to 2"), the unsent part bounded by tcp_notsent_lowat."""
+    overhead, overhead_text = _send_overhead(host, workload, tx_source)
+    needed = math.ceil(SEND_MAX_BDP_MULTIPLE * link_bdp_bytes * overhead)
+    return needed, (
+        f"max = {SEND_MAX_BDP_MULTIPLE} x BDP {link_bdp_bytes} B x {overhead_text} = {needed} B (data in flight "
+        f"plus what loss recovery and cwnd growth keep queued; tcp_sndbuf_expand's own ask, "
+        f"{_sndbuf_expand_bytes(host, link_bdp_bytes)} B, assumes one non-GSO skb per segment)"
+    )
+
+
+def _decide_socket_triple(
+    host: HostFacts, workload: Workload, direction: _Direction, factor_source: str = "default"
+) -> Decision:
     """tcp_rmem / tcp_wmem: kernel min and initial size; max from the link's BDP or the boot default."""
     key = direction.triple_key
     boot = direction.boot_triple(host)
@@ -643,7 +1040,7 @@ def _decide_socket_triple(host: HostFacts, workload: Workload, direction: _Direc
     warnings: list[str] = []
     link_bdp = _bdp_bytes(workload)
     if link_bdp is not None:
-        needed, derivation = direction.link_max(host, workload, link_bdp)
+        needed, derivation = direction.link_max(host, workload, link_bdp, factor_source.split(" ", 1)[0])
         page = host.page_size_bytes
         maximum = min(math.ceil(Fraction(needed, page)) * page, INT_MAX)
         if needed > INT_MAX:
@@ -660,10 +1057,15 @@ def _decide_socket_triple(host: HostFacts, workload: Workload, direction: _Direc
         (minimum, default, max(maximum, default)), _floors_for(host, key, boot, workload), ("min", "default", "max")
     )
     value = _ordered(value)
-    explain = (
-        f"min = max(4096, page size {host.page_size_bytes}) = {minimum}; default = the kernel's initial "
-        f"{initial} B; {source}."
-    )
+    if direction is _TX:
+        established, how = initial_sndbuf_bytes(host)
+        default_text = (
+            f"default = {initial} B, the kernel's tcp_wmem[1]: SO_SNDBUF of a socket before it connects; an "
+            f"established socket starts at tcp_sndbuf_expand's {established} B ({how}) and grows from there"
+        )
+    else:
+        default_text = f"default = the kernel's initial {initial} B"
+    explain = f"min = max(4096, page size {host.page_size_bytes}) = {minimum}; {default_text}; {source}."
     if notes:
         explain += " " + "; ".join(notes) + "."
     return Decision(value, explain, tuple(warnings))
@@ -690,6 +1092,29 @@ def _decide_moderate_rcvbuf(host: HostFacts) -> Decision:
     live = _current_value(host, TCP_MODERATE_RCVBUF)
     state = "already on" if live == (1,) else f"live value {_sysctl_text(live)}" if live else "live value unknown"
     return Decision((1,), f"receive autotuning grows each buffer on demand up to {TCP_RMEM}[2] ({state}).")
+
+
+def _decide_notsent_lowat(host: HostFacts, workload: Workload) -> Optional[Decision]:
+    """tcp_notsent_lowat for profiles with bulk flows; None (key left alone) for the others."""
+    if workload.profile not in BULK_PROFILES:
+        return None
+    live = _current_value(host, TCP_NOTSENT_LOWAT)
+    live_text = (
+        "unknown here"
+        if live is None
+        else "the kernel's default UINT_MAX, no limit"
+        if live[0] == TCP_NOTSENT_LOWAT_DEFAULT
+        else f"{live[0]}"
+    )
+    return Decision(
+        (NOTSENT_LOWAT_BULK_BYTES,),
+        f"{NOTSENT_LOWAT_BULK_BYTES} B = two 64 KiB GSO skbs of unsent data per socket (live: {live_text}). "
+        f"Without it a bulk writer fills its send queue up to sk_sndbuf with data not yet sent "
+        f"(sk_stream_memory_free -> tcp_stream_memory_free, net/ipv4/tcp.c); with it the writer sleeps once "
+        f"this much is unsent, so the queue holds what is in flight plus at most this much, and the memory of "
+        f"a bulk sender follows the link instead of {TCP_WMEM}[2]. Per network namespace; applications may "
+        f"still set TCP_NOTSENT_LOWAT per socket.",
+    )
 
 
 def _override_decision(workload: Workload, key: str, modelled: Optional[Decision]) -> Decision:
@@ -777,8 +1202,10 @@ def _build_estimate(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: 
     slab_per_socket, slab_source = slab_bytes_per_socket(host)
     buffer_bytes = usage.steady_pages * page
     slab_bytes = workload.connections * slab_per_socket
-    live_tcp_mem = _current_value(host, TCP_MEM) or host.boot_tcp_mem_pages
-    live_source = "live value" if _current_value(host, TCP_MEM) else "boot default" if live_tcp_mem else None
+    # only the live value: where tcp_mem is not visible (a container) the host's capacity is unknown, and
+    # an estimated boot default would pass off a guess as the host's setting
+    live_tcp_mem = _current_value(host, TCP_MEM)
+    live_source = "live value" if live_tcp_mem else None
     return {
         "active_connections": usage.active_connections,
         "rx_pages_per_active_connection": usage.rx_pages_per_active,
@@ -876,6 +1303,8 @@ def _host_warnings(host: HostFacts, workload: Workload, usage: Usage, tcp_mem: t
             f"/proc/net/sockstat {', '.join(host.sockstat_host_wide_fields)} are host-wide in this network "
             "namespace: current usage figures describe the whole host, not this container"
         )
+    if _measured(host).bypass_prot_mem:
+        warnings.append(BYPASS_PROT_MEM_SENTENCE)
     adv = _current_value(host, TCP_ADV_WIN_SCALE)
     if (
         at_least(host.kernel_version, KERNEL_ADV_WIN_SCALE_OBSOLETE)
@@ -934,14 +1363,33 @@ def _lowered_maximum_warnings(host: HostFacts, recommended: dict[str, tuple[int,
     return warnings
 
 
-def _socket_max_warnings(host: HostFacts, recommended: dict[str, tuple[int, ...]]) -> list[str]:
+def flows_at_maximum(workload: Workload, usage: Usage) -> int:
+    """Sockets expected to grow to their maximum at once: every active one of a bulk profile over a described
+    link (the link sized the maxima), else one."""
+    bulk_over_link = workload.profile in BULK_PROFILES and _bdp_bytes(workload) is not None
+    return usage.active_connections if bulk_over_link else 1
+
+
+def _socket_max_warnings(
+    host: HostFacts, workload: Workload, usage: Usage, recommended: dict[str, tuple[int, ...]]
+) -> list[str]:
+    """Flows at their per-socket maximum that would together pass tcp_mem[1], and how many fit below it."""
     pressure_bytes = recommended[TCP_MEM][1] * host.page_size_bytes
-    return [
-        f"{key}[2]={recommended[key][2]} bytes is more than the whole {TCP_MEM} pressure threshold "
-        f"({pressure_bytes} bytes): one socket growing to its max would push every socket into pressure"
-        for key in (direction.triple_key for direction in _DIRECTIONS)
-        if recommended[key][2] > pressure_bytes
-    ]
+    flows = flows_at_maximum(workload, usage)
+    warnings = []
+    for key in (direction.triple_key for direction in _DIRECTIONS):
+        maximum = recommended[key][2]
+        if flows * maximum <= pressure_bytes:
+            continue
+        carried = pressure_bytes // maximum
+        warnings.append(
+            f"{key}[2]={maximum} bytes: {flows} flow{'s' if flows > 1 else ''} at this maximum would hold "
+            f"{_format_bytes(flows * maximum)}, more than the {TCP_MEM} pressure threshold "
+            f"{_format_bytes(pressure_bytes)}; this host carries {carried} such flow{'' if carried == 1 else 's'} "
+            f"before every socket is put under memory pressure (buffers stop growing, windows shrink): fewer bulk "
+            f"flows per host, a shorter link, or a larger memory_fraction"
+        )
+    return warnings
 
 
 def _kept_tcp_mem(host: HostFacts, workload: Workload) -> Optional[tuple[int, ...]]:
@@ -991,7 +1439,7 @@ def _cgroup_socket_bytes(connections: int, workload: Workload, host: HostFacts, 
     out) plus the memcg's own per-CPU charge batches, and the socket slab on cgroup v2, where slab
     is charged too."""
     usage = steady_state_usage(connections, workload, host)
-    buffer_bytes = usage.active_connections * usage.pages_per_active * host.page_size_bytes
+    buffer_bytes = usage.active_connections * usage.bytes_per_active
     batch_bytes = host.cpu_count * MEMCG_CHARGE_BATCH_PAGES * host.page_size_bytes
     return buffer_bytes + batch_bytes + (connections * slab_bytes_per_socket(host)[0] if with_slab else 0)
 
@@ -1028,6 +1476,37 @@ def _cgroup_fix(owner: CgroupOwner, needed_limit_bytes: int) -> str:
     )
 
 
+def _cgroup_limit_effect(owner: CgroupOwner) -> str:
+    """What the limit does to a socket charge (mm/memcontrol.c try_charge_memcg, mem_cgroup_charge_skmem)."""
+    if owner.version == 1:
+        return (
+            "At memory.kmem.tcp.limit_in_bytes a charge is refused: writers wait in sk_stream_wait_memory, "
+            "receivers drop."
+        )
+    if owner.limit_file == "memory.high":
+        return (
+            "memory.high never refuses a charge: past it the task is throttled (made to reclaim and sleep) on its "
+            "way back to user space, and reclaim marks the cgroup's sockets as under pressure."
+        )
+    return (
+        "At memory.max a charge from a writer (process context) is refused after reclaim (or the cgroup's OOM "
+        "killer ends the service): the writer waits in sk_stream_wait_memory; from 6.1 receive charges in "
+        "softirq are forced past memory.max instead of dropped, so memory can pass the limit."
+    )
+
+
+def _cgroup_throttled_sentence(host: HostFacts) -> Optional[str]:
+    """memory.events sock_throttled where the kernel counts it: pressure already seen, limit or not."""
+    throttled = _measured(host).cgroup_sock_throttled
+    if not throttled:
+        return None
+    return (
+        f"memory.events sock_throttled = {throttled} for the cgroup owning the most TCP sockets: the kernel has "
+        f"already put its sockets under memory pressure that many times (a limit, or reclaim scanning the "
+        f"cgroup, vmpressure), whatever tcp_mem says; raising tcp_mem does not change it."
+    )
+
+
 def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any]]:
     """Whether the target's socket memory fits the headroom of the cgroup owning the most TCP sockets.
 
@@ -1042,6 +1521,7 @@ def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any
     fits = needed_bytes <= owner.headroom_bytes
     needed_limit_bytes = owner.other_bytes + needed_bytes
     within = _cgroup_connections_within(max(0, owner.headroom_bytes), workload, host, with_slab)
+    measured = _measured(host)
     result = {
         "path": owner.path,
         "version": owner.version,
@@ -1054,13 +1534,22 @@ def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any
         "needed_bytes": needed_bytes,
         "needed_limit_bytes": needed_limit_bytes,
         "connections_within_headroom": within,
+        "sock_throttled": measured.cgroup_sock_throttled,
+        "file_bytes": measured.cgroup_file_bytes,
         "fits": fits,
         "warning": None,
     }
     if not fits:
         what = "buffers and socket slab" if with_slab else "buffers (memory.kmem.tcp counts buffers only)"
+        file_bytes = measured.cgroup_file_bytes
+        file_text = (
+            f" (its reclaimable page cache, {_format_bytes(file_bytes)} of file memory, left out: reclaim frees it "
+            f"before the limit binds)"
+            if file_bytes
+            else ""
+        )
         other = (
-            f"{_format_bytes(owner.other_bytes)} of other memory charged there leaves "
+            f"{_format_bytes(owner.other_bytes)} of other memory charged there{file_text} leaves "
             f"{_format_bytes(owner.headroom_bytes)} for these sockets"
             if with_slab
             else f"this limit leaves {_format_bytes(owner.headroom_bytes)} for these sockets"
@@ -1068,7 +1557,8 @@ def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any
         result["warning"] = (
             f"memory cgroup {owner.path} owns {owner.tcp_sockets} of the {owner.tcp_sockets_attributed} TCP sockets "
             f"attributed to a cgroup; the kernel charges their memory to it and, near its limit, puts them under "
-            f"memory pressure whatever tcp_mem says (writers wait in sk_stream_wait_memory, buffers stop growing). "
+            f"memory pressure whatever tcp_mem says (buffers stop growing, windows shrink). "
+            f"{_cgroup_limit_effect(owner)} "
             f"{owner.limit_file} of {owner.limit_cgroup} is {_format_bytes(owner.limit_bytes)}: {other}, but "
             f"{workload.connections} connections need {_format_bytes(needed_bytes)} ({what}). Raising tcp_mem does "
             f"not help: raise {_cgroup_fix(owner, needed_limit_bytes)}, or hold at most {within} connections per "
@@ -1080,7 +1570,9 @@ def _cgroup_check(host: HostFacts, workload: Workload) -> Optional[dict[str, Any
 # ---------------------------------------------------------------- the recommendation
 
 
-def _decide_all(host: HostFacts, workload: Workload, usage: Usage) -> dict[str, Decision]:
+def _decide_all(
+    host: HostFacts, workload: Workload, usage: Usage, factor_sources: Optional[dict[str, str]] = None
+) -> dict[str, Decision]:
     """Decisions in dependency order: overrides of triples feed the net.core limits derived from them."""
 
     def pick(key: str, modelled: Decision) -> Decision:
@@ -1097,11 +1589,17 @@ def _decide_all(host: HostFacts, workload: Workload, usage: Usage) -> dict[str, 
     else:
         decisions[TCP_MEM] = _decide_tcp_mem(host, workload, usage)
     for direction in _DIRECTIONS:
-        decisions[direction.triple_key] = pick(direction.triple_key, _decide_socket_triple(host, workload, direction))
+        source = (factor_sources or {}).get(direction.name, "default")
+        decisions[direction.triple_key] = pick(
+            direction.triple_key, _decide_socket_triple(host, workload, direction, source)
+        )
     for direction in _DIRECTIONS:
         modelled = _decide_core_max(host, workload, direction, decisions[direction.triple_key].value[2])
         decisions[direction.core_key] = pick(direction.core_key, modelled)
     decisions[TCP_MODERATE_RCVBUF] = pick(TCP_MODERATE_RCVBUF, _decide_moderate_rcvbuf(host))
+    notsent_lowat = _decide_notsent_lowat(host, workload)
+    if notsent_lowat is not None:
+        decisions[TCP_NOTSENT_LOWAT] = pick(TCP_NOTSENT_LOWAT, notsent_lowat)
     for key in workload.overrides:
         if key not in decisions:
             decisions[key] = _override_decision(workload, key, None)
@@ -1170,7 +1668,7 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
     """
     workload, factor_sources = _calibrated(host, workload)
     usage = steady_state_usage(workload.connections, workload, host)
-    decisions, warnings = _without_obsolete(host, _decide_all(host, workload, usage))
+    decisions, warnings = _without_obsolete(host, _decide_all(host, workload, usage, factor_sources))
     decisions[TCP_MEM] = _with_factor_sources(decisions[TCP_MEM], workload, factor_sources)
     values = {key: decision.value for key, decision in decisions.items()}
     tcp_mem = values[TCP_MEM]
@@ -1190,13 +1688,16 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
     )
     warnings.extend(_override_warnings(host, workload, usage, tcp_mem))
     warnings.extend(_buffer_cap_warnings(host, values))
-    warnings.extend(_socket_max_warnings(host, values))
+    warnings.extend(_socket_max_warnings(host, workload, usage, values))
     warnings.extend(_udp_mem_warnings(host, workload, tcp_mem))
     warnings.extend(_lowered_maximum_warnings(host, values))
     warnings.extend(_host_warnings(host, workload, usage, tcp_mem))
     cgroup = _cgroup_check(host, workload)
     if cgroup is not None and cgroup["warning"]:
         warnings.append(cgroup["warning"])
+    throttled = _cgroup_throttled_sentence(host)
+    if throttled:
+        warnings.append(throttled)
     return {
         "schema_version": RECOMMENDATION_SCHEMA_VERSION,
         "sysctl": {key: _sysctl_text(value) for key, value in values.items()},

@@ -105,12 +105,12 @@ def test_templar_renders_the_filter_with_lazy_containers():
     result = templar.template(
         trust_as_template(f"{{{{ facts | {FQCN}(connections=target, overrides=extra, profile='balanced') }}}}")
     )
-    assert result["sysctl"]["net.ipv4.tcp_mem"] == "262048 349398 524096"
+    assert result["sysctl"]["net.ipv4.tcp_mem"] == "262048 348715 522048"
     assert result["sysctl"]["net.core.optmem_max"] == "81920"
     assert_plain(result)
     # positional form: facts | filter(200000)
     positional = templar.template(trust_as_template(f"{{{{ facts | {FQCN}(200000) }}}}"))
-    assert positional["sysctl"]["net.ipv4.tcp_mem"] == "262048 349398 524096"
+    assert positional["sysctl"]["net.ipv4.tcp_mem"] == "262048 348715 522048"
     with pytest.raises(AnsibleFilterError, match=r"connections must be >= 1, got 0"):
         templar.template(trust_as_template(f"{{{{ facts | {FQCN}(connections=0) }}}}"))
 

@@ -32,6 +32,7 @@ def test_normalise_value_collapses_kernel_tabs_and_padding():
         ("net.ipv4.tcp_mem", "1 1 2147483647"),
         ("net.ipv4.ip_local_port_range", "32768 60999"),
         ("net.ipv4.conf.all.rp_filter", "2"),  # keys outside the table take one integer
+        ("net.ipv4.tcp_notsent_lowat", "4294967295"),  # an unsigned int: its default UINT_MAX, restored by undo
     ],
 )
 def test_acceptable_values(key, value):
@@ -45,6 +46,7 @@ def test_acceptable_values(key, value):
         ("net.ipv4.tcp_rmem", "4096 131072", "needs 3 numbers"),
         ("net.ipv4.tcp_rmem", "4096 131072 1 1", "needs 3 numbers"),
         ("net.core.rmem_max", "2147483648", "int range"),
+        ("net.ipv4.tcp_notsent_lowat", "4294967296", "int range"),
         ("net.core.rmem_max", "010", "plain decimal"),  # the kernel would read octal 8
         ("net.core.rmem_max", "0x10", "plain decimal"),
         ("net.core.rmem_max", "+5", "plain decimal"),

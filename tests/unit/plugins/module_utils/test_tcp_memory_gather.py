@@ -59,6 +59,7 @@ NORMAL_HOST_SYSCTL = {  # 6.1, initial namespace
     "net.ipv4.udp_mem": rw("global", PAGES, [47043, 62725, 94086]),
     "net.ipv4.tcp_moderate_rcvbuf": rw("netns", "boolean", 1),
     "net.ipv4.tcp_adv_win_scale": rw("netns", "count", 1),
+    "net.ipv4.tcp_notsent_lowat": rw("netns", BYTES, 4294967295),  # UINT_MAX: an unsigned int
     "net.core.rmem_max": rw("global", BYTES, 212992),
     "net.core.wmem_max": rw("global", BYTES, 212992),
     "net.core.rmem_default": rw("global", BYTES, 212992),
@@ -91,6 +92,7 @@ EXPECTED_SYSCTL = {
         "net.ipv4.udp_mem": rw("global", PAGES, [23208, 30945, 46416]),
         "net.ipv4.tcp_moderate_rcvbuf": rw("global", "boolean", 1),
         "net.ipv4.tcp_adv_win_scale": rw("global", "count", 1),
+        "net.ipv4.tcp_notsent_lowat": rw("global", BYTES, 4294967295),
         "net.core.rmem_max": rw("global", BYTES, 212992),
         "net.core.wmem_max": rw("global", BYTES, 212992),
         "net.core.rmem_default": rw("global", BYTES, 212992),

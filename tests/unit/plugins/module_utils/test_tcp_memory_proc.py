@@ -234,7 +234,7 @@ def test_sysctl_scope(key, version, scope):
 
 
 def test_every_key_has_a_unit_and_arity():
-    assert len(keys.MANAGED_KEYS) == 11
+    assert len(keys.MANAGED_KEYS) == 12
     for key in keys.MANAGED_KEYS:
         assert key.unit in ("pages", "bytes", "boolean", "count")
         assert key.arity in (1, 3)

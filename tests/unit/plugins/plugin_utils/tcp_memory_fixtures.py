@@ -19,12 +19,14 @@ NETNS_KEYS = (
     "net.ipv4.tcp_wmem",
     "net.ipv4.tcp_moderate_rcvbuf",
     "net.ipv4.tcp_adv_win_scale",
+    "net.ipv4.tcp_notsent_lowat",
 )
 TRIPLE_KEYS = ("net.ipv4.tcp_mem", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.udp_mem")
 ALL_KEYS = (
     *TRIPLE_KEYS,
     "net.ipv4.tcp_moderate_rcvbuf",
     "net.ipv4.tcp_adv_win_scale",
+    "net.ipv4.tcp_notsent_lowat",
     "net.core.rmem_max",
     "net.core.wmem_max",
     "net.core.rmem_default",
@@ -87,6 +89,7 @@ def make_facts(
         "net.ipv4.udp_mem": [n * 2 for n in boot["tcp_mem_pages"]],
         "net.ipv4.tcp_moderate_rcvbuf": 1,
         "net.ipv4.tcp_adv_win_scale": 1,
+        "net.ipv4.tcp_notsent_lowat": 4294967295,  # UINT_MAX, the kernel's default
         "net.core.rmem_max": 212992,
         "net.core.wmem_max": 212992,
         "net.core.rmem_default": 212992,
@@ -179,3 +182,19 @@ def without(facts: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
         node = node[part]
     del node[path[-1]]
     return broken
+
+
+def host_of(facts: dict[str, Any]) -> Any:
+    """HostFacts with the facts' Measurements attached, as the filter builds them for the model.
+
+    A split calibration (loopback/other, no top-level rx/tx) is left out of parse_facts, which reads the
+    mixed one only; the model takes the split from the Measurements.
+    """
+    from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import parse_facts
+    from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import with_measurements
+
+    plain = facts
+    calibration = facts.get("calibration")
+    if isinstance(calibration, dict) and "rx" not in calibration:
+        plain = {**facts, "calibration": None}
+    return with_measurements(parse_facts(plain), facts)

@@ -10,11 +10,14 @@ from typing import Any, Optional
 import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
     ModelInputError,
-    parse_facts,
     resolve_workload,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_model import recommend
-from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import MIB, make_facts
+from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import (
+    MIB,
+    host_of,
+    make_facts,
+)
 
 # Every connection queues 64 KiB on the send side: 65536 x 1.25 / 4096 = 20 pages = 81920 bytes, plus
 # 4700 bytes of socket slab (kernel 6.1) on cgroup v2.
@@ -51,7 +54,7 @@ def run(cgroup_facts: Any, connections: int, **workload: Any) -> dict[str, Any]:
     facts = make_facts()
     if cgroup_facts is not ...:
         facts["cgroups"] = cgroup_facts
-    return recommend(parse_facts(facts), resolve_workload(connections=connections, **dict(WORKLOAD, **workload)))
+    return recommend(host_of(facts), resolve_workload(connections=connections, **dict(WORKLOAD, **workload)))
 
 
 def cgroup_warnings(result: dict[str, Any]) -> list[str]:
@@ -144,3 +147,38 @@ def test_other_memory_over_the_limit_leaves_no_connection():
 def test_bad_cgroup_facts_name_the_key(cgroup_facts, message):
     with pytest.raises(ModelInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         run(cgroup_facts, connections=10)
+
+
+# ---------------------------------------------------------------- what each limit does, sock_throttled, file pages
+
+
+@pytest.mark.parametrize(
+    ("limit_file", "said", "not_said"),
+    [
+        ("memory.high", "memory.high never refuses a charge: past it the task is throttled", "sk_stream_wait_memory"),
+        ("memory.max", "from 6.1 receive charges in softirq are forced past memory.max", "never refuses"),
+    ],
+)
+def test_the_warning_says_what_the_limit_does(limit_file, said, not_said):
+    (warning,) = cgroup_warnings(run(cgroups(64 * MIB, limit_file=limit_file), connections=1000))
+    assert said in warning
+    assert not_said not in warning
+
+
+def test_sock_throttled_is_surfaced_even_without_a_limit():
+    facts = cgroups(None)
+    facts["owners"][0]["sock_throttled"] = 17
+    result = run(facts, connections=1000)
+    assert any(w.startswith("memory.events sock_throttled = 17") for w in result["warnings"])
+    quiet = cgroups(None)
+    quiet["owners"][0]["sock_throttled"] = 0
+    assert not any("sock_throttled" in w for w in run(quiet, connections=1000)["warnings"])
+
+
+def test_reclaimable_file_memory_is_named_in_the_headroom():
+    facts = cgroups(64 * MIB)
+    facts["owners"][0]["socket_limit"]["file_bytes"] = 30 * MIB
+    result = run(facts, connections=1000)
+    assert result["cgroup"]["file_bytes"] == 30 * MIB
+    (warning,) = cgroup_warnings(result)
+    assert "30.00 MiB of file memory, left out" in warning

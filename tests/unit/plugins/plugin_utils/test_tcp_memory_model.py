@@ -26,6 +26,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_mod
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import (
     GIB,
     MIB,
+    host_of,
     make_facts,
 )
 
@@ -39,7 +40,7 @@ ESNET_10G = {
 
 
 def run(facts: dict[str, Any], **arguments: Any) -> dict[str, Any]:
-    return recommend(parse_facts(facts), resolve_workload(**arguments))
+    return recommend(host_of(facts), resolve_workload(**arguments))
 
 
 def triple(result: dict[str, Any], key: str) -> tuple[int, ...]:
@@ -54,7 +55,9 @@ def test_worked_example_16_gib_200k_connections_arithmetic():
     # balanced: 20000 active x (16384 B x 2 = 8 pages rx + 16384 B x 1.25 = 5 pages tx) + 8 CPUs x 256 pages
     steady_pages = 20000 * (8 + 5) + 8 * 256
     assert result["estimate"]["steady_state_pages"] == steady_pages
-    assert triple(result, "net.ipv4.tcp_mem") == (steady_pages, -(-steady_pages * 4 // 3), 2 * steady_pages)
+    # the buffers B scale by 4/3 and 2, the per-CPU lag L (counter error, not memory) is added once
+    buffers, lag = 20000 * (8 + 5), 8 * 256
+    assert triple(result, "net.ipv4.tcp_mem") == (steady_pages, -(-buffers * 4 // 3) + lag, 2 * buffers + lag)
     assert "U 262048 pages" in result["explain"]["net.ipv4.tcp_mem"]
     assert result["estimate"]["slab_bytes_at_target"] == 200000 * 4700
     assert result["estimate"]["recommended_connections_before_pressure"] >= 200000
@@ -154,16 +157,16 @@ def test_target_beyond_the_budget_says_by_how_much_and_how_many_fit():
     with pytest.raises(TargetDoesNotFitError) as caught:
         run(facts, connections=400_000)
     message = str(caught.value)
-    # at tcp_mem[2] = 2 U: 2 x (40000 x 13 + 512) pages x 4096 B + 400000 x 4700 B of slab, against 4 GiB
-    needed_bytes = 2 * (40000 * 13 + 512) * 4096 + 400000 * 4700
+    # at tcp_mem[2] = 2 B + L: (2 x 40000 x 13 + 512) pages x 4096 B + 400000 x 4700 B of slab, against 4 GiB
+    needed_bytes = (2 * 40000 * 13 + 512) * 4096 + 400000 * 4700
     assert f"short by {-(-(needed_bytes - 4 * GIB) // 4096)} pages" in message
     assert "binding term is the buffer pages at tcp_mem[2]" in message
-    assert "at most 279530 connections" in message
+    assert "at most 279670 connections" in message
     assert "memory_fraction" in message and "of RAM" in message and "best_effort" in message
     # the advice is exact: the suggested count fits, one more does not
-    run(facts, connections=279530)
+    run(facts, connections=279670)
     with pytest.raises(TargetDoesNotFitError):
-        run(facts, connections=279531)
+        run(facts, connections=279671)
 
 
 def test_socket_slab_counts_against_the_budget_and_a_refusal_names_it():
@@ -231,7 +234,12 @@ def test_container_namespace_scope_and_warnings():
     assert "SO_RCVBUF are capped by net.core.rmem_max=212992" in warnings
     # still recommended, so the operator can set it on the host
     assert "net.ipv4.tcp_mem" in result["sysctl"]
-    assert result["estimate"]["current_tcp_mem_source"] == "boot default"
+    # tcp_mem is not visible here: the current capacity is unknown, not an estimated boot default
+    assert result["estimate"]["current_tcp_mem_source"] is None
+    assert result["estimate"]["current_tcp_mem_pages"] is None
+    assert result["estimate"]["current_connections_before_pressure"] is None
+    assert result["estimate"]["current_connections_before_stalls"] is None
+    assert result["estimate"]["current_settings_hold_target"] is None
 
 
 @pytest.mark.parametrize(("version", "live_scale"), [((6, 6, 0), 2), ((6, 18, 0), 2), ((5, 15, 0), 2), ((6, 18, 0), 1)])
@@ -604,25 +612,80 @@ def test_per_mss_truesize_is_the_kernels_worst_case_skb():
     assert per_mss_truesize_bytes() == kmalloc_bucket(1460 + 320 + 320) + 256 == 4096 + 256
 
 
-@pytest.mark.parametrize(("congestion_control", "factor"), [("cubic", 2), ("reno", 2), ("bbr", 3), (None, 2)])
-def test_send_max_covers_what_tcp_sndbuf_expand_asks(congestion_control, factor):
+@pytest.mark.parametrize("congestion_control", ["cubic", "bbr", None])
+def test_send_max_is_twice_the_bdp_at_the_gso_overhead_not_tcp_sndbuf_expands_worst_case(congestion_control):
     facts = make_facts(mem_total_bytes=64 * GIB)
     facts["tcp_congestion_control"] = congestion_control
-    # 1 Gbit/s x 10 ms: BDP 1,250,000 B = ceil(1250000 / 1448) = 864 segments
-    result = run(facts, connections=100, bandwidth_bps=1_000_000_000, rtt_ms=10)
-    asked = factor * 864 * 4352
-    assert triple(result, "net.ipv4.tcp_wmem")[2] == -(-asked // 4096) * 4096
-    explain = result["explain"]["net.ipv4.tcp_wmem"]
-    named = congestion_control or "congestion control unknown, cubic's"
-    assert f"{factor} ({named}) x cwnd 864" in explain
+    # 1 Gbit/s x 100 ms: BDP 12,500,000 B; bulk 64 KiB skbs cost (65536 + 1280) / 65536 each
+    result = run(facts, connections=10, profile="bulk_throughput", bandwidth_bps=1_000_000_000, rtt_ms=100)
+    needed = -(-2 * 12_500_000 * (65536 + 1280) // 65536)
+    assert triple(result, "net.ipv4.tcp_wmem")[2] == -(-needed // 4096) * 4096
+    assert triple(result, "net.ipv4.tcp_wmem")[2] <= 2.5 * 12_500_000
+    # the old rule, tcp_sndbuf_expand's non-GSO ask, was 2 (3 under bbr) x 8633 segments x 4352 B: 6x (9x) the BDP
+    assert triple(result, "net.ipv4.tcp_wmem")[2] < 2 * 8633 * 4352
+    assert "GSO truesize overhead (65536 + skb head 1280) / 65536" in result["explain"]["net.ipv4.tcp_wmem"]
     assert int(result["sysctl"]["net.core.wmem_max"]) == triple(result, "net.ipv4.tcp_wmem")[2]
 
 
-def test_short_link_asks_for_at_least_the_initial_window():
-    facts = make_facts()
-    result = run(facts, connections=100, bandwidth_bps=10_000_000, rtt_ms=1)  # BDP 1250 B: one segment
-    assert "x cwnd 10 segments" in result["explain"]["net.ipv4.tcp_wmem"]
-    assert triple(result, "net.ipv4.tcp_wmem")[2] >= 2 * 10 * 4352
+def test_send_max_uses_a_measured_send_factor():
+    facts = make_facts(mem_total_bytes=64 * GIB)
+    facts["calibration"] = {
+        "rx": {"factor": None, "sockets": 0, "payload_bytes": 0},
+        "tx": {"factor": 1.1, "sockets": 500, "payload_bytes": 50 << 20},
+    }
+    result = run(facts, connections=10, profile="bulk_throughput", bandwidth_bps=1_000_000_000, rtt_ms=100)
+    assert triple(result, "net.ipv4.tcp_wmem")[2] == -(-27_500_000 // 4096) * 4096  # 2 x 12,500,000 x 1.1
+
+
+def test_tcp_notsent_lowat_only_for_bulk_profiles():
+    facts = make_facts(mem_total_bytes=64 * GIB)
+    bulk = run(facts, connections=10, profile="bulk_throughput", bandwidth_bps=100_000_000, rtt_ms=800)
+    assert bulk["sysctl"]["net.ipv4.tcp_notsent_lowat"] == "131072"
+    assert "the kernel's default UINT_MAX" in bulk["explain"]["net.ipv4.tcp_notsent_lowat"]
+    assert bulk["scope"]["net.ipv4.tcp_notsent_lowat"]["scope"] == "netns"
+    assert "net.ipv4.tcp_notsent_lowat" not in run(facts, connections=1000)["sysctl"]
+
+
+def test_bulk_flows_at_their_maxima_past_the_pressure_threshold_are_warned_with_the_count_that_fits():
+    facts = make_facts(mem_total_bytes=16 * GIB)
+    # 10 bulk flows over 10 Gbit/s x 100 ms: each send maximum is ~255 MB, ten of them pass tcp_mem[1]
+    result = run(facts, connections=10, profile="bulk_throughput", bandwidth_bps=10_000_000_000, rtt_ms=100)
+    pressure_bytes = triple(result, "net.ipv4.tcp_mem")[1] * 4096
+    maximum = triple(result, "net.ipv4.tcp_wmem")[2]
+    assert 10 * maximum > pressure_bytes
+    warning = next(w for w in result["warnings"] if w.startswith(f"net.ipv4.tcp_wmem[2]={maximum} bytes: 10 flows"))
+    assert f"this host carries {pressure_bytes // maximum} such flow" in warning
+    quiet = run(facts, connections=1000)  # no link: kernel maxima, one flow at a time
+    assert not any("at this maximum would hold" in w for w in quiet["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("kernel", "rx_factor", "expected"),
+    [
+        # before 6.6: (2 x BDP + 16 x 1460) / 1460 segments x rcvmem, rcvmem = SKB_TRUESIZE(1460 + 320) = 2356
+        # raised by 128 until rcvmem - rcvmem / 2 >= 1460: 2996 B; the window it advertises is half
+        ((6, 1, 0), None, (2 * 62_500_000 + 16 * 1460) // 1460 * 2996),
+        # from 6.6: (2 x BDP + 16 x advmss) x the receive truesize (1 / scaling_ratio)
+        ((6, 12, 0), 1.02, -(-(2 * 62_500_000 + 16 * 1460) * 102 // 100)),
+    ],
+)
+def test_receive_max_lets_autotuning_reach_its_target(kernel, rx_factor, expected):
+    facts = make_facts(mem_total_bytes=64 * GIB, kernel_version=kernel)
+    arguments = {"rx_truesize_factor": rx_factor} if rx_factor else {}
+    # the issue's example: 10 Gbit/s x 50 ms, BDP 62.5 MB
+    result = run(facts, connections=10, bandwidth_bps=10_000_000_000, rtt_ms=50, **arguments)
+    assert triple(result, "net.ipv4.tcp_rmem")[2] == -(-expected // 4096) * 4096
+    assert int(result["sysctl"]["net.core.rmem_max"]) == triple(result, "net.ipv4.tcp_rmem")[2]
+    if kernel < (6, 6, 0):  # the window advertised from that buffer still holds twice the BDP
+        assert triple(result, "net.ipv4.tcp_rmem")[2] // 2 >= 2 * 62_500_000
+
+
+def test_receive_max_follows_a_changed_tcp_adv_win_scale_before_6_6():
+    facts = make_facts(mem_total_bytes=64 * GIB, kernel_version=(5, 10, 0), live={"net.ipv4.tcp_adv_win_scale": 2})
+    result = run(facts, connections=10, bandwidth_bps=1_000_000_000, rtt_ms=100)
+    # scale 2: window = space - space / 4, rcvmem 2356 already holds 1767 >= 1460
+    expected = (2 * 12_500_000 + 16 * 1460) // 1460 * 2356
+    assert triple(result, "net.ipv4.tcp_rmem")[2] == -(-expected // 4096) * 4096
 
 
 def test_decrease_of_a_live_per_socket_maximum_is_warned():
@@ -754,3 +817,125 @@ def test_malformed_calibration_is_named():
     facts["calibration"] = {"rx": {"factor": "x", "sockets": 1, "payload_bytes": 1}, "tx": {}}
     with pytest.raises(ModelInputError, match=r"facts\.calibration\.rx\.factor must be a number"):
         run(facts, connections=10)
+
+
+# ---------------------------------------------------------------- charges version by version
+
+
+def with_socket_memory(facts: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """Facts carrying socket_memory (docs/data-model.md), the fields not given null."""
+    names = ("mem_pcpu_rsv_pages", "bypass_prot_mem", "per_mss_bytes", "initial_sndbuf_bytes", "probe_mss_bytes")
+    return {**facts, "socket_memory": {name: fields.get(name) for name in names}}
+
+
+@pytest.mark.parametrize(
+    ("version", "release", "head_bytes"),
+    [
+        ((5, 10, 0), "5.10.0-30-amd64", 1280),  # kmalloc-1024 of SKB_HEAD_ALIGN(MAX_TCP_HEADER 320) = 640
+        ((6, 1, 0), "6.1.0-31-amd64", 1280),
+        ((6, 1, 0), "6.1.0-31-cloud-amd64", 1280),  # 576 B, still kmalloc-1024
+        ((6, 5, 0), "6.5.0-test", 256 + 640),  # skb_small_head_cache of SKB_HEAD_ALIGN(320)
+        ((6, 12, 0), "6.12.9-amd64", 256 + 704),  # SKB_HEAD_ALIGN(max(320, GRO_MAX_HEAD_PAD 368))
+        ((6, 12, 0), "6.12.9-cloud-amd64", 256 + 640),
+    ],
+)
+def test_skb_head_charge_follows_the_kernel_version_and_flavour(version, release, head_bytes):
+    facts = make_facts(kernel_version=version)
+    facts["kernel"]["release"] = release
+    # 16 KiB pushed in 1 KiB writes: 16 skbs, each its payload plus a head
+    result = run(facts, connections=1000, tx_buffered_bytes=16384, message_bytes=1024)
+    assert f"16 skb heads x {head_bytes} B" in result["explain"]["net.ipv4.tcp_mem"]
+    assert result["estimate"]["tx_pages_per_active_connection"] == -(-(16384 + 16 * head_bytes) // 4096)
+
+
+def test_measured_per_mss_tells_the_cloud_flavour_apart():
+    facts = with_socket_memory(make_facts(kernel_version=(6, 12, 0)), per_mss_bytes=2304)  # release says nothing
+    result = run(facts, connections=1000, tx_buffered_bytes=16384, message_bytes=1024)
+    assert "16 skb heads x 896 B" in result["explain"]["net.ipv4.tcp_mem"]
+
+
+@pytest.mark.parametrize(
+    ("version", "steady_pages"),
+    [
+        # 5.5 .. 5.19 round each socket to SK_MEM_QUANTUM 4096 B: rx 4096 x 2 = 2 quanta, tx 16384 B in 4 KiB
+        # writes + 4 heads x 1280 B = 21504 B = 6 quanta: 8 x 4096 B per active socket; 5000 of them = 2500 pages
+        ((5, 10, 0), 2500),
+        # from 6.0 the unit is the page again: one 64 KiB page per direction, + 4 CPUs x 16 pages of per-CPU lag
+        ((6, 1, 0), 5000 * 2 + 4 * 16),
+    ],
+)
+def test_64_kib_page_kernels_charge_in_sk_mem_quantum_units_before_6_0(version, steady_pages):
+    facts = make_facts(mem_total_bytes=256 * GIB, page_size_bytes=65536, cpu_count=4, kernel_version=version)
+    result = run(facts, connections=100_000, profile="many_idle")
+    assert result["estimate"]["steady_state_pages"] == steady_pages
+
+
+def test_per_cpu_reserve_comes_from_mem_pcpu_rsv_and_is_not_scaled():
+    facts = with_socket_memory(make_facts(kernel_version=(6, 12, 0), cpu_count=8), mem_pcpu_rsv_pages=64)
+    result = run(facts, connections=200_000)
+    buffers = 20000 * (8 + 5)
+    assert result["estimate"]["per_cpu_reserve_pages"] == 8 * 64
+    assert triple(result, "net.ipv4.tcp_mem") == (buffers + 512, -(-buffers * 4 // 3) + 512, 2 * buffers + 512)
+    assert "8 CPUs x net.core.mem_pcpu_rsv 64 pages" in result["explain"]["net.ipv4.tcp_mem"]
+    fallback = run(make_facts(kernel_version=(6, 12, 0), cpu_count=8), connections=200_000)
+    assert fallback["estimate"]["per_cpu_reserve_pages"] == 8 * 256  # the fixed 1 MiB where the sysctl is absent
+    old = run(with_socket_memory(make_facts(kernel_version=(5, 10, 0), cpu_count=8)), connections=200_000)
+    assert old["estimate"]["per_cpu_reserve_pages"] == 0  # no per-CPU batch before 6.0
+
+
+@pytest.mark.parametrize("bypass", [True, False, None])
+def test_bypass_prot_mem_is_said_when_set(bypass):
+    facts = with_socket_memory(make_facts(kernel_version=(6, 18, 0)), bypass_prot_mem=bypass)
+    result = run(facts, connections=1000)
+    said = "net.core.bypass_prot_mem=1" in result["explain"]["net.ipv4.tcp_mem"]
+    assert said == (bypass is True)
+    assert any("charged only to their memory cgroup" in warning for warning in result["warnings"]) == said
+
+
+@pytest.mark.parametrize(
+    ("socket_memory", "release", "expected"),
+    [
+        ({"initial_sndbuf_bytes": 46080, "per_mss_bytes": 2304}, "6.1.0-31-cloud-amd64", "46080 B (measured on this"),
+        ({"per_mss_bytes": 2304}, "6.1.0-31-amd64", "46080 B (2 x 10 segments x 2304 B (measured per_mss))"),
+        ({}, "6.1.0-31-amd64", "87040 B (2 x 10 segments x 4352 B (this kernel flavour's per_mss))"),
+        ({}, "6.1.0-31-cloud-amd64", "46080 B (2 x 10 segments x 2304 B (this kernel flavour's per_mss))"),
+    ],
+)
+def test_initial_send_buffer_is_tcp_sndbuf_expands_not_tcp_wmem_1(socket_memory, release, expected):
+    facts = with_socket_memory(make_facts(), **socket_memory)
+    facts["kernel"]["release"] = release
+    explain = run(facts, connections=1000)["explain"]["net.ipv4.tcp_wmem"]
+    assert f"an established socket starts at tcp_sndbuf_expand's {expected}" in explain
+    assert "SO_SNDBUF of a socket before it connects" in explain
+
+
+def split_calibration(other: tuple[int, int, float], loopback: tuple[int, int, float], stopped_early: bool = False):
+    def sample(sockets: int, payload: int, factor: float) -> dict[str, Any]:
+        entry = {"sockets": sockets, "payload_bytes": payload, "charged_bytes": int(payload * factor), "factor": factor}
+        return {"sockets": sockets, "rx": entry, "tx": {"sockets": 0, "payload_bytes": 0, "factor": None}}
+
+    return {
+        "loopback": sample(*loopback),
+        "other": sample(*other),
+        "stopped_early": stopped_early,
+        "sampled_sockets": other[0] + loopback[0],
+        "max_sockets": 10000,
+    }
+
+
+def test_calibration_prefers_the_non_loopback_factor_when_its_sample_is_large_enough():
+    facts = make_facts()
+    facts["calibration"] = split_calibration(other=(300, 30 << 20, 1.4), loopback=(500, 50 << 20, 1.06))
+    explain = run(facts, connections=1000)["explain"]["net.ipv4.tcp_mem"]
+    assert "rx x1.4 measured on 300 non-loopback sockets" in explain
+
+
+def test_calibration_falls_back_to_loopback_and_says_when_the_sample_stopped_early():
+    facts = make_facts()
+    facts["calibration"] = split_calibration(
+        other=(20, 30 << 20, 2.8), loopback=(500, 50 << 20, 1.06), stopped_early=True
+    )
+    explain = run(facts, connections=1000)["explain"]["net.ipv4.tcp_mem"]
+    assert "rx x1.06 measured on 500 loopback sockets" in explain
+    assert "reading stopped at calibrate_sample" in explain
+    assert "tx x1.25 default (calibration: non-loopback 0 sockets with data" in explain
