@@ -1188,6 +1188,18 @@ def _current_settings_hold_target(
     return True if held is None else held >= workload.connections
 
 
+# tcp_fragment() (net/ipv4/tcp_output.c, since 5.2 and the 4.19/5.1 stable fixes) refuses to split a queued
+# skb only once sk_wmem_queued / 2 passes sk_sndbuf + 2 * SKB_TRUESIZE(GSO_LEGACY_MAX_SIZE) (GSO_MAX_SIZE before
+# 5.19; 64 KiB either way). Splits as the window opens (tcp_fragment, tso_fragment: a new head each) are charged
+# past sk_sndbuf, up to that ceiling: the most one bulk flow's send queue can hold in tcp_mem.
+GSO_LEGACY_MAX_BYTES = 65536
+
+
+def send_queue_ceiling_bytes(send_max_bytes: int) -> int:
+    """The most a flow's send queue can be charged when its buffer is send_max_bytes (tcp_fragment's allowance)."""
+    return 2 * (send_max_bytes + 2 * (GSO_LEGACY_MAX_BYTES + SK_BUFF_BYTES + SKB_SHARED_INFO_BYTES))
+
+
 def _udp_mem_max_bytes(host: HostFacts) -> Optional[int]:
     udp_mem = _current_value(host, UDP_MEM)
     return None if not udp_mem else udp_mem[2] * host.page_size_bytes
@@ -1701,7 +1713,12 @@ def recommend(host: HostFacts, workload: Workload, root: Optional[bool] = None) 
         "scope": scope,
         "unsettable": _unsettable_keys(scope),
         "rows": _report_rows(host, values, decisions, scope),
-        "estimate": _build_estimate(host, workload, usage, tcp_mem),
+        "estimate": {
+            **_build_estimate(host, workload, usage, tcp_mem),
+            "send_queue_ceiling_bytes_per_flow": send_queue_ceiling_bytes(values[TCP_WMEM][2])
+            if TCP_WMEM in values
+            else None,
+        },
         "warnings": warnings,
         "inputs": _resolved_inputs(host, workload),
         "cgroup": cgroup,

@@ -20,6 +20,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_mod
     bytes_charged,
     per_mss_truesize_bytes,
     recommend,
+    send_queue_ceiling_bytes,
     skbs_queued,
     steady_state_usage,
 )
@@ -939,3 +940,10 @@ def test_calibration_falls_back_to_loopback_and_says_when_the_sample_stopped_ear
     assert "rx x1.06 measured on 500 loopback sockets" in explain
     assert "reading stopped at calibrate_sample" in explain
     assert "tx x1.25 default (calibration: non-loopback 0 sockets with data" in explain
+
+
+def test_send_queue_ceiling_is_tcp_fragments_allowance():
+    """tcp_fragment() splits queued skbs until sk_wmem_queued / 2 passes sk_sndbuf + 2 * SKB_TRUESIZE(64 KiB):
+    a bulk flow's queue can be charged up to twice its send buffer plus two full-size skbs."""
+    truesize_64k = 65536 + 256 + 320
+    assert send_queue_ceiling_bytes(20_400_000) == 2 * (20_400_000 + 2 * truesize_64k)
