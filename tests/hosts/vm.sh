@@ -16,13 +16,24 @@
 #
 # --release picks the Debian release of the guest: 11 (bullseye), 12 (bookworm, the default) or
 # 13 (trixie); $NETSTACK_VM_RELEASE sets the default.
-# State lives in $NETSTACK_HOSTS_CACHE (default <repo>/.cache/hosts): each release's image in
+# State lives in $NETSTACK_HOSTS_CACHE (default /var/cache/netstack-tcp-tuning/hosts, or
+# <repo>/.cache/hosts where that cannot be created): each release's image in
 # image-debianN-<hash>/, each VM in $NETSTACK_VMS_DIR (default vms/) NAME/{pid,port,key,...}.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/../.." && pwd)
-cache=${NETSTACK_HOSTS_CACHE:-$repo/.cache/hosts}
+# Images are cached machine-wide, outside any clone, so a fresh clone on a machine that built them
+# once reuses them (keyed by the hash of the build scripts, so a changed recipe builds anew); where
+# that directory cannot be created (not root), in the clone. NETSTACK_HOSTS_CACHE overrides both.
+machine_cache=/var/cache/netstack-tcp-tuning/hosts
+if [ -n "${NETSTACK_HOSTS_CACHE:-}" ]; then
+  cache=$NETSTACK_HOSTS_CACHE
+elif mkdir -p "$machine_cache" 2>/dev/null && [ -w "$machine_cache" ]; then
+  cache=$machine_cache
+else
+  cache=$repo/.cache/hosts
+fi
 # A test run may use its own VM directory (run-molecule.sh does) so that its cleanup stops only
 # its own VMs; the image cache and the VM limit stay shared by everyone on the machine.
 vms_dir=${NETSTACK_VMS_DIR:-$cache/vms}
