@@ -222,6 +222,7 @@ cmd_start() {
   # Counting and starting under one lock keeps concurrent starts within the VM limit.
   exec 9>"$cache/.vms.lock"
   deadline=$((SECONDS + slot_timeout_s))
+  local wait_start=$SECONDS
   while true; do
     flock 9
     if [ "$(count_all_vms)" -lt "$max_vms" ]; then
@@ -229,9 +230,10 @@ cmd_start() {
     fi
     flock -u 9
     ((SECONDS < deadline)) || die "still $max_vms VMs running after ${slot_timeout_s}s"
-    log "$max_vms VMs running, waiting for a free slot"
+    ((SECONDS > wait_start)) || log "$name: $max_vms VMs running on this machine, waiting for a free slot (at most ${slot_timeout_s}s)"
     sleep 5
   done
+  ((SECONDS == wait_start)) || log "$name: got a slot after $((SECONDS - wait_start))s of waiting"
   rm -rf "$dir"
   mkdir -p "$dir"
   install -m 0600 "$(dirname "$image")/id_ed25519" "$dir/key"
@@ -249,11 +251,13 @@ cmd_start() {
   trap 'cmd_stop "$name"; exit 143' TERM
   trap 'cmd_stop "$name"; exit 130' INT
 
-  log "$name: booting Debian $release (memory ${memory_mb} MB, port $(cat "$dir/port")), waiting for ssh"
+  log "$name: booting Debian $release (memory ${memory_mb} MB, port $(cat "$dir/port")) at $(date -u +%H:%M:%S), waiting for ssh"
+  local boot_start=$SECONDS
   if ! (wait_for_ssh "$name"); then
     cmd_stop "$name" --keep-log
     die "$name: did not come up"
   fi
+  log "$name: up on ssh after $((SECONDS - boot_start))s"
   trap - TERM INT
   cat "$dir/port"
 }
