@@ -65,18 +65,33 @@ else
   done
 fi
 
-# Container names of the podman scenarios (platforms of a scenario whose driver is podman).
+# Container names are machine-wide: this run's podman platforms carry its own suffix (molecule
+# expands ${NETSTACK_RUN_ID:-local} in their names), so its cleanup never removes another run's containers.
+NETSTACK_RUN_ID=$(basename "$run_dir" | cut -d. -f2)
+export NETSTACK_RUN_ID
+
+# Container names of the podman scenarios (platforms of a scenario whose driver is podman), with
+# ${VAR} and ${VAR:-default} expanded as molecule does.
 podman_platforms() {
   "$bin/python" - "$@" <<'EOF'
+import os
+import re
 import sys
 import yaml
+
+
+def expand(text):
+    return re.sub(
+        r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), text
+    )
+
 
 for path in sys.argv[1:]:
     with open(path, encoding="utf-8") as handle:
         config = yaml.safe_load(handle) or {}
     if (config.get("driver") or {}).get("name") == "podman":
         for platform in config.get("platforms") or []:
-            print(platform["name"])
+            print(expand(platform["name"]))
 EOF
 }
 
