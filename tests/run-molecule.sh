@@ -67,7 +67,8 @@ fi
 
 # Container names are machine-wide: this run's podman platforms carry its own suffix (molecule
 # expands ${NETSTACK_RUN_ID:-local} in their names), so its cleanup never removes another run's containers.
-NETSTACK_RUN_ID=$(basename "$run_dir" | cut -d. -f2)
+# Lower case: the podman driver names an image after each container, and image names must be.
+NETSTACK_RUN_ID=$(basename "$run_dir" | cut -d. -f2 | tr '[:upper:]' '[:lower:]')
 export NETSTACK_RUN_ID
 
 # Container names of the podman scenarios (platforms of a scenario whose driver is podman), with
@@ -99,6 +100,8 @@ EOF
 # release boot the default guest (Debian 12, as vm.sh).
 scenario_platforms() {
   "$bin/python" - "$@" <<'EOF'
+import os
+import re
 import sys
 import yaml
 
@@ -107,7 +110,8 @@ for path in sys.argv[1:]:
         config = yaml.safe_load(handle) or {}
     podman = (config.get("driver") or {}).get("name") == "podman"
     for platform in config.get("platforms") or []:
-        print(platform["name"], "podman" if podman else "vm", "-" if podman else platform.get("release", 12))
+        name = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), platform["name"])
+        print(name, "podman" if podman else "vm", "-" if podman else platform.get("release", 12))
 EOF
 }
 
