@@ -24,13 +24,14 @@ export ANSIBLE_NOCOLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help venv hostdeps devlink lint sanity unit integration compat docs generate build molecule test run bench clean
+.PHONY: help venv hostdeps devlink lint sanity unit integration compat docs generate build molecule proof test run bench clean
 
 help:
 	@echo "make run   - install what is needed, then dry-run the tune playbook on localhost (check mode)"
 	@echo "make test  - lint, sanity, unit, real-kernel integration, compat (ansible-core 2.16-2.18), docs, molecule"
-	@echo "stages: make venv lint sanity unit integration compat docs molecule bench build clean"
+	@echo "stages: make venv lint sanity unit integration compat docs molecule proof bench build clean"
 	@echo "make generate - rewrite the files derived from the workload schema"
+	@echo "make proof - the kernel experiments docs/recommendation-model.md quotes (not part of make test)"
 
 $(VENV)/.stamp: requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,10 +85,18 @@ docs: build $(DOCS_TOOLS)/.stamp
 generate: venv devlink
 	PYTHONPATH=$(DEVPATH) $(BIN)/python -m ansible_collections.netstack.tcp_tuning.tests.tools.generate_workload
 
+# Every scenario but the proof ones, side by side where two cores allow (tests/run-molecule.sh);
+# MOLECULE_SCENARIOS picks some by name.
 molecule: venv devlink hostdeps
-	tests/run-molecule.sh $(BIN)
+	tests/run-molecule.sh $(BIN) $(MOLECULE_SCENARIOS)
 
-# unit and namespace integration tests under each older ansible-core release (test ids end in [coreX.Y.Z])
+# Evidence about the kernel, not a test of the collection: the threshold probe's throughput between
+# the tcp_mem thresholds (molecule/thresholds; its results are recorded in docs/recommendation-model.md).
+proof: venv devlink hostdeps
+	tests/run-molecule.sh $(BIN) thresholds
+
+# what touches the controller's ansible-core (the filter through Templar, the modules' entry points, the role,
+# the playbooks) under each older ansible-core release (test ids end in [coreX.Y.Z]); see tests/run-compat.sh
 compat: devlink hostdeps
 	PYTHON=$(PYTHON) tests/run-compat.sh $(COMPAT_CORES)
 

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-# Run every Molecule scenario (molecule/*/molecule.yml) with `molecule test`, one after the
-# other, and exit non-zero if any failed. Whatever happens, leave no VM or container behind.
-# Prints the time of each stage (image builds, each scenario) and, per scenario, the guests'
-# Debian release, kernel and Python.
+# Run Molecule scenarios (molecule/*/molecule.yml) with `molecule test` and exit non-zero if any
+# failed. Whatever happens, leave no VM or container behind. Prints the time of each stage (image
+# builds, each scenario) and, per scenario, the guests' Debian release, kernel and Python; the
+# summary comes at the end also when a scenario failed or the run was interrupted.
 #
-# usage: tests/run-molecule.sh VENV_BIN [SCENARIO...]   (default: all scenarios)
+# Scenarios run side by side where the machine allows: up to NETSTACK_MOLECULE_JOBS at once
+# (default 2), as long as the vCPUs of their VMs stay within NETSTACK_MOLECULE_VCPUS (default 3,
+# the VM limit of vm.sh: TCG on two cores). A scenario that needs more than that runs alone.
+# Each scenario's output goes to .cache/molecule-logs/SCENARIO.log and is printed when it ends
+# (with one job at a time it streams as it runs).
+#
+# The default set is every scenario but the proof ones (kernel evidence, not tests of the
+# collection: `make proof`, see PROOF_SCENARIOS below); named scenarios run whatever they are.
+#
+# usage: tests/run-molecule.sh VENV_BIN [SCENARIO...]   (default: all scenarios but the proof ones)
 set -euo pipefail
 
 bin=$(cd "${1:?usage: run-molecule.sh VENV_BIN [SCENARIO...]}" && pwd)
@@ -24,38 +33,66 @@ if [ ! -e "$devlink" ]; then
   ln -sfn "$root" "$devlink"
 fi
 export ANSIBLE_COLLECTIONS_PATH="$root/.cache/dev"
-# This run's own VM directory: the cleanup below stops exactly the VMs this run started.
+# This run's own VM directories (one per scenario, vms-SCENARIO): the cleanup below stops exactly
+# the VMs this run started.
+mkdir -p "$root/.cache"
 run_dir=$(mktemp -d "$root/.cache/hosts-run.XXXXXX")
-export NETSTACK_VMS_DIR="$run_dir/vms"
 # Base config for every scenario (molecule -c): test the working tree through .cache/dev instead
 # of letting Molecule's prerun install a copy of the collection into ~/.ansible/collections, where
 # it can shadow the code under test.
 base_config="$run_dir/molecule-base.yml"
 printf -- '---\nprerun: false\n' >"$base_config"
 
+# Experiments on the kernel itself (docs/recommendation-model.md quotes their results): run by
+# `make proof`, never by `make molecule` or `make test`.
+PROOF_SCENARIOS=(thresholds)
+jobs=${NETSTACK_MOLECULE_JOBS:-2}
+vcpu_budget=${NETSTACK_MOLECULE_VCPUS:-3}
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "NETSTACK_MOLECULE_JOBS must be a positive number, got '$jobs'" >&2; exit 2; }
+[[ $vcpu_budget =~ ^[1-9][0-9]*$ ]] || { echo "NETSTACK_MOLECULE_VCPUS must be a positive number, got '$vcpu_budget'" >&2; exit 2; }
+log_dir=$root/.cache/molecule-logs
+mkdir -p "$log_dir"
+
 if [ $# -gt 0 ]; then
   scenarios=("$@")
 else
   scenarios=()
-  # `default` first (the broadest check), the others in name order.
+  # `default` first (the broadest check, and the longest), the others in name order.
   for f in molecule/*/molecule.yml; do
     name=$(basename "$(dirname "$f")")
+    [[ " ${PROOF_SCENARIOS[*]} " == *" $name "* ]] && continue
     [ "$name" = default ] && scenarios=("$name" "${scenarios[@]}") || scenarios+=("$name")
   done
 fi
 
-# Container names of the podman scenarios (platforms of a scenario whose driver is podman).
+# Container names are machine-wide: this run's podman platforms carry its own suffix (molecule
+# expands ${NETSTACK_RUN_ID:-local} in their names), so its cleanup never removes another run's containers.
+# Lower case: the podman driver names an image after each container, and image names must be.
+NETSTACK_RUN_ID=$(basename "$run_dir" | cut -d. -f2 | tr '[:upper:]' '[:lower:]')
+export NETSTACK_RUN_ID
+
+# Container names of the podman scenarios (platforms of a scenario whose driver is podman), with
+# ${VAR} and ${VAR:-default} expanded as molecule does.
 podman_platforms() {
   "$bin/python" - "$@" <<'EOF'
+import os
+import re
 import sys
 import yaml
+
+
+def expand(text):
+    return re.sub(
+        r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), text
+    )
+
 
 for path in sys.argv[1:]:
     with open(path, encoding="utf-8") as handle:
         config = yaml.safe_load(handle) or {}
     if (config.get("driver") or {}).get("name") == "podman":
         for platform in config.get("platforms") or []:
-            print(platform["name"])
+            print(expand(platform["name"]))
 EOF
 }
 
@@ -63,6 +100,8 @@ EOF
 # release boot the default guest (Debian 12, as vm.sh).
 scenario_platforms() {
   "$bin/python" - "$@" <<'EOF'
+import os
+import re
 import sys
 import yaml
 
@@ -71,7 +110,21 @@ for path in sys.argv[1:]:
         config = yaml.safe_load(handle) or {}
     podman = (config.get("driver") or {}).get("name") == "podman"
     for platform in config.get("platforms") or []:
-        print(platform["name"], "podman" if podman else "vm", "-" if podman else platform.get("release", 12))
+        name = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), platform["name"])
+        print(name, "podman" if podman else "vm", "-" if podman else platform.get("release", 12))
+EOF
+}
+
+# The vCPUs of a scenario's VMs (0 for a podman scenario).
+scenario_vcpus() {
+  "$bin/python" - "$1" <<'EOF'
+import sys
+import yaml
+
+with open(sys.argv[1], encoding="utf-8") as handle:
+    config = yaml.safe_load(handle) or {}
+podman = (config.get("driver") or {}).get("name") == "podman"
+print(0 if podman else sum(int(p.get("cpus", 1)) for p in config.get("platforms") or []))
 EOF
 }
 
@@ -100,24 +153,58 @@ describe_scenario() {
   done < <(scenario_platforms "molecule/$1/molecule.yml")
 }
 
+declare -A seconds=() status=() vcpus=() started=() pid_of=()
+images_seconds=
+container_python=
+run_start=$SECONDS
+
+# Printed at the end, and kept in .cache/molecule-logs/summary.txt (tests/run-stages.sh repeats it
+# under its table of stages).
+summary() {
+  summary_lines "$@" | tee "$log_dir/summary.txt"
+}
+
+summary_lines() {
+  local scenario
+  echo "=== molecule summary (seconds per scenario; scenarios ran side by side; wall time ${1}s)"
+  [ -z "$images_seconds" ] || printf '%-14s %-11s %5ss\n' images ready "$images_seconds"
+  for scenario in "${scenarios[@]}"; do
+    if [ -n "${seconds[$scenario]:-}" ]; then
+      printf '%-14s %-11s %5ss\n' "$scenario" "${status[$scenario]}" "${seconds[$scenario]}"
+    elif [ -n "${started[$scenario]:-}" ]; then
+      printf '%-14s %-11s %5ss\n' "$scenario" interrupted $((SECONDS - started[$scenario]))
+    else
+      printf '%-14s %-11s %5s\n' "$scenario" "not run" -
+    fi
+    [ ! -f "molecule/$scenario/molecule.yml" ] || [ -z "$container_python" ] || describe_scenario "$scenario"
+  done
+  echo "logs: $log_dir/SCENARIO.log"
+}
+
 cleanup() {
-  local rc=$? name
-  "$root/tests/hosts/vm.sh" stop-all || rc=1
+  local rc=$? name dir
+  summary $((SECONDS - run_start))
+  for dir in "$run_dir"/vms-*/; do
+    [ -d "$dir" ] || continue
+    NETSTACK_VMS_DIR=$dir "$root/tests/hosts/vm.sh" stop-all || rc=1
+  done
   for name in $(podman_platforms molecule/*/molecule.yml); do
     podman rm --force --time 0 --ignore "$name" >/dev/null 2>&1 || true
   done
   rm -rf "$run_dir"
   exit "$rc"
 }
-# molecule runs in its own process group, in the background: a signal to this script then
-# interrupts `wait` at once, and the trap stops molecule with everything it started
+# Each molecule runs in its own process group, in the background: a signal to this script then
+# interrupts `wait` at once, and the trap stops every molecule with everything it started
 # (ansible-playbook, ssh) before the cleanup above runs.
-molecule_pid=
 interrupted() {
-  if [ -n "$molecule_pid" ]; then
-    kill -TERM -- "-$molecule_pid" 2>/dev/null || true
-    wait "$molecule_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "${pid_of[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  for pid in "${pid_of[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
   exit 130
 }
 trap cleanup EXIT
@@ -126,7 +213,11 @@ trap interrupted INT TERM
 # Every guest image the scenarios use, built side by side (one mmdebstrap per release), and the
 # container image; each is cached, so this stage takes seconds once built.
 stage_start=$SECONDS
-mapfile -t releases < <(scenario_platforms molecule/*/molecule.yml | awk '$2 == "vm" { print $3 }' | sort -u)
+scenario_files=()
+for scenario in "${scenarios[@]}"; do
+  [ ! -f "molecule/$scenario/molecule.yml" ] || scenario_files+=("molecule/$scenario/molecule.yml")
+done
+mapfile -t releases < <(scenario_platforms "${scenario_files[@]}" | awk '$2 == "vm" { print $3 }' | sort -u)
 image_pids=()
 for release in "${releases[@]}"; do
   "$root/tests/hosts/vm.sh" image --release "$release" >/dev/null &
@@ -134,38 +225,90 @@ for release in "${releases[@]}"; do
 done
 container_image=$("$root/tests/hosts/container.sh" image)
 for pid in "${image_pids[@]}"; do
-  wait "$pid" || { echo "a guest image failed to build (see .cache/hosts/image-build-*.log)" >&2; exit 1; }
+  wait "$pid" || { echo "a guest image failed to build (see image-build-debianN.log in vm.sh's image cache)" >&2; exit 1; }
 done
 container_python=$(podman run --rm --network none "$container_image" python3 -c 'import platform; print(platform.python_version())' 2>/dev/null || echo unknown)
 images_seconds=$((SECONDS - stage_start))
 echo "=== images: Debian ${releases[*]} guests and the container image ready in ${images_seconds}s"
 
-failed=()
-declare -A seconds
-for scenario in "${scenarios[@]}"; do
-  [ -f "molecule/$scenario/molecule.yml" ] || { echo "no scenario molecule/$scenario" >&2; failed+=("$scenario"); continue; }
-  echo "=== molecule test -s $scenario ($(date -u +%H:%M:%S)) on:"
+# Start a scenario in the background, in its own process group, with its own VM directory (its
+# cleanup then stops only its own VMs).
+start_scenario() {
+  local scenario=$1 log=$log_dir/$1.log
+  echo "=== molecule test -s $scenario ($(date -u +%H:%M:%S), ${vcpus[$scenario]} vCPUs) on:"
   describe_scenario "$scenario"
-  start=$SECONDS
-  setsid molecule -c "$base_config" test -s "$scenario" &
-  molecule_pid=$!
-  if ! wait "$molecule_pid"; then
+  started[$scenario]=$SECONDS
+  if [ "$jobs" -eq 1 ]; then
+    # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
+    NETSTACK_VMS_DIR="$run_dir/vms-$scenario" setsid bash -c 'molecule -c "$1" test -s "$2" 2>&1 | tee "$3"; exit "${PIPESTATUS[0]}"' \
+      _ "$base_config" "$scenario" "$log" &
+  else
+    NETSTACK_VMS_DIR="$run_dir/vms-$scenario" setsid molecule -c "$base_config" test -s "$scenario" >"$log" 2>&1 &
+  fi
+  pid_of[$scenario]=$!
+}
+
+# Record how a finished scenario went, print its log (side by side runs), stop what it left.
+finish_scenario() {
+  local scenario=$1 rc=$2
+  seconds[$scenario]=$((SECONDS - started[$scenario]))
+  if [ "$rc" -eq 0 ]; then
+    status[$scenario]=passed
+  else
+    status[$scenario]=FAILED
     failed+=("$scenario")
   fi
-  molecule_pid=
-  seconds[$scenario]=$((SECONDS - start))
+  unset "pid_of[$scenario]"
+  if [ "$jobs" -gt 1 ]; then
+    echo "=== molecule test -s $scenario: its output"
+    cat "$log_dir/$scenario.log"
+  fi
+  echo "=== molecule test -s $scenario ${status[$scenario]} after ${seconds[$scenario]}s ($(date -u +%H:%M:%S))"
   # Belt and braces: molecule destroys on failure, but a crash in between must not leak hosts.
-  "$root/tests/hosts/vm.sh" stop-all
+  NETSTACK_VMS_DIR="$run_dir/vms-$scenario" "$root/tests/hosts/vm.sh" stop-all || true
+}
+
+failed=()
+pending=()
+for scenario in "${scenarios[@]}"; do
+  if [ -f "molecule/$scenario/molecule.yml" ]; then
+    vcpus[$scenario]=$(scenario_vcpus "molecule/$scenario/molecule.yml")
+    pending+=("$scenario")
+  else
+    echo "no scenario molecule/$scenario" >&2
+    seconds[$scenario]=0
+    status[$scenario]=FAILED
+    failed+=("$scenario")
+  fi
 done
 
-echo "=== molecule summary"
-printf '%-14s %-7s %5ss\n' images ready "$images_seconds"
-for scenario in "${scenarios[@]}"; do
-  status=passed
-  for f in "${failed[@]}"; do [ "$f" = "$scenario" ] && status=FAILED; done
-  printf '%-14s %-7s %5ss\n' "$scenario" "$status" "${seconds[$scenario]:-0}"
-  [ ! -f "molecule/$scenario/molecule.yml" ] || describe_scenario "$scenario"
+# Greedy, in order: start every pending scenario that fits beside the running ones (one that needs
+# more than the budget starts only when nothing else runs); then wait for one to end.
+while [ ${#pending[@]} -gt 0 ] || [ ${#pid_of[@]} -gt 0 ]; do
+  used=0
+  for scenario in "${!pid_of[@]}"; do used=$((used + vcpus[$scenario])); done
+  still=()
+  for scenario in "${pending[@]}"; do
+    if [ ${#pid_of[@]} -lt "$jobs" ] &&
+      { [ ${#pid_of[@]} -eq 0 ] || [ $((used + vcpus[$scenario])) -le "$vcpu_budget" ]; }; then
+      start_scenario "$scenario"
+      used=$((used + vcpus[$scenario]))
+    else
+      still+=("$scenario")
+    fi
+  done
+  pending=("${still[@]}")
+  done_pid=
+  rc=0
+  wait -n -p done_pid "${pid_of[@]}" || rc=$?
+  for scenario in "${!pid_of[@]}"; do
+    if [ "${pid_of[$scenario]}" = "$done_pid" ]; then
+      finish_scenario "$scenario" "$rc"
+      break
+    fi
+  done
 done
+
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed scenarios: ${failed[*]}" >&2
   exit 1

@@ -16,13 +16,24 @@
 #
 # --release picks the Debian release of the guest: 11 (bullseye), 12 (bookworm, the default) or
 # 13 (trixie); $NETSTACK_VM_RELEASE sets the default.
-# State lives in $NETSTACK_HOSTS_CACHE (default <repo>/.cache/hosts): each release's image in
+# State lives in $NETSTACK_HOSTS_CACHE (default /var/cache/netstack-tcp-tuning/hosts, or
+# <repo>/.cache/hosts where that cannot be created): each release's image in
 # image-debianN-<hash>/, each VM in $NETSTACK_VMS_DIR (default vms/) NAME/{pid,port,key,...}.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/../.." && pwd)
-cache=${NETSTACK_HOSTS_CACHE:-$repo/.cache/hosts}
+# Images are cached machine-wide, outside any clone, so a fresh clone on a machine that built them
+# once reuses them (keyed by the hash of the build scripts, so a changed recipe builds anew); where
+# that directory cannot be created (not root), in the clone. NETSTACK_HOSTS_CACHE overrides both.
+machine_cache=/var/cache/netstack-tcp-tuning/hosts
+if [ -n "${NETSTACK_HOSTS_CACHE:-}" ]; then
+  cache=$NETSTACK_HOSTS_CACHE
+elif mkdir -p "$machine_cache" 2>/dev/null && [ -w "$machine_cache" ]; then
+  cache=$machine_cache
+else
+  cache=$repo/.cache/hosts
+fi
 # A test run may use its own VM directory (run-molecule.sh does) so that its cleanup stops only
 # its own VMs; the image cache and the VM limit stay shared by everyone on the machine.
 vms_dir=${NETSTACK_VMS_DIR:-$cache/vms}
@@ -211,6 +222,7 @@ cmd_start() {
   # Counting and starting under one lock keeps concurrent starts within the VM limit.
   exec 9>"$cache/.vms.lock"
   deadline=$((SECONDS + slot_timeout_s))
+  local wait_start=$SECONDS
   while true; do
     flock 9
     if [ "$(count_all_vms)" -lt "$max_vms" ]; then
@@ -218,9 +230,10 @@ cmd_start() {
     fi
     flock -u 9
     ((SECONDS < deadline)) || die "still $max_vms VMs running after ${slot_timeout_s}s"
-    log "$max_vms VMs running, waiting for a free slot"
+    ((SECONDS > wait_start)) || log "$name: $max_vms VMs running on this machine, waiting for a free slot (at most ${slot_timeout_s}s)"
     sleep 5
   done
+  ((SECONDS == wait_start)) || log "$name: got a slot after $((SECONDS - wait_start))s of waiting"
   rm -rf "$dir"
   mkdir -p "$dir"
   install -m 0600 "$(dirname "$image")/id_ed25519" "$dir/key"
@@ -238,11 +251,13 @@ cmd_start() {
   trap 'cmd_stop "$name"; exit 143' TERM
   trap 'cmd_stop "$name"; exit 130' INT
 
-  log "$name: booting Debian $release (memory ${memory_mb} MB, port $(cat "$dir/port")), waiting for ssh"
+  log "$name: booting Debian $release (memory ${memory_mb} MB, port $(cat "$dir/port")) at $(date -u +%H:%M:%S), waiting for ssh"
+  local boot_start=$SECONDS
   if ! (wait_for_ssh "$name"); then
     cmd_stop "$name" --keep-log
     die "$name: did not come up"
   fi
+  log "$name: up on ssh after $((SECONDS - boot_start))s"
   trap - TERM INT
   cat "$dir/port"
 }

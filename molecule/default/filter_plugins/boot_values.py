@@ -1,6 +1,6 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Filter for the undo scenario: whether two sysctl values are the same boot value of two boots.
+"""Filter for the undo steps of the default scenario: whether two sysctl values are the same boot value of two boots.
 
 net/ipv4/tcp.c tcp_init() computes tcp_mem (nr_free_buffer_pages() / 16) and tcp_rmem[2], tcp_wmem[2]
 (nr_free_buffer_pages() << (PAGE_SHIFT - 7), 32 B a page) from each boot's free pages, which can differ
