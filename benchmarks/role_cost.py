@@ -42,7 +42,7 @@ import bench_hosts as bh  # sibling helper, not an installed package
 # The working tree as ansible_collections.netstack.tcp_tuning (make devlink), as the role runs it.
 sys.path.insert(0, str(bh.ROOT / ".cache" / "dev"))
 # The twelve keys tcp_memory_facts reads: the reset restores any of them a run changed.
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import SYSCTL_KEYS
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.proc import SYSCTL_KEYS
 
 PLAYBOOKS = Path(__file__).resolve().parent / "role_cost"
 ROLE_PLAYBOOK = PLAYBOOKS / "role_apply.yml"

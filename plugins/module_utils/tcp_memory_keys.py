@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The sysctl keys this collection manages and the kernel constants it relies on, defined once.
 
-The facts module (module_utils/tcp_memory_proc), the sysctl_dropin module's entry point (which passes the
-key rules to the generic writer in module_utils/sysctl_dropin_*) and the recommendation model (plugin_utils,
+The facts module (module_utils/facts/proc), the sysctl_dropin module's entry point (which passes the
+key rules to the generic writer in module_utils/dropin) and the recommendation model (plugin_utils,
 controller side) import this file; the role and the Molecule helpers take the key list from the facts. Pure
 data and two helpers, standard library only: it runs on targets.
 """

@@ -334,14 +334,14 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_journal import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.journal import (
     decode_old,
     journal_entry,
     journal_path,
     remove_journal,
     write_journal,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.lock import (
     LockTimeout,
     Untrusted,
     acquire,
@@ -349,7 +349,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     private_directory,
     release,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_paths import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.paths import (
     HostPaths,
     file_type_problem,
     host_paths,
@@ -360,13 +360,13 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     root_problem,
     text_problem,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_plan import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.plan import (
     keys_to_write,
     managed_settings,
     plan_keys,
     readback_mismatches,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.precedence import (
     assignment_key_problem,
     find_conflicts,
     masking_conflicts,
@@ -374,14 +374,14 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     precedence,
     valid_assignments,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import render_dropin
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.render import render_dropin
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.tuned import (
     active_profiles,
     profile_assignments,
     reapply_sysctl,
     tuned_conflicts,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_undo import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.undo import (
     SAME_BOOT_CONSTANT,
     SOURCE_BOOT_DEFAULT,
     SOURCE_FILE,
@@ -393,7 +393,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     records_to_keep,
     restore_value,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.values import (
     KNOWN_VECTOR_COUNTS,
     KeyRules,
     UnsafeKey,
@@ -401,7 +401,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     normalise_value,
     proc_sys_path,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.values import (
     value_problem as generic_value_problem,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_keys import (

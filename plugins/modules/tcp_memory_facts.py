@@ -426,9 +426,9 @@ ansible_facts:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_diag import DiagUnavailable
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.diag import DiagUnavailable
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.gather import gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.proc import ProcParseError
 
 MAX_TOP_SOCKETS = 1000
 MAX_WINDOW_MS = 10000
@@ -477,7 +477,7 @@ def cgroup_facts(module, max_processes: int, max_fds: int) -> dict:
     Imported here, not at the top: a module run compiles its module_utils from source, and only a call
     with cgroups=true needs this one (the default and states calls do not pay for it).
     """
-    from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import cgroups as tcp_memory_cgroups
 
     try:
         return tcp_memory_cgroups.gather_cgroups(max_processes=max_processes, max_fds=max_fds)

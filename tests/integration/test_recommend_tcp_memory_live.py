@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.netstack.tcp_tuning.plugins.filter.recommend_tcp_memory import recommend_tcp_memory
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.gather import gather
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.filter.test_recommend_tcp_memory import assert_plain
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.plugin_utils.tcp_memory_fixtures import (
     GIB,

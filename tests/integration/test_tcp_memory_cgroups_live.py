@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups as cg
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import cgroups as cg
 from conn_holder import Holder  # tests/tools, on sys.path through conftest
 
 MODULE = "netstack.tcp_tuning.tcp_memory_facts"

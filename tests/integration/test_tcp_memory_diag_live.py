@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import diag
 
 
 def test_live_kernel_sees_a_connection_we_open():
@@ -34,7 +34,7 @@ def test_live_kernel_sees_a_connection_we_open():
 
 def test_fast_counts_on_this_namespace_agree_with_a_full_dump():
     """On the live kernel (this test's own namespace): counters + filtered dump == full dump, when quiet."""
-    from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import fast_state_counts
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.gather import fast_state_counts
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

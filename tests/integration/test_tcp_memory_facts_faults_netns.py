@@ -27,8 +27,8 @@ RUN_SECONDS = 90
 GATHER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.gather import gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.proc import ProcParseError
 try:
     facts = gather(**json.loads(sys.argv[2]))
 except ProcParseError as exc:

@@ -222,7 +222,7 @@ def test_blocked_writer_is_seen_in_sk_stream_wait_memory(netns, run_ansible_modu
 def test_auto_falls_back_to_proc_when_netlink_is_refused(monkeypatch):
     """connections_source=auto reads sockets by netlink only from the live /proc: this machine's, read-only
     (main() in this process, so that the refusal can be arranged: nothing here refuses inet_diag for real)."""
-    from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import diag as tcp_memory_diag
     from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
 
     def refuse(**_):

@@ -35,7 +35,8 @@ def has_identifier(path: Path) -> bool:
 
 
 def test_every_source_file_names_its_licence():
-    missing = [name for name in tracked_sources() if not has_identifier(ROOT / name)]
+    # An empty package __init__.py has nothing to license (ansible-test's empty-init wants them empty).
+    missing = [name for name in tracked_sources() if (ROOT / name).stat().st_size and not has_identifier(ROOT / name)]
     assert missing == [], f"add '# {IDENTIFIER}' within the first {HEAD_LINES} lines of: {', '.join(missing)}"
 
 

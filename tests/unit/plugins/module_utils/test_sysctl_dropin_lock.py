@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.lock import (
     LOCK_NAME,
     LockTimeout,
     Untrusted,

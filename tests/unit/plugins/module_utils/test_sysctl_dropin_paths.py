@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_paths import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.paths import (
     SYSCTL_D_ROOTS,
     file_type_problem,
     host_paths,
@@ -15,7 +15,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     path_syntax_problem,
     root_problem,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.render import MANAGED_LINE
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_plan import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.plan import (
     keys_to_write,
     managed_settings,
     plan_keys,

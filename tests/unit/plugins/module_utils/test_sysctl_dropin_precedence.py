@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.precedence import (
     Assignment,
     effective_files,
     find_conflicts,

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import parse_sysctl_conf
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.precedence import parse_sysctl_conf
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.render import (
     MANAGED_LINE,
     render_dropin,
 )

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import Assignment
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.precedence import Assignment
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.tuned import (
     TunedAssignment,
     active_profiles,
     parse_tuned_profile,

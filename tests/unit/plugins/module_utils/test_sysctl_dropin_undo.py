@@ -4,16 +4,16 @@
 
 from __future__ import annotations
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.precedence import (
     Assignment,
     parse_sysctl_conf,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.render import (
     MANAGED_LINE,
     RECORD_PREFIX,
     render_dropin,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_undo import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.undo import (
     SOURCE_BOOT_DEFAULT,
     SOURCE_FILE,
     SOURCE_GIVEN,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.values import (
     KeyRules,
     UnsafeKey,
     key_problem,
@@ -14,7 +14,7 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_
     triple_problem,
     value_count,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.values import (
     value_problem as generic_value_problem,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.modules.sysctl_dropin import KEY_RULES
@@ -125,7 +125,7 @@ def test_value_counts_come_from_the_rules_passed_in_and_default_to_one():
 
 def test_the_drop_in_writer_does_not_import_the_collection_key_table():
     """The dependency points one way: the module entry point passes the key table into the generic writer."""
-    for path in sorted((ROOT / "plugins/module_utils").glob("sysctl_dropin_*.py")):
+    for path in sorted((ROOT / "plugins/module_utils/dropin").glob("*.py")):
         assert "tcp_memory_keys" not in path.read_text(), path
 
 

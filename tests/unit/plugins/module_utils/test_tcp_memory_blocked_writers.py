@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_blocked_writers as writers
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import blocked_writers as writers
 
 BLOCKED_STACK = """[<0>] sk_stream_wait_memory+0x1b5/0x370
 [<0>] tcp_sendmsg_locked+0x6f3/0x1080

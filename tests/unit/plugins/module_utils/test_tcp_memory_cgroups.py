@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups as cg
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import cgroups as cg
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.cgroup_trees.trees import BROKEN, materialize
 
 V1_UNLIMITED = "9223372036854771712"

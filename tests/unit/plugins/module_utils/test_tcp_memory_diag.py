@@ -12,8 +12,8 @@ import struct
 import tracemalloc
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import diag
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.proc import ProcParseError
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
 
 ESTABLISHED, TIME_WAIT, LISTEN = 1, 6, 10

@@ -15,11 +15,10 @@ import resource
 import signal
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_blocked_writers as writers
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import blocked_writers as writers
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import diag, proc
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import read as reader
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.gather import gather
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
 
 CHILD_MEMORY_BYTES = 1 << 30

@@ -8,9 +8,9 @@ import os
 import shutil
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_gather import gather
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import proc
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.gather import gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.proc import ProcParseError
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import BROKEN, TREES, materialize
 
 TOP_LEVEL = {

@@ -1,6 +1,6 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Pure parsers and arithmetic of tcp_memory_proc."""
+"""Pure parsers and arithmetic of module_utils.facts.proc."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import contextlib
 
 import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_keys as keys
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import proc
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.proc import ProcParseError
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import acquire, release
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.lock import acquire, release
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.render import MANAGED_LINE
 from ansible_collections.netstack.tcp_tuning.plugins.modules import sysctl_dropin
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import patch_module_args
 

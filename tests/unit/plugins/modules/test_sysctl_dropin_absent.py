@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.render import (
     MANAGED_LINE,
     RECORD_PREFIX,
 )

@@ -13,7 +13,7 @@ import functools
 
 import pytest
 import yaml
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import gather as tcp_memory_gather
 from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import materialize
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules import module_args
@@ -62,7 +62,7 @@ def test_garbage_file_fails_with_a_message_naming_it(tmp_path, monkeypatch):
 
 
 def test_forced_netlink_failure_fails_cleanly(monkeypatch):
-    from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag
+    from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import diag as tcp_memory_diag
 
     def refuse(**_):
         raise tcp_memory_diag.DiagUnavailable("cannot open a NETLINK_SOCK_DIAG socket: denied")

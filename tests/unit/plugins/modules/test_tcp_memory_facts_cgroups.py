@@ -12,7 +12,7 @@ import functools
 import os
 
 import pytest
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_cgroups
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import cgroups as tcp_memory_cgroups
 from ansible_collections.netstack.tcp_tuning.plugins.modules import tcp_memory_facts
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.cgroup_trees import trees as cgroup_trees
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules import module_args

@@ -400,7 +400,7 @@ def test_bad_overrides_are_rejected_naming_key_and_value(overrides, fragment):
     assert "overrides" in str(caught.value)
 
 
-# What sysctl_dropin refuses (module_utils/sysctl_dropin_values.py) the filter refuses first, so the
+# What sysctl_dropin refuses (module_utils/dropin/values.py) the filter refuses first, so the
 # role fails before anything is written: a 0 in any memory triple, tcp_adv_win_scale outside the
 # kernel's -31..31 (net/ipv4/sysctl_net_ipv4.c tcp_adv_win_scale_min/max).
 @pytest.mark.parametrize(

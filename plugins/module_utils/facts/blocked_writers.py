@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import read as reader
 
 BLOCKING_FRAME = "sk_stream_wait_memory"
 # wchan values a thread waiting in sk_stream_wait_memory can show: reading wchan is cheaper

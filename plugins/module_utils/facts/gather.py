@@ -3,7 +3,7 @@
 """Read a host's TCP memory state from a /proc and a /sys root into ansible_facts.tcp_memory.
 
 The only I/O of the facts module lives here: each file is read once and handed to the pure
-parsers of tcp_memory_proc. Roots are parameters so unit tests read fixture trees. The
+parsers of facts.proc. Roots are parameters so unit tests read fixture trees. The
 default call reads a fixed set of small files: its cost does not grow with connections.
 """
 
@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import socket
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_blocked_writers as writers
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_keys as keys
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_proc as proc
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import blocked_writers as writers
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import diag, proc
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import read as reader
 
 SCHEMA_VERSION = 1
 HOST_WIDE_SOCKSTAT_FIELDS = ["alloc", "orphan", "mem"]
@@ -313,7 +312,7 @@ def max_orphans(proc_root: str):
 
 
 def calibration_facts(max_sockets: int, unit_bytes: int, notes: list):
-    """Measured kernel memory per queued payload byte (tcp_memory_diag.sample_skmeminfo); None without netlink."""
+    """Measured kernel memory per queued payload byte (diag.sample_skmeminfo); None without netlink."""
     try:
         return diag.sample_skmeminfo(max_sockets, unit_bytes)
     except diag.DiagUnavailable as exc:

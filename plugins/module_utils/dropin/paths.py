@@ -14,9 +14,9 @@ import stat
 import unicodedata
 from typing import Iterable, NamedTuple, Optional, Tuple
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_lock import LOCK_DIRECTORY
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import MANAGED_LINE
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_tuned import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.lock import LOCK_DIRECTORY
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.render import MANAGED_LINE
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.tuned import (
     TUNED_ACTIVE_PROFILE,
     TUNED_IN_USE_PATHS,
     TUNED_MAIN_CONF,

@@ -23,7 +23,7 @@ import contextlib
 import os
 import stat
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_diag as diag
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import diag
 
 # PAGE_COUNTER_MAX * PAGE_SIZE: what cgroup v1 prints for "no limit" (9223372036854771712 on
 # x86_64 with 4 KiB pages); anything this large is no limit.

@@ -6,7 +6,7 @@ The value to restore is the one the host would hold after a reboot without the d
 
 1. a value the user names (option ``settings`` with state=absent), else
 2. the value of the sysctl.d file that would then win for the key, in the boot order of
-   sysctl_dropin_precedence (files of all search roots merged and sorted by name, an earlier root
+   dropin.precedence (files of all search roots merged and sorted by name, an earlier root
    masking a same-named file of a later one, /etc/sysctl.conf last). systemd-sysctl lets an
    explicit key win over a glob that matches it, whatever their order (src/sysctl/sysctl.c,
    apply_glob_option: "not setting ... explicit setting exists"), else
@@ -26,14 +26,14 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.precedence import (
     Assignment,
     effective_files,
     key_matches,
     normalise_conf_key,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_render import RECORD_PREFIX
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.render import RECORD_PREFIX
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.values import (
     key_problem,
     normalise_value,
 )

@@ -15,12 +15,12 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_precedence import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.precedence import (
     Assignment,
     key_matches,
     normalise_conf_key,
 )
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import normalise_value
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.values import normalise_value
 
 # tuned's record of its active profiles (post_loaded_profile sits beside it) and its main configuration.
 TUNED_ACTIVE_PROFILE = "/etc/tuned/active_profile"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import ProcParseError
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.proc import ProcParseError
 
 # Caps per kind of file (bytes). The small files hold a fixed set of lines (meminfo ~1.5 KiB,
 # netstat ~3 KiB, a sysctl value a few bytes); 1 MiB is hundreds of times what a kernel writes.

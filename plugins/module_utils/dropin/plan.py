@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import normalise_value
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.values import normalise_value
 
 ACTION_UNCHANGED = "unchanged"
 ACTION_SET = "set"

@@ -14,7 +14,7 @@ import fnmatch
 import os
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.values import (
     glob_key_problem,
     key_problem,
     normalise_value,

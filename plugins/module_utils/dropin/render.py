@@ -7,7 +7,7 @@ from __future__ import annotations
 import textwrap
 from typing import List, Mapping, Optional
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.sysctl_dropin_values import normalise_value
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.dropin.values import normalise_value
 
 MANAGED_LINE = "# Managed by netstack.tcp_tuning: do not edit, the next run overwrites this file."
 COMMENT_WIDTH = 100

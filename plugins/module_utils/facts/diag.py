@@ -30,8 +30,8 @@ import socket
 import struct
 import sys
 
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_read as reader
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.tcp_memory_proc import (
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import read as reader
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.proc import (
     ProcParseError,
     round_up_to_unit,
 )

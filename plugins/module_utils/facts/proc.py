@@ -4,7 +4,7 @@
 
 Every parser takes the file's text and the name to blame in errors, and either returns plain
 data or raises ProcParseError naming the file and what was wrong with it. Nothing here opens
-a file: tcp_memory_gather maps a root directory to these texts.
+a file: facts.gather maps a root directory to these texts.
 """
 
 from __future__ import annotations
