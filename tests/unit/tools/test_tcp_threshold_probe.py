@@ -1,7 +1,7 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Unit tests of the threshold probe's pure parts (tests/tools/tcp_threshold_probe.py): the tcp_mem
-each phase sets around the held load, and the parsers. Its real run is in the pressure scenario."""
+each phase sets around the held load, and the parsers. Its real run is in the thresholds proof scenario (make proof)."""
 
 from __future__ import annotations
 
