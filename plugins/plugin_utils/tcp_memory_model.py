@@ -368,7 +368,7 @@ _TX = _Direction(
     boot_triple=lambda host: host.boot_tcp_wmem_bytes,
     initial_bytes_since=(((0,), TCP_WMEM_DEFAULT_BYTES),),
     fallback_max_bytes=TCP_WMEM_MAX_BYTES,
-    link_max=lambda host, workload, link_bdp, source: _send_max_source(host, workload, link_bdp, source),
+    link_max=lambda host, workload, link_bdp, source: _send_max_source(host, workload, link_bdp, tx_source=source),
 )
 _DIRECTIONS = (_RX, _TX)
 

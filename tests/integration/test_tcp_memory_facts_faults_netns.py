@@ -43,7 +43,7 @@ def run_bounded(netns_name: str, collections: str, args: dict) -> dict:
     command = [*in_netns(netns_name), "prlimit", f"--as={ADDRESS_SPACE_BYTES}", TARGET_PYTHON, "-c", GATHER]
     try:
         out = subprocess.run(
-            [*command, collections, json.dumps(args)], capture_output=True, text=True, timeout=RUN_SECONDS
+            [*command, collections, json.dumps(args)], capture_output=True, text=True, timeout=RUN_SECONDS, check=False
         )
     except subprocess.TimeoutExpired:
         raise AssertionError(f"gather({args}) did not finish in {RUN_SECONDS} s") from None

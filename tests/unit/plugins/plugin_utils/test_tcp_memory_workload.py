@@ -65,7 +65,7 @@ def test_a_new_input_reaches_the_checking_the_argument_spec_and_the_docs(fake_in
     with pytest.raises(ModelInputError, match=r"tcp_memory_fake_window_bytes must be <= 4096"):
         check_workload({"connections": 1000, "fake_window_bytes": 5000}, lambda name: "tcp_memory_" + name)
     assert check_workload({"connections": 1000, "fake_window_bytes": "64"})["fake_window_bytes"] == 64
-    generated = {path: text for path, (_, text) in generate_workload.rendered(ROOT).items()}
+    generated = {path: text for path, (_source, text) in generate_workload.rendered(ROOT).items()}
     # the role's argument spec, both entry points, and its defaults and variable list
     specs = yaml.safe_load(generated["roles/tcp_memory/meta/argument_specs.yml"])["argument_specs"]
     for entry in ("main", "measure"):
