@@ -53,6 +53,9 @@ class Input:
     choices: tuple[str, ...] = ()
     required: bool = False
     more: tuple[str, ...] = ()  # further paragraphs of documentation
+    # Filled from the facts' calibration when not given: the role and the docs leave it null (not given), so
+    # a measured factor can replace the default; the default applies only when nothing was measured.
+    measured: bool = False
 
     @property
     def ansible_type(self) -> str:
@@ -137,6 +140,7 @@ INPUTS: tuple[Input, ...] = (
             "A factor measured by C(tcp_memory_facts) C(calibrate=true) on enough sockets replaces the default;"
             " a value given here still wins.",
         ),
+        measured=True,
     ),
     Input(
         "tx_truesize_factor",
@@ -146,6 +150,11 @@ INPUTS: tuple[Input, ...] = (
         maximum=Fraction(8),
         # Send: the kernel builds large page-frag skbs, so its overhead is smaller.
         default=Fraction(5, 4),
+        more=(
+            "A factor measured by C(tcp_memory_facts) C(calibrate=true) on enough sockets replaces the default;"
+            " a value given here still wins.",
+        ),
+        measured=True,
     ),
     Input(
         "bandwidth_bps",

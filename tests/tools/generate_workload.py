@@ -119,7 +119,7 @@ def option_lines(spec: Input, indent: int, name: str, texts: Sequence[str], role
     lines.append(f"{pad}  type: {spec.ansible_type}")
     if spec.choices:
         lines.append(f"{pad}  choices: [{', '.join(spec.choices)}]")
-    if spec.default is not None:
+    if spec.default is not None and not spec.measured:
         lines.append(f"{pad}  default: {yaml_scalar(spec.default)}")
     if spec.required and not role:
         lines.append(f"{pad}  required: true")
@@ -164,8 +164,10 @@ def defaults() -> list[str]:
             continue
         if spec.profile_values:
             comment += " null: the profile's."
+        if spec.measured:
+            comment += f" null: measured with tcp_memory_calibrate, else {yaml_scalar(spec.default)}."
         lines += [f"# {line}" for line in textwrap.wrap(comment, WIDTH - 2)]
-        lines.append(f"{spec.role_variable}: {yaml_scalar(spec.default)}")
+        lines.append(f"{spec.role_variable}: {yaml_scalar(None if spec.measured else spec.default)}")
     return lines
 
 
@@ -183,6 +185,8 @@ def readme_table() -> list[str]:
     for spec in schema.INPUTS:
         if spec.required:
             default = "required"
+        elif spec.measured:
+            default = f"null (measured, else `{yaml_scalar(spec.default)}`)"
         elif spec.default is None and not spec.profile_values:
             default = "null (not set)"
         else:

@@ -124,7 +124,11 @@ def test_invariants_hold_for_every_host_and_target(facts, arguments):
     tcp_mem = triple(result, "net.ipv4.tcp_mem")
     assert 0 < tcp_mem[0] <= tcp_mem[1] <= tcp_mem[2]
     lag_pages = result["estimate"]["per_cpu_reserve_pages"]
-    buffer_pages = steady_pages - lag_pages
+    estimate = result["estimate"]
+    # the buffers B the thresholds scale (steady_state_pages has a floor of one page when nothing is buffered)
+    buffer_pages = estimate["active_connections"] * (
+        estimate["rx_pages_per_active_connection"] + estimate["tx_pages_per_active_connection"]
+    )
     if not clamped:
         assert tcp_mem[0] >= steady_pages  # normal load sits at or below min
         # pressure and max have headroom above the buffers; the per-CPU lag is counter error, added once
