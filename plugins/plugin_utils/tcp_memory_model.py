@@ -659,7 +659,7 @@ def _boot_floor(
     The facts estimate nr_free_buffer_pages from today's zones; the kernel sized its defaults from
     the zones at boot, before it freed the initramfs and its init sections. An untuned host's live
     value therefore sits under the estimate (1.1% on a 2048 MB guest), and raising it would be a
-    change for nothing, reported on every untuned host of a fleet (issue 17 item 8).
+    change for nothing, reported on every untuned host of a fleet.
     """
     if boot is None or live is None or len(live) != len(boot):
         return boot

@@ -1,11 +1,11 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Issue 11 bad-input matrix: the sysctl_dropin module (run by ansible as a module) and the
+"""Bad-input matrix: the sysctl_dropin module (run by ansible as a module) and the
 tcp_memory role, in a fresh network namespace with a private sysctl.d directory.
 
 Every case must fail with an error that names the problem, and afterwards every readable file
 under the namespace's /proc/sys/net and every entry of the private sysctl.d directory (type, mode,
-owner, bytes) must be exactly as before. Cases marked "already refused" passed before issue 11 too.
+owner, bytes) must be exactly as before. Cases marked "already refused" passed before the hardening too.
 
 The role runs with the private directory bind-mounted over /etc/sysctl.d in a mount namespace of
 its own (unshare --mount), so the default roots apply and the host's /etc/sysctl.d is never seen.
@@ -140,7 +140,7 @@ def prepare(sysctl_d: Path, setup: Optional[str]) -> None:
 
 # (case id, setup, module arguments given the private directory D, fragments the message must hold)
 MODULE_CASES = [
-    # Issue 11, items 1-11: refused since the fix.
+    # Refused since the fix.
     (
         "1-triple-out-of-order",
         None,
@@ -198,7 +198,7 @@ MODULE_CASES = [
     ("8-foreign-file", "foreign", module_args, ["was not written by this collection", "force=true"]),
     ("9-empty-path", None, lambda d: module_args(d, path=""), ["path is empty"]),
     ("9-relative-path", None, lambda d: module_args(d, path="50-t.conf"), ["path '50-t.conf' is relative"]),
-    # Issue 13 item 4: the drop-in must be a file of the host the root option names, also with force.
+    # The drop-in must be a file of the host the root option names, also with force.
     (
         "13-path-outside-root",
         None,
@@ -219,7 +219,7 @@ MODULE_CASES = [
         lambda d: module_args(d, header="fine\rnet.ipv4.tcp_syncookies = 0"),
         ["header = ", "control character '\\r' at offset 4"],
     ),
-    # Already refused before issue 11.
+    # Already refused before the hardening.
     (
         "ok-boolean",
         None,
@@ -279,7 +279,7 @@ def test_the_module_refuses_bad_input_and_changes_nothing(netns, sysctl_d, setup
 
 
 def test_a_rolled_back_run_leaves_the_directory_and_the_namespace_as_they_were(netns, sysctl_d):
-    """Issue 11 item 10: the backup of a failed run goes too. udp_rmem_min 0 passes the module's checks
+    """The backup of a failed run goes too. udp_rmem_min 0 passes the module's checks
     (one integer) but the kernel refuses it (minimum 1); the tcp_ keys sort first and are written."""
     dropin = sysctl_d / "99-netstack-tcp-memory.conf"
     dropin.write_text(f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 4096 131072 6291456\n")
@@ -328,7 +328,7 @@ ROLE_CASES = [
     ("6-symlink", "symlink", lambda d: {}, ["is a symbolic link (to real.conf)"]),
     ("5-directory", "directory", lambda d: {"tcp_memory_sysctl_file": "/etc/sysctl.d/50-dir.conf"}, ["is a directory"]),
     ("9-relative", None, lambda d: {"tcp_memory_sysctl_file": "50-t.conf"}, ["path '50-t.conf' is relative"]),
-    # Already refused before issue 11 (by the role's own input checks then, by the filter since issue 13).
+    # Already refused before the hardening (by the role's own input checks then, by the filter now).
     (
         "ok-override-out-of-order",
         None,

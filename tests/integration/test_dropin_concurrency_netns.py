@@ -1,6 +1,6 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Issue 11 item 11: two sysctl_dropin runs against one host at once, round after round.
+"""Two sysctl_dropin runs against one host at once, round after round.
 
 Each round starts two runs of the module at the same moment in one network namespace, on the same
 drop-in in a private sysctl.d, with different values. Serialised by the module's lock, both must

@@ -209,7 +209,7 @@ def test_report_directory_defaults_to_the_working_directory_without_pwd(collecti
 
 
 def test_untune_refuses_an_undo_value_for_a_key_it_does_not_manage(collections_path, netns, tmp_path):
-    """Issue 13 item 2: the role's one check on the undo path (sysctl_dropin would set any existing key)."""
+    """The role's one check on the undo path (sysctl_dropin would set any existing key)."""
     dropin = tmp_path / "99-netstack-tcp-memory.conf"
     common = {"tcp_memory_sysctl_file": str(dropin), "tcp_memory_sysctl_file_force": True}
     tune = run_playbook("tune", {**common, "tcp_memory_connections": 1000}, collections_path, netns=netns)

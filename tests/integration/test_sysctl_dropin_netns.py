@@ -170,7 +170,7 @@ def test_role_with_apply_false_from_the_command_line_changes_nothing(netns, tmp_
     "extra, message",
     [
         ({"tcp_memory_connections": -5}, "tcp_memory_connections must be a positive integer"),
-        # Issue 13 item 2: the filter's own message, naming its argument (overrides = tcp_memory_overrides).
+        # The filter's own message, naming its argument (overrides = tcp_memory_overrides).
         (
             {"tcp_memory_overrides": {"net.ipv4.tcp_foo": "1"}},
             "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides: unknown key 'net.ipv4.tcp_foo'",

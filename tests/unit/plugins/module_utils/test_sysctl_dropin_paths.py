@@ -33,7 +33,7 @@ def test_usable_paths(path):
 @pytest.mark.parametrize(
     "path, fragment",
     [
-        ("", "path is empty"),  # issue 11 item 9
+        ("", "path is empty"),
         ("50-t.conf", "path '50-t.conf' is relative"),
         ("sysctl.d/50-t.conf", "is relative"),
         ("/etc/sysctl.d/50-dir.conf/", "ends with '/', which names a directory"),  # item 5
@@ -91,7 +91,7 @@ def test_managed_means_the_first_line_is_the_managed_line():
 def test_ownership_refuses_outside_the_roots_and_foreign_files_naming_force():
     same = dict(realpath=lambda p: p)
     roots = ["/etc/sysctl.d", "/run/sysctl.d"]
-    outside = ownership_problem("/some/dir/passwd2.conf", roots, None, **same)  # issue 11 item 8
+    outside = ownership_problem("/some/dir/passwd2.conf", roots, None, **same)
     assert "not in the sysctl.d search roots (/etc/sysctl.d, /run/sysctl.d)" in outside and "force=true" in outside
     foreign = ownership_problem("/etc/sysctl.d/10-admin.conf", roots, "vm.swappiness = 10\n", **same)
     assert "was not written by this collection" in foreign and "tcp_memory_sysctl_file_force" in foreign

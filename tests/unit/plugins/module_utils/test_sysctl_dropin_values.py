@@ -67,7 +67,7 @@ def test_acceptable_values(key, value):
         ("net.core.rmem_max", "1.5", "plain decimal"),
         ("net.core.rmem_max", None, "string"),
         ("net.core.rmem_max", ["1"], "string"),
-        # issue 11 item 1: a triple out of order, a zero, beyond INT_MAX
+        # A triple out of order, a zero, beyond INT_MAX
         ("net.ipv4.tcp_rmem", "6291456 87380 4096", "ordered min <= default/pressure <= max, got 6291456 87380 4096"),
         ("net.ipv4.tcp_wmem", "4096 65536 4096", "ordered"),
         ("net.ipv4.tcp_mem", "3 2 1", "ordered"),
@@ -94,7 +94,7 @@ def test_refused_values_say_why(key, value, fragment):
         "net/ipv4/tcp_rmem",
         5,
         "",
-        "net.ipv4.tcp_rmem\n",  # issue 11 item 2: `$` matched before a final newline
+        "net.ipv4.tcp_rmem\n",  # `$` matched before a final newline
         "net.ipv4.tcp_rmem\nnet.ipv4.tcp_wmem",
         "\nnet.ipv4.tcp_rmem",
     ],

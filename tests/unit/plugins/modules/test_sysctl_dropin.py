@@ -294,7 +294,7 @@ def test_a_profile_recorded_by_a_tuned_not_in_use_is_only_noted(root, capsys):
     assert run(root, capsys, check_mode=True, conflicts="fail")["failed"]
 
 
-# Issue 11: every bad input is refused naming the option and the value, and nothing changes.
+# Every bad input is refused naming the option and the value, and nothing changes.
 @pytest.mark.parametrize("apply", [True, False])
 @pytest.mark.parametrize(
     "settings, fragments",

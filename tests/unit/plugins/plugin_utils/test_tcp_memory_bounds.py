@@ -1,6 +1,6 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The filter refuses facts no real host has (issue 11 item 12), with the facts module's bounds (both import
+"""The filter refuses facts no real host has, with the facts module's bounds (both import
 them from module_utils/tcp_memory_keys)."""
 
 from __future__ import annotations

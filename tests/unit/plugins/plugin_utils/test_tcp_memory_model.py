@@ -171,7 +171,7 @@ def test_target_beyond_the_budget_says_by_how_much_and_how_many_fit():
 
 
 def test_socket_slab_counts_against_the_budget_and_a_refusal_names_it():
-    # issue 17 item 4: buffers at tcp_mem[2] alone fit (2.69 GiB of 4 GiB) but with 4.38 GiB of slab they don't
+    # Buffers at tcp_mem[2] alone fit (2.69 GiB of 4 GiB) but with 4.38 GiB of slab they don't
     facts = make_facts(mem_total_bytes=16 * GIB, cpu_count=8)
     with pytest.raises(TargetDoesNotFitError, match="socket slab alone exceeds the budget"):
         run(facts, connections=1_000_000, profile="many_idle")
@@ -459,7 +459,7 @@ def test_live_value_well_under_the_boot_default_is_raised_to_it():
     assert triple(result, "net.ipv4.tcp_mem") == tuple(boot)
 
 
-# ---------------------------------------------------------------- issue 17 item 6: statements true per kernel
+# ---------------------------------------------------------------- statements true per kernel
 
 
 def test_receive_default_before_4_20_is_the_kernels_87380_and_says_so():
@@ -489,11 +489,11 @@ def test_per_cpu_counter_lag_only_from_6_0(version, lag_pages):
     assert f"{lag_pages} pages of per-CPU counter lag" in result["explain"]["net.ipv4.tcp_mem"]
 
 
-# ---------------------------------------------------------------- issue 17 item 8: no change for nothing
+# ---------------------------------------------------------------- no change for nothing
 
 
 def debian12_2048mb_guest() -> dict[str, Any]:
-    """The untuned Debian 12 guest of issue 17: the kernel booted with 22695 30263 45390; the facts
+    """The untuned Debian 12 guest of the pressure scenario: the kernel booted with 22695 30263 45390; the facts
     estimate 22950 30600 45900 (1.1% above: memory freed after tcp_init_mem)."""
     facts = make_facts(mem_total_bytes=2048 * MIB, cpu_count=2, kernel_version=(6, 1, 0), used_pages=5)
     facts["boot_defaults"]["tcp_mem_pages"] = [22950, 30600, 45900]
@@ -531,7 +531,7 @@ def test_live_value_lowered_by_an_operator_is_raised_to_the_boot_default():
 
 @pytest.mark.parametrize("source", ["live", "override"])
 def test_tcp_mem_above_mem_total_is_an_error_unless_allowed(source):
-    # issue 17 item 4: 16 GiB host, tcp_mem[2] of 5,000,000 pages = 19 GiB: more than all RAM
+    # 16 GiB host, tcp_mem[2] of 5,000,000 pages = 19 GiB: more than all RAM
     big = [3_000_000, 4_000_000, 5_000_000]
     live = {"net.ipv4.tcp_mem": big} if source == "live" else None
     overrides = {"net.ipv4.tcp_mem": " ".join(map(str, big))} if source == "override" else None
@@ -556,7 +556,7 @@ def test_allow_above_mem_total_must_be_a_boolean():
         run(make_facts(), connections=10, allow_above_mem_total="yes")
 
 
-# ---------------------------------------------------------------- issue 17 item 7: udp_mem and orphans
+# ---------------------------------------------------------------- udp_mem and orphans
 
 
 def test_explanation_names_udp_mem_and_orphans_from_the_facts():
@@ -600,7 +600,7 @@ def test_tcp_max_orphans_fact_is_validated():
         run(facts, connections=10)
 
 
-# ---------------------------------------------------------------- issue 17 item 5: send maximum as the kernel sizes it
+# ---------------------------------------------------------------- send maximum as the kernel sizes it
 
 
 def kmalloc_bucket(size_bytes: int) -> int:
@@ -706,7 +706,7 @@ def test_congestion_control_fact_is_validated():
         run(facts, connections=10)
 
 
-# ---------------------------------------------------------------- issue 17 item 3: messages and page granularity
+# ---------------------------------------------------------------- messages and page granularity
 
 
 def test_skb_head_truesize_is_the_kernels_arithmetic():
@@ -756,7 +756,7 @@ def test_bad_message_bytes_is_named(value):
         run(make_facts(), connections=10, message_bytes=value)
 
 
-# ---------------------------------------------------------------- issue 17 item 2: factors measured on the host
+# ---------------------------------------------------------------- factors measured on the host
 
 
 def calibration(rx_factor, rx_sockets, rx_payload, tx_factor=None, tx_sockets=0, tx_payload=0) -> dict[str, Any]:

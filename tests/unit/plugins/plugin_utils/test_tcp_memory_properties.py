@@ -1,6 +1,6 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Property tests of the recommendation model over wide random hosts and targets (issue 4 invariants)."""
+"""Property tests of the recommendation model over wide random hosts and targets."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def attempt(facts: dict[str, Any], arguments: dict[str, Any]) -> Optional[dict[s
         return recommend(host, workload)
     except TargetDoesNotFitError as error:
         usage = steady_state_usage(workload.connections, workload, host)
-        # buffers at tcp_mem[2] plus the socket slab against the budget (issue 17 item 4)
+        # buffers at tcp_mem[2] plus the socket slab against the budget
         budget_bytes = int(host.mem_total_bytes * workload.memory_fraction)
         budget_pages = (budget_bytes - slab_bytes) // host.page_size_bytes
         assert not workload.best_effort or budget_pages < 1
@@ -254,7 +254,7 @@ def expected_bytes_at_target(host: Any, arguments: dict[str, Any]) -> int:
     return steady_pages * page + connections * slab_per_socket
 
 
-# ---------------------------------------------------------------- issue 17 item 3: never falls when the load grows
+# ---------------------------------------------------------------- never falls when the load grows
 
 payloads = st.integers(min_value=0, max_value=64 * MIB)
 message_sizes = st.integers(min_value=1, max_value=1 << 20)
