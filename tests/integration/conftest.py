@@ -225,3 +225,45 @@ def dropin_root(base: Path) -> Path:
     for directory in ("etc/sysctl.d", "usr/lib/sysctl.d"):
         (base / directory).mkdir(parents=True)
     return base
+
+
+def render_report_template(template: Path, fleet: dict, tmp_path: Path, name: str, suffix: str = ".out") -> Path:
+    """A report template rendered for __fleet = fleet (the report's JSON data) through ansible, as the report
+    playbook renders it (a template lookup); the file written."""
+    data = tmp_path / f"{name}.json"
+    data.write_text(json.dumps(fleet))
+    out = tmp_path / f"{name}{suffix}"
+    playbook = tmp_path / f"render-{name}.yml"
+    playbook.write_text(
+        "- name: Render a report template\n"
+        "  hosts: localhost\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: Render it\n"
+        "      ansible.builtin.copy:\n"
+        f"        content: \"{{{{ lookup('ansible.builtin.template', '{template}') }}}}\"\n"
+        f"        dest: {out}\n"
+        '        mode: "0644"\n'
+        "      vars:\n"
+        f"        __fleet: \"{{{{ lookup('ansible.builtin.file', '{data}') | from_json }}}}\"\n"
+    )
+    command = [str(VENV_BIN / "ansible-playbook"), str(playbook), "-i", "localhost,", "-c", "local"]
+    command += ["-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+# A writer on a loopback connection whose peer never reads: run it in a namespace, it prints "writing" and then
+# waits in sk_stream_wait_memory once both buffers are full.
+BLOCKED_WRITER = r"""
+import socket
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+client = socket.create_connection(listener.getsockname())
+server, _ = listener.accept()  # never read: the writer fills both buffers, then waits for memory
+print("writing", flush=True)
+client.sendall(b"x" * (256 << 20))
+"""

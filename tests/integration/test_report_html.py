@@ -17,22 +17,20 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
+from conftest import render_report_template
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report-three-hosts.json"
 TEMPLATE = ROOT / "playbooks" / "templates" / "tcp_memory_report.html.j2"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 SCREENSHOT_DIR = ROOT / ".cache" / "report-html"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -62,29 +60,7 @@ def chromium_binary() -> str:
 
 def render(fleet: Dict[str, Any], tmp_path: Path, name: str = "tcp-memory-report") -> Path:
     """Render the report's HTML template for `fleet` (tcp-memory-report.json's data) through ansible."""
-    data = tmp_path / f"{name}.json"
-    data.write_text(json.dumps(fleet))
-    out = tmp_path / f"{name}.html"
-    playbook = tmp_path / f"render-{name}.yml"
-    playbook.write_text(
-        "- name: Render the fleet page\n"
-        "  hosts: localhost\n"
-        "  gather_facts: false\n"
-        "  tasks:\n"
-        "    - name: Render tcp_memory_report.html.j2 as the report playbook does\n"
-        "      ansible.builtin.template:\n"
-        f"        src: {TEMPLATE}\n"
-        f"        dest: {out}\n"
-        '        mode: "0644"\n'
-        "      vars:\n"
-        f"        __fleet: \"{{{{ lookup('ansible.builtin.file', '{data}') | from_json }}}}\"\n"
-    )
-    command = [str(ANSIBLE_PLAYBOOK), str(playbook), "-i", "localhost,", "-c", "local"]
-    command += ["-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+    return render_report_template(TEMPLATE, fleet, tmp_path, name, suffix=".html")
 
 
 def chromium(page: Path, *extra: str) -> Dict[str, Any]:

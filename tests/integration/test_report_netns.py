@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from conftest import ansible_env, ansible_playbook, real_kernel_ready
+from conftest import BLOCKED_WRITER, ansible_env, ansible_playbook, real_kernel_ready, render_report_template
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report-three-hosts.json"
 TEMPLATES = ROOT / "playbooks" / "templates"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 REPORT = "netstack.tcp_tuning.report"
 FILES = ("tcp-memory-report.json", "tcp-memory-report.md", "tcp-memory-report.html")
 
@@ -51,29 +50,7 @@ def report(collections: str, report_dir: Path, *options: str, netns=None, **extr
 
 def render_template(template: str, fleet: Dict[str, Any], tmp_path: Path, name: str) -> str:
     """TEMPLATE (a file of playbooks/templates) rendered for __fleet = FLEET, as the report renders it."""
-    data = tmp_path / f"{name}.json"
-    data.write_text(json.dumps(fleet))
-    out = tmp_path / f"{name}.out"
-    playbook = tmp_path / f"render-{name}.yml"
-    playbook.write_text(
-        "- name: Render a report template\n"
-        "  hosts: localhost\n"
-        "  gather_facts: false\n"
-        "  tasks:\n"
-        "    - name: Render it\n"
-        "      ansible.builtin.copy:\n"
-        f"        content: \"{{{{ lookup('ansible.builtin.template', '{TEMPLATES / template}') }}}}\"\n"
-        f"        dest: {out}\n"
-        '        mode: "0644"\n'
-        "      vars:\n"
-        f"        __fleet: \"{{{{ lookup('ansible.builtin.file', '{data}') | from_json }}}}\"\n"
-    )
-    command = [str(ANSIBLE_PLAYBOOK), str(playbook), "-i", "localhost,", "-c", "local"]
-    command += ["-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out.read_text(encoding="utf-8")
+    return render_report_template(TEMPLATES / template, fleet, tmp_path, name).read_text(encoding="utf-8")
 
 
 @pytest.fixture
@@ -454,17 +431,6 @@ def test_report_gives_a_pod_securitycontext_with_the_per_namespace_keys_and_the_
 
 
 # ---------------------------------------------------------------- diagnosis (tcp_memory_diagnose)
-
-BLOCKED_WRITER = r"""
-import socket
-listener = socket.socket()
-listener.bind(("127.0.0.1", 0))
-listener.listen(1)
-client = socket.create_connection(listener.getsockname())
-server, _ = listener.accept()  # never read: the writer fills both buffers, then waits for memory
-print("writing", flush=True)
-client.sendall(b"x" * (256 << 20))
-"""
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import time
 
 import pytest
 from ansible_collections.netstack.tcp_tuning.tests.unit.plugins.modules.module_args import ExitJson, run_module
-from conftest import _delete_netns, ns_value, real_kernel_ready, ss_count
+from conftest import BLOCKED_WRITER, _delete_netns, ns_value, real_kernel_ready, ss_count
 
 MODULE = "netstack.tcp_tuning.tcp_memory_facts"
 CONNECTIONS = 3000
@@ -181,18 +181,6 @@ def test_per_mss_is_null_without_loopback(run_ansible_module):
     assert facts["socket_memory"]["per_mss_bytes"] is None
     assert facts["socket_memory"]["initial_sndbuf_bytes"] is None
     assert any("no loopback connection" in note for note in facts["status"]["notes"]), facts["status"]["notes"]
-
-
-BLOCKED_WRITER = r"""
-import socket, sys
-listener = socket.socket()
-listener.bind(("127.0.0.1", 0))
-listener.listen(1)
-client = socket.create_connection(listener.getsockname())
-server, _ = listener.accept()  # never read: the writer fills both buffers, then waits for memory
-print("writing", flush=True)
-client.sendall(b"x" * (256 << 20))
-"""
 
 
 def test_blocked_writer_is_seen_in_sk_stream_wait_memory(netns, run_ansible_module):
