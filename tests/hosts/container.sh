@@ -13,17 +13,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/../.." && pwd)
-# Images are cached machine-wide, outside any clone, so a fresh clone on a machine that built them
-# once reuses them (keyed by the hash of the build scripts, so a changed recipe builds anew); where
-# that directory cannot be created (not root), in the clone. NETSTACK_HOSTS_CACHE overrides both.
-machine_cache=/var/cache/netstack-tcp-tuning/hosts
-if [ -n "${NETSTACK_HOSTS_CACHE:-}" ]; then
-  cache=$NETSTACK_HOSTS_CACHE
-elif mkdir -p "$machine_cache" 2>/dev/null && [ -w "$machine_cache" ]; then
-  cache=$machine_cache
-else
-  cache=$repo/.cache/hosts
-fi
+# shellcheck source=tests/hosts/cache-dir.sh
+. "$here/cache-dir.sh"
+cache=$(hosts_cache_dir "$repo")
 image_repo=localhost/netstack-debian12
 label=netstack.test-host
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}

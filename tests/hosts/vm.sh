@@ -23,17 +23,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/../.." && pwd)
-# Images are cached machine-wide, outside any clone, so a fresh clone on a machine that built them
-# once reuses them (keyed by the hash of the build scripts, so a changed recipe builds anew); where
-# that directory cannot be created (not root), in the clone. NETSTACK_HOSTS_CACHE overrides both.
-machine_cache=/var/cache/netstack-tcp-tuning/hosts
-if [ -n "${NETSTACK_HOSTS_CACHE:-}" ]; then
-  cache=$NETSTACK_HOSTS_CACHE
-elif mkdir -p "$machine_cache" 2>/dev/null && [ -w "$machine_cache" ]; then
-  cache=$machine_cache
-else
-  cache=$repo/.cache/hosts
-fi
+# shellcheck source=tests/hosts/cache-dir.sh
+. "$here/cache-dir.sh"
+cache=$(hosts_cache_dir "$repo")
 # A test run may use its own VM directory (run-molecule.sh does) so that its cleanup stops only
 # its own VMs; the image cache and the VM limit stay shared by everyone on the machine.
 vms_dir=${NETSTACK_VMS_DIR:-$cache/vms}

@@ -35,6 +35,7 @@ def hosts(tmp_path: Path) -> Path:
     scripts = tmp_path / "hosts"
     scripts.mkdir()
     shutil.copy2(HOSTS_DIR / "vm.sh", scripts / "vm.sh")
+    shutil.copy2(HOSTS_DIR / "cache-dir.sh", scripts / "cache-dir.sh")
     shutil.copy2(HOSTS_DIR / "vm-image-customize.sh", scripts / "vm-image-customize.sh")
     (scripts / "build-vm-image.sh").write_text(STUB_BUILD)
     (scripts / "build-vm-image.sh").chmod(0o755)
