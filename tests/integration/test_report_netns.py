@@ -476,8 +476,16 @@ def test_diagnose_shows_blocked_writers_states_and_top_sockets(collections_path,
     top = diagnosis["top_sockets"][0]
     assert top["state"] == "ESTABLISHED" and top["wmem_queued_bytes"] > 0 and top["total_bytes"] > 0
     assert diagnosis["connections"]["wmem_queued_bytes_total"] >= top["wmem_queued_bytes"]
+    # What each facts option took on this host: the measurement's cgroups scan and the diagnosis's steps.
+    assert host["facts_elapsed_ms"]["cgroups"] >= 0 and host["facts_elapsed_ms"]["connections"] is None
+    timing = diagnosis["elapsed_ms"]
+    assert timing["connections"] >= 0 and timing["blocked_writers"] >= 400 and timing["cgroups"] is None
 
     dom = parse(chromium(report_dir / "tcp-memory-report.html", "--dump-dom")["stdout"])
+    facts_time = by_id(dom, "host-0-facts-time").text
+    assert f"cgroups {host['facts_elapsed_ms']['cgroups']} ms" in facts_time
+    assert f"diagnosis the default call {timing['base']} ms" in facts_time
+    assert f"states/top_sockets/connection_bytes {timing['connections']} ms" in facts_time
     blocked_text = by_id(dom, "host-0-blocked-writers").text
     assert f"pid {writer_pid}," in blocked_text and "sk_stream_wait_memory" in blocked_text
     states = {row.iter("th").__next__().text: row.text for row in by_id(dom, "host-0-states").iter("tr")}
@@ -487,6 +495,7 @@ def test_diagnose_shows_blocked_writers_states_and_top_sockets(collections_path,
     assert top["local"] in top_rows[0].text and f"{top['total_bytes']:,} B" in top_rows[0].text
     markdown = (report_dir / "tcp-memory-report.md").read_text()
     assert f"(pid {writer_pid}, tid " in markdown and "Connections by state: ESTABLISHED 2, LISTEN 1" in markdown
+    assert f"blocked_writers {timing['blocked_writers']} ms" in markdown
 
 
 def stop_second_facts_module(netns: str, stopped: List[int], done: threading.Event) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils import tcp_memory_keys as keys
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import blocked_writers as writers
@@ -20,6 +21,22 @@ from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import r
 SCHEMA_VERSION = 1
 HOST_WIDE_SOCKSTAT_FIELDS = ["alloc", "orphan", "mem"]
 LIVE = object()  # gather(probe=LIVE): measure on the live /proc only
+# The steps whose wall time elapsed_ms reports, in the order gather() runs them (cgroups: the module's own step).
+ELAPSED_STEPS = ("base", "connections", "blocked_writers", "socket_memory", "calibration", "cgroups")
+
+
+def elapsed_ms_since(start_s: float) -> float:
+    """Milliseconds of wall time since `start_s` (a time.monotonic() reading), to 0.1 ms."""
+    return round((time.monotonic() - start_s) * 1000.0, 1)
+
+
+def timed(elapsed: dict, step: str, gather_step, *args, **kwargs):
+    """Run gather_step(*args, **kwargs), record its wall time in elapsed[step] (ms), return its result."""
+    start_s = time.monotonic()
+    try:
+        return gather_step(*args, **kwargs)
+    finally:
+        elapsed[step] = elapsed_ms_since(start_s)
 
 
 def read_text(root: str, relative: str, required: bool = False, max_bytes: int = reader.SMALL_FILE_MAX_BYTES):
@@ -384,6 +401,8 @@ def gather(
     connections_source='netlink' was forced and netlink cannot be used.
     """
     notes = []
+    elapsed = dict.fromkeys(ELAPSED_STEPS)
+    start_s = time.monotonic()
     kernel = kernel_facts(proc_root)
     page_size = page_size_bytes() if page_size is None else proc.check_page_size(page_size, "page_size")
     memory, defaults = memory_facts(proc_root, page_size, kernel["version"], notes)
@@ -416,19 +435,46 @@ def gather(
         "connections": None,
         "top_sockets": None,
         "blocked_writers": None,
+        "elapsed_ms": elapsed,
     }
+    elapsed["base"] = elapsed_ms_since(start_s)
     if states or top_sockets or connection_bytes:
-        facts.update(connection_facts(proc_root, top_sockets, connections_source, notes, connection_bytes))
+        facts.update(
+            timed(
+                elapsed,
+                "connections",
+                connection_facts,
+                proc_root,
+                top_sockets,
+                connections_source,
+                notes,
+                connection_bytes,
+            )
+        )
     if blocked_writers:
-        facts["blocked_writers"] = writers.sample_blocked_writers(
-            proc_root, blocked_writers_samples, blocked_writers_interval_ms
+        facts["blocked_writers"] = timed(
+            elapsed,
+            "blocked_writers",
+            writers.sample_blocked_writers,
+            proc_root,
+            blocked_writers_samples,
+            blocked_writers_interval_ms,
         )
     if probe is LIVE:
         probe = diag.probe_initial_sndbuf if os.path.realpath(proc_root) == "/proc" else None
-    facts["socket_memory"] = socket_memory_facts(
-        proc_root, sysctl["net.ipv4.tcp_wmem"]["value"], facts["tcp_congestion_control"], probe, notes
+    facts["socket_memory"] = timed(
+        elapsed,
+        "socket_memory",
+        socket_memory_facts,
+        proc_root,
+        sysctl["net.ipv4.tcp_wmem"]["value"],
+        facts["tcp_congestion_control"],
+        probe,
+        notes,
     )
-    facts["calibration"] = calibration_facts(calibrate_sample, unit_bytes, notes) if calibrate else None
+    facts["calibration"] = (
+        timed(elapsed, "calibration", calibration_facts, calibrate_sample, unit_bytes, notes) if calibrate else None
+    )
     # Last: the notes list collects what every step above had to say.
     facts["status"] = status_facts(sysctl, sockstat, pressure, namespace, page_size, notes)
     return facts

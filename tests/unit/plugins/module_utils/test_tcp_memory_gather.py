@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts import proc
-from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.gather import gather
+from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.gather import ELAPSED_STEPS, gather
 from ansible_collections.netstack.tcp_tuning.plugins.module_utils.facts.proc import ProcParseError
 from ansible_collections.netstack.tcp_tuning.tests.unit.fixtures.proc_trees.trees import BROKEN, TREES, materialize
 
@@ -33,6 +33,7 @@ TOP_LEVEL = {
     "tcp_max_orphans",
     "calibration",
     "socket_memory",
+    "elapsed_ms",
 }
 
 
@@ -125,6 +126,11 @@ def test_every_tree_gives_the_whole_contract(tmp_path, name):
     assert tuple(facts["pressure"]["counters"]) == proc.TCPEXT_PRESSURE_COUNTERS
     assert facts["status"]["level"] == EXPECTED_LEVEL[name]
     assert facts["connections"] is None and facts["top_sockets"] is None and facts["blocked_writers"] is None
+    # The default call times its own steps only: the optional ones did not run.
+    elapsed = facts["elapsed_ms"]
+    assert tuple(elapsed) == ELAPSED_STEPS
+    assert elapsed["base"] >= 0 and elapsed["socket_memory"] >= 0
+    assert [elapsed[step] for step in ("connections", "blocked_writers", "calibration", "cgroups")] == [None] * 4
 
 
 def test_normal_host(tmp_path):
