@@ -7,16 +7,12 @@ Documentation: recommend_tcp_memory.yml next to this file.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.common.yaml import yaml_load
 from ansible.module_utils.parsing.convert_bool import boolean
-from ansible.utils.display import Display
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils import tcp_memory_workload as schema
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils.tcp_memory_inputs import (
     ModelInputError,
@@ -38,37 +34,6 @@ _ARGUMENT = re.compile(
     + r")(?==))(?!\w)"
 )
 _MORE_THAN_RAM = "no memory_fraction suffices (more than all RAM)"
-
-ARGUMENT_SPECS = Path(__file__).resolve().parents[2] / "roles" / "tcp_memory" / "meta" / "argument_specs.yml"
-# tcp_memory_* variables that are not role options: the playbooks' own, and the facts the role and playbooks set.
-PLAYBOOK_VARIABLES = (
-    "tcp_memory_hosts",
-    "tcp_memory_become",
-    "tcp_memory_serial",
-    "tcp_memory_report_dir",
-    "tcp_memory_diagnose",
-    "tcp_memory_report_timeout",
-)
-SET_FACTS = ("tcp_memory_measurement", "tcp_memory_result", "tcp_memory_report_host")
-
-
-def known_variables(argument_specs: Path = ARGUMENT_SPECS) -> list[str]:
-    """Every tcp_memory_* variable the role (any entry point) or the collection's playbooks read or set."""
-    specs = yaml_load(argument_specs.read_text(encoding="utf-8"))["argument_specs"]
-    options = {name for entry in specs.values() for name in entry.get("options", {})}
-    return sorted(options | set(PLAYBOOK_VARIABLES) | set(SET_FACTS))
-
-
-def unknown_variable_warnings(names: Any, known: Sequence[str]) -> list[str]:
-    """One sentence per tcp_memory_* name nobody reads, with the closest known name (a typo runs with defaults)."""
-    result = []
-    # compared without the common prefix, which would make every name look close
-    suffixes = {name[len(ROLE_PREFIX) :]: name for name in known}
-    for name in sorted({str(name) for name in names} - set(known)):
-        match = difflib.get_close_matches(name[len(ROLE_PREFIX) :], list(suffixes), n=1)
-        hint = f"; did you mean {suffixes[match[0]]}?" if match else ""
-        result.append(f"{name} is not a variable of the role netstack.tcp_tuning.tcp_memory (ignored){hint}")
-    return result
 
 
 def to_plain(value: Any) -> Any:
@@ -122,7 +87,6 @@ def recommend_tcp_memory(
     connections: Any = None,
     *,
     role_variables: Any = None,
-    role_variable_names: Any = None,
     refusal: str = "raise",
     **arguments: Any,
 ) -> dict[str, Any]:
@@ -131,8 +95,7 @@ def recommend_tcp_memory(
     The workload arguments are tcp_memory_workload.INPUTS; None for one means "not given" (its default, or the
     profile's), as the docs say. role_variables (the role's tcp_memory_* variable -> value) is how the role
     passes the workload: its messages then name those variables, and Ansible booleans ("true", "yes") are
-    read as Ansible reads them. role_variable_names: each one the role does not know is warned about.
-    refusal='return' returns
+    read as Ansible reads them. refusal='return' returns
     {'error': message} instead of failing when the model refuses (the role's read-only entry point).
     """
     if refusal not in ("raise", "return"):
@@ -147,9 +110,6 @@ def recommend_tcp_memory(
                     f"recommend_tcp_memory: role_variables: {name!r} does not start with {ROLE_PREFIX}"
                 )
             workload.setdefault(name[len(ROLE_PREFIX) :], _role_value(name[len(ROLE_PREFIX) :], value))
-    if role_variable_names is not None:
-        for warning in unknown_variable_warnings(to_plain(role_variable_names), known_variables()):
-            Display().warning(warning)
     if connections is not None:
         workload["connections"] = to_plain(connections)
     try:

@@ -79,8 +79,13 @@ def test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second
 
     named_rmem = "4096 131072 6000000"
     untune_vars = {**common, "tcp_memory_undo_values": {RMEM: named_rmem}}
-    dry = run_playbook("untune", untune_vars, collections_path, netns, options=["--check", "--diff"])
+    # A misspelt variable is named on the undo path too (the undo there runs with the values recorded).
+    dry = run_playbook(
+        "untune", {**untune_vars, "tcp_memory_undo_value": {}}, collections_path, netns, options=["--check", "--diff"]
+    )
     assert dry.returncode == 0 and dropin.exists(), output(dry)
+    assert "tcp_memory_undo_value is not a variable of the role" in " ".join(output(dry).split())
+    assert "did you mean tcp_memory_undo_values?" in output(dry)
     assert f"{RMEM}: {TUNED[RMEM]} -> {named_rmem} [set" in output(dry)
     assert f"{WMEM}: {TUNED[WMEM]} -> {start[WMEM]} [set: restored to the value before this collection" in output(dry)
     assert ns_value(netns, RMEM) == TUNED[RMEM]

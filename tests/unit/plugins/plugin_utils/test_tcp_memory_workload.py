@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from ansible_collections.netstack.tcp_tuning.plugins.filter.recommend_tcp_memory import (
+from ansible_collections.netstack.tcp_tuning.plugins.filter.recommend_tcp_memory import recommend_tcp_memory
+from ansible_collections.netstack.tcp_tuning.plugins.filter.unknown_tcp_memory_variables import (
     PLAYBOOK_VARIABLES,
     known_variables,
-    recommend_tcp_memory,
+    unknown_tcp_memory_variables,
     unknown_variable_warnings,
 )
 from ansible_collections.netstack.tcp_tuning.plugins.plugin_utils import tcp_memory_workload as schema
@@ -147,6 +148,16 @@ def test_a_misspelt_variable_is_warned_about_with_the_closest_known_name():
         "did you mean tcp_memory_profile?",
         "tcp_memory_xyz is not a variable of the role netstack.tcp_tuning.tcp_memory (ignored)",
     ]
+
+
+@pytest.mark.parametrize("names", ["tcp_memory_profil", {"tcp_memory_profil": 1}, [1], None])
+def test_the_filter_refuses_anything_but_a_list_of_names(names):
+    with pytest.raises(AnsibleFilterError, match=r"unknown_tcp_memory_variables: (expects a list|every name must)"):
+        unknown_tcp_memory_variables(names)
+
+
+def test_the_filter_ignores_names_outside_the_prefix():
+    assert unknown_tcp_memory_variables(["ansible_host", "tcp_memory_connections"]) == []
 
 
 def test_every_variable_the_role_and_playbooks_use_is_known():
