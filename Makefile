@@ -59,8 +59,11 @@ sanity: venv hostdeps
 unit: venv devlink
 	$(BIN)/pytest tests/unit
 
+# Each test makes its own namespaces, directories and processes, so they run side by side (pytest-xdist):
+# much of a test is waiting for ansible processes, timeouts and the kernel. INTEGRATION_WORKERS=0 runs them in order.
+INTEGRATION_WORKERS ?= 3
 integration: venv devlink hostdeps
-	$(BIN)/pytest -p no:cacheprovider tests/integration
+	$(BIN)/pytest -p no:cacheprovider -n $(INTEGRATION_WORKERS) --dist worksteal tests/integration
 
 build: venv
 	mkdir -p $(CACHE)/dist

@@ -19,7 +19,8 @@ export ANSIBLE_COLLECTIONS_PATH
 # properties, tools, image cache) do not import the controller and run once, under the newest release
 # (make unit integration). The oldest release given (the first argument) also runs the role's bad-input
 # and node_exporter textfile tests; the releases after it the role and playbook tests (tune, report,
-# untune, the drop-in module with and without the role). COMPAT_TESTS overrides both.
+# untune, the drop-in module with and without the role). COMPAT_TESTS overrides both. The releases run side
+# by side (their logs are printed one after the other at the end).
 controller_units=(tests/unit/plugins/filter tests/unit/plugins/modules)
 role_tests=("${controller_units[@]}" tests/integration/test_recommend_tcp_memory_live.py
   tests/integration/test_playbooks_netns.py tests/integration/test_sysctl_dropin_netns.py
@@ -33,6 +34,9 @@ module_only=(
   tests/integration/test_bad_input_dropin_netns.py::test_the_module_refuses_bad_input_and_changes_nothing
   tests/integration/test_bad_input_dropin_netns.py::test_a_rolled_back_run_leaves_the_directory_and_the_namespace_as_they_were
   tests/integration/test_bad_input_dropin_netns.py::test_a_second_run_waits_for_the_lock_and_names_its_holder
+  tests/integration/test_bad_input_dropin_netns.py::test_keys_and_records_read_from_the_dropin_are_checked_as_settings
+  tests/integration/test_bad_input_dropin_netns.py::test_an_unprivileged_user_cannot_hold_or_redirect_the_lock
+  tests/integration/test_bad_input_dropin_netns.py::test_a_full_or_read_only_sysctl_d_says_so_and_reports_nothing_changed
   tests/integration/test_sysctl_dropin_netns.py::test_applies_in_the_namespace_only_is_idempotent_and_rolls_back_a_refused_value
   tests/integration/test_undo_netns.py::test_module_undo_restores_the_later_file_or_the_boot_value_and_is_idempotent
 )
@@ -56,12 +60,31 @@ venv_for() {  # RELEASE -> venv dir, (re)built when its requirements change
   echo "$venv"
 }
 
-summary=()
-failed=0
-first=$1
+# The releases side by side, first their venvs (pip, unpacking the community package), then their tests, each
+# writing its own log: much of a run is waiting (pip's downloads, ansible's start, the tests' timeouts), so two
+# cores hold three releases. The logs are printed in the order of the releases once all have finished.
+logs=.cache/compat/logs
+rm -rf "$logs"
+mkdir -p "$logs"
+pids=()
 for release in "$@"; do
-  start=$SECONDS
-  selection=("${deselect[@]}")
+  venv_for "$release" >"$logs/$release.venv" 2>"$logs/$release.pip" &
+  pids+=($!)
+done
+venvs=()
+for index in "${!pids[@]}"; do
+  release=${*:index+1:1}
+  if ! wait "${pids[index]}"; then
+    echo "building the venv of ansible-core $release failed:" >&2
+    cat "$logs/$release.pip" >&2
+    exit 1
+  fi
+  venvs+=("$(cat "$logs/$release.venv")")
+done
+
+run_release() {  # RELEASE VENV: this release's tests; its output goes to $logs/RELEASE.log, its result to .result
+  local release=$1 venv=$2 start=$SECONDS core py result
+  local -a tests selection=("${deselect[@]}")
   if [ -n "${COMPAT_TESTS:-}" ]; then
     read -r -a tests <<<"$COMPAT_TESTS"
     selection=()
@@ -70,7 +93,6 @@ for release in "$@"; do
   else
     tests=("${role_tests[@]}")
   fi
-  venv=$(venv_for "$release")
   core=$("$venv/bin/python" -c 'from ansible.release import __version__; print(__version__)')
   py=$("$venv/bin/python" -c 'import platform; print(platform.python_version())')
   echo "== compat: ansible-core $core on Python $py ($venv): ${tests[*]}"
@@ -80,9 +102,27 @@ for release in "$@"; do
     result=passed
   else
     result=FAILED
-    failed=1
   fi
-  summary+=("ansible-core $core, Python $py: $result ($((SECONDS - start)) s)")
+  echo "ansible-core $core, Python $py: $result ($((SECONDS - start)) s)" >"$logs/$release.result"
+}
+
+first=$1
+pids=()
+for index in "${!venvs[@]}"; do
+  release=${*:index+1:1}
+  echo "== compat: ansible-core $release started ($(date -u +%H:%M:%S) UTC), log $logs/$release.log"
+  run_release "$release" "${venvs[index]}" >"$logs/$release.log" 2>&1 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || true; done
+
+failed=0
+summary=()
+for release in "$@"; do
+  cat "$logs/$release.log"
+  line=$(cat "$logs/$release.result" 2>/dev/null || echo "ansible-core $release: no result (see $logs/$release.log)")
+  case $line in *": passed ("*) ;; *) failed=1 ;; esac
+  summary+=("$line")
 done
 echo "== compat summary"
 printf '  %s\n' "${summary[@]}"

@@ -69,19 +69,19 @@ def ns_value(netns: str, key: str) -> str:
     return " ".join(out.stdout.split())
 
 
+def host_values() -> Dict[str, str]:
+    """This machine's own tcp_rmem and tcp_wmem (the initial namespace's), which no test may move."""
+    return {name: Path(f"/proc/sys/net/ipv4/{name}").read_text() for name in ("tcp_rmem", "tcp_wmem")}
+
+
 def read_report(directory: Path) -> Dict[str, Any]:
     return json.loads((directory / "tcp-memory-report.json").read_text(encoding="utf-8"))
 
 
-def test_no_warning_that_this_release_is_unsupported(collections_path, tmp_path):
-    run = run_playbook(
-        "report", {"tcp_memory_connections": 1000, "tcp_memory_report_dir": str(tmp_path)}, collections_path
-    )
-    assert run.returncode == 0, output(run)
-    assert "does not support Ansible version" not in output(run), output(run)
-
-
-def test_tune_applies_in_a_namespace_idempotently_and_report_reads_it_back(collections_path, netns, tmp_path):
+def test_tune_applies_in_a_namespace_idempotently_skips_global_keys_and_report_reads_it_back(
+    collections_path, netns, tmp_path
+):
+    host_before = host_values()
     dropin = tmp_path / "99-netstack-tcp-memory.conf"
     before = ns_value(netns, "net.ipv4.tcp_rmem")
     assert before != WANTED_RMEM
@@ -91,10 +91,20 @@ def test_tune_applies_in_a_namespace_idempotently_and_report_reads_it_back(colle
         "tcp_memory_sysctl_file_force": True,  # a private directory outside the sysctl.d roots
         "tcp_memory_overrides": {"net.ipv4.tcp_rmem": WANTED_RMEM},
     }
-    first = run_playbook("tune", tune_vars, collections_path, netns=netns)
+    dry = run_playbook("tune", tune_vars, collections_path, netns=netns, options=["--check", "--diff"])
+    assert dry.returncode == 0, output(dry)
+    assert f"net.ipv4.tcp_rmem: {before} -> {WANTED_RMEM} [set" in output(dry)
+    assert not dropin.exists() and ns_value(netns, "net.ipv4.tcp_rmem") == before
+
+    first = run_playbook("tune", tune_vars, collections_path, netns=netns, options=["--diff"])
     assert first.returncode == 0, output(first)
     assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
-    assert f"net.ipv4.tcp_rmem = {WANTED_RMEM}" in dropin.read_text(encoding="utf-8")
+    text = dropin.read_text(encoding="utf-8")
+    assert f"net.ipv4.tcp_rmem = {WANTED_RMEM}" in text
+    # Global keys: absent (tcp_mem) or read-only (net.core.*) in a non-initial namespace.
+    assert "net.ipv4.tcp_mem" not in text and "net.core.rmem_max" not in text
+    assert "net.ipv4.tcp_mem: (absent) -> " in output(first) and "[skipped: absent here" in output(first)
+    assert host_values() == host_before
     second = run_playbook("tune", tune_vars, collections_path, netns=netns)
     assert second.returncode == 0 and recap_changed(output(second)) == 0, output(second)
 
@@ -115,12 +125,18 @@ def test_tune_applies_in_a_namespace_idempotently_and_report_reads_it_back(colle
     assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM  # the report changed nothing
 
 
-def test_report_holds_or_not_and_keeps_its_json_shape(collections_path, tmp_path):
+def test_report_is_read_only_holds_or_not_and_keeps_its_json_shape(collections_path, tmp_path):
+    """On this machine, outside any namespace: the report changes no sysctl and no sysctl.d file, and this
+    ansible-core release is not warned about."""
+    host_before, sysctl_d_before = host_values(), sorted(os.listdir("/etc/sysctl.d"))
     fits = run_playbook(
         "report", {"tcp_memory_connections": 1000, "tcp_memory_report_dir": str(tmp_path)}, collections_path
     )
     assert fits.returncode == 0, output(fits)
+    assert "does not support Ansible version" not in output(fits), output(fits)
     report = read_report(tmp_path)
+    assert report["summary"]["hosts"] == ["localhost"]
+    assert "| `net.ipv4.tcp_mem` |" in (tmp_path / "tcp-memory-report.md").read_text(encoding="utf-8")
     assert set(report) == {"generated_at", "collection_version", "target_connections", "hosts", "summary"}
     # what the fleet summary always had, and not_root (other lists may join them)
     assert set(report["summary"]) >= {
@@ -135,6 +151,7 @@ def test_report_holds_or_not_and_keeps_its_json_shape(collections_path, tmp_path
     assert host["can_hold_target"] is True and report["summary"]["cannot_hold_target"] == []
     assert isinstance(host["current_connections_before_pressure"], int)
     assert all(set(row) == {"key", "live", "recommended", "settable", "why"} for row in host["rows"])
+    assert "net.ipv4.tcp_rmem" in [row["key"] for row in host["rows"]]
 
     too_many = run_playbook(
         "report", {"tcp_memory_connections": 2000000000, "tcp_memory_report_dir": str(tmp_path)}, collections_path
@@ -144,6 +161,7 @@ def test_report_holds_or_not_and_keeps_its_json_shape(collections_path, tmp_path
     assert report["summary"]["cannot_hold_target"] == ["localhost"]
     assert report["hosts"][0]["can_hold_target"] is False and report["hosts"][0]["rows"] == []
     assert "recommend_tcp_memory" in report["hosts"][0]["recommendation_error"]
+    assert host_values() == host_before and sorted(os.listdir("/etc/sysctl.d")) == sysctl_d_before
 
 
 def test_report_without_root_says_so_once_and_writes_as_the_controller_user(collections_path, tmp_path):
@@ -206,20 +224,3 @@ def test_report_directory_defaults_to_the_working_directory_without_pwd(collecti
             for child in stray.iterdir():
                 child.unlink()
             stray.rmdir()
-
-
-def test_untune_refuses_an_undo_value_for_a_key_it_does_not_manage(collections_path, netns, tmp_path):
-    """The role's one check on the undo path (sysctl_dropin would set any existing key)."""
-    dropin = tmp_path / "99-netstack-tcp-memory.conf"
-    common = {"tcp_memory_sysctl_file": str(dropin), "tcp_memory_sysctl_file_force": True}
-    tune = run_playbook("tune", {**common, "tcp_memory_connections": 1000}, collections_path, netns=netns)
-    assert tune.returncode == 0 and dropin.is_file(), output(tune)
-    dropin_before, syncookies_before = dropin.read_bytes(), ns_value(netns, "net.ipv4.tcp_syncookies")
-    wrong = "0" if syncookies_before != "0" else "2"
-    untune = run_playbook(
-        "untune", {**common, "tcp_memory_undo_values": {"net.ipv4.tcp_syncookies": wrong}}, collections_path, netns
-    )
-    refused = "tcp_memory_undo_values names keys this collection does not manage: net.ipv4.tcp_syncookies"
-    assert untune.returncode != 0 and refused in output(untune), output(untune)
-    assert ns_value(netns, "net.ipv4.tcp_syncookies") == syncookies_before
-    assert dropin.read_bytes() == dropin_before

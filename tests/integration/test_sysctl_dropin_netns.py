@@ -4,8 +4,8 @@
 namespace this test creates (what a container sees: global keys absent or read-only).
 
 Only per-namespace keys (net.ipv4.tcp_rmem, net.ipv4.tcp_wmem) are written, and only inside the
-namespace; the host's values are read before and after to prove they did not move. The report
-playbook is read-only and runs on the host.
+namespace; the host's values are read before and after to prove they did not move. The tune playbook's
+apply in a namespace and the report's read-only run on the host are in test_playbooks_netns.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import jmespath
 import pytest
 from conftest import VENV_BIN, ansible_adhoc, ansible_env, ansible_playbook, dropin_root, ns_value, real_kernel_ready
 
@@ -115,36 +114,6 @@ def test_applies_in_the_namespace_only_is_idempotent_and_rolls_back_a_refused_va
     assert host_values() == host_before
 
 
-def test_role_in_a_namespace_applies_per_namespace_keys_skips_global_ones_and_is_idempotent(netns, tmp_path):
-    host_before = host_values()
-    dropin = tmp_path / "99-netstack-tcp-memory.conf"
-    wanted_rmem = "4096 131072 9437184"
-    extra = {
-        "tcp_memory_connections": 1000,
-        "tcp_memory_sysctl_file": str(dropin),
-        # A private directory outside the sysctl.d roots: refused unless forced.
-        "tcp_memory_sysctl_file_force": True,
-        "tcp_memory_overrides": {"net.ipv4.tcp_rmem": wanted_rmem},
-    }
-    rc, dry = run_playbook("tune", extra, netns=netns, check=True)
-    assert rc == 0, dry
-    assert f"net.ipv4.tcp_rmem: {ns_value(netns, 'net.ipv4.tcp_rmem')} -> {wanted_rmem} [set" in dry
-    assert not dropin.exists() and ns_value(netns, "net.ipv4.tcp_rmem") != wanted_rmem
-
-    rc, first = run_playbook("tune", extra, netns=netns)
-    assert rc == 0, first
-    assert ns_value(netns, "net.ipv4.tcp_rmem") == wanted_rmem
-    text = dropin.read_text()
-    assert f"net.ipv4.tcp_rmem = {wanted_rmem}" in text
-    # Global keys: absent (tcp_mem) or read-only (net.core.*) in a non-initial namespace.
-    assert "net.ipv4.tcp_mem" not in text and "net.core.rmem_max" not in text
-    assert "net.ipv4.tcp_mem: (absent) -> " in first and "[skipped: absent here" in first
-    assert host_values() == host_before
-
-    rc, second = run_playbook("tune", extra, netns=netns)
-    assert rc == 0 and recap_changed(second) == 0, second
-
-
 def test_role_with_apply_false_from_the_command_line_changes_nothing(netns, tmp_path):
     # -e tcp_memory_apply=false arrives as the string "false", truthy in Jinja: the role must read it as a bool.
     dropin = tmp_path / "99-netstack-tcp-memory.conf"
@@ -197,26 +166,6 @@ def test_role_rejects_bad_input_naming_the_variable_before_writing(netns, tmp_pa
     )
     assert rc != 0 and message in output, output
     assert not dropin.exists() and ns_value(netns, "net.ipv4.tcp_rmem") == ns_before
-
-
-def test_report_is_read_only_and_summarises_the_fleet(tmp_path):
-    host_before = host_values()
-    sysctl_d_before = sorted(os.listdir("/etc/sysctl.d"))
-    rc, output = run_playbook("report", {"tcp_memory_connections": 1000, "tcp_memory_report_dir": str(tmp_path)})
-    assert rc == 0, output
-    report = json.loads((tmp_path / "tcp-memory-report.json").read_text())
-    assert jmespath.search("summary.hosts", report) == ["localhost"]
-    assert "net.ipv4.tcp_rmem" in jmespath.search("hosts[0].rows[].key", report)
-    assert jmespath.search("hosts[?host=='localhost'].can_hold_target | [0]", report) is True
-    assert "| `net.ipv4.tcp_mem` |" in (tmp_path / "tcp-memory-report.md").read_text()
-
-    # A target no host can hold is a finding in the summary, not a failed run.
-    rc, output = run_playbook("report", {"tcp_memory_connections": 2000000000, "tcp_memory_report_dir": str(tmp_path)})
-    assert rc == 0, output
-    report = json.loads((tmp_path / "tcp-memory-report.json").read_text())
-    assert jmespath.search("summary.cannot_hold_target", report) == ["localhost"]
-    assert "recommend_tcp_memory" in jmespath.search("hosts[0].recommendation_error", report)
-    assert host_values() == host_before and sorted(os.listdir("/etc/sysctl.d")) == sysctl_d_before
 
 
 def test_tune_without_root_shows_the_diff_in_check_mode_and_otherwise_stops_first_saying_so(netns, tmp_path):

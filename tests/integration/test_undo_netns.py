@@ -66,7 +66,8 @@ def test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second
     collections_path, netns, tmp_path
 ):
     """In a namespace, untune left tcp_wmem at the tuned value although the drop-in recorded the namespace's own
-    value before the first run; now a named value wins (tcp_rmem) and the record is restored (tcp_wmem)."""
+    value before the first run; now a named value wins (tcp_rmem) and the record is restored (tcp_wmem). An undo
+    value for a key the collection does not manage is refused first, changing nothing."""
     host_before = host_values()
     dropin = tmp_path / "99-netstack-tcp-memory.conf"
     start = {key: ns_value(netns, key) for key in TUNED}
@@ -76,6 +77,17 @@ def test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second
     )
     assert tune.returncode == 0 and {key: ns_value(netns, key) for key in TUNED} == TUNED, output(tune)
     assert f"# before netstack.tcp_tuning: {WMEM} = {start[WMEM]}" in dropin.read_text()
+
+    # The role's one check on the undo path (sysctl_dropin would set any existing key): refused, nothing changed.
+    dropin_before, syncookies_before = dropin.read_bytes(), ns_value(netns, "net.ipv4.tcp_syncookies")
+    wrong = "0" if syncookies_before != "0" else "2"
+    refused = run_playbook(
+        "untune", {**common, "tcp_memory_undo_values": {"net.ipv4.tcp_syncookies": wrong}}, collections_path, netns
+    )
+    message = "tcp_memory_undo_values names keys this collection does not manage: net.ipv4.tcp_syncookies"
+    assert refused.returncode != 0 and message in output(refused), output(refused)
+    assert ns_value(netns, "net.ipv4.tcp_syncookies") == syncookies_before
+    assert dropin.read_bytes() == dropin_before and {key: ns_value(netns, key) for key in TUNED} == TUNED
 
     named_rmem = "4096 131072 6000000"
     untune_vars = {**common, "tcp_memory_undo_values": {RMEM: named_rmem}}

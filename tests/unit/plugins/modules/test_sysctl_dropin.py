@@ -338,6 +338,26 @@ def test_bad_paths_are_refused_naming_path(root, capsys, relative_path, fragment
     assert snapshot(root) == before
 
 
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        # systemd-sysctl ends a line at a NUL or a carriage return and applies what follows
+        (
+            {"comments": {"net.ipv4.tcp_rmem": "fine\x00net.ipv4.tcp_syncookies = 0"}},
+            ["comments['net.ipv4.tcp_rmem']", "control character '\\x00' at offset 4"],
+        ),
+        ({"header": "fine\rnet.ipv4.tcp_syncookies = 0"}, ["header = ", "control character '\\r' at offset 4"]),
+    ],
+)
+def test_a_control_character_in_a_comment_or_the_header_is_refused(root, capsys, args, fragments):
+    before = snapshot(root)
+    result = run(root, capsys, **args)
+    assert result["failed"] and "nothing was changed" in result["msg"], result
+    for fragment in fragments:
+        assert fragment in result["msg"], result["msg"]
+    assert snapshot(root) == before
+
+
 def test_a_directory_at_the_path_is_refused(root, capsys):
     (root / "etc/sysctl.d/50-dir.conf").mkdir()
     before = snapshot(root)
