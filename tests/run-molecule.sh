@@ -188,7 +188,8 @@ cleanup() {
   summary $((SECONDS - run_start))
   for dir in "$run_dir"/vms-*/; do
     [ -d "$dir" ] || continue
-    NETSTACK_VMS_DIR=$dir "$root/tests/hosts/vm.sh" stop-all || rc=1
+    # No trailing slash: vm.sh finds a VM by the overlay path on its QEMU command line.
+    NETSTACK_VMS_DIR=${dir%/} "$root/tests/hosts/vm.sh" stop-all || rc=1
   done
   for name in $(podman_platforms molecule/*/molecule.yml); do
     podman rm --force --time 0 --ignore "$name" >/dev/null 2>&1 || true
