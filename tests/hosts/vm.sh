@@ -29,7 +29,7 @@ cache=$(hosts_cache_dir "$repo")
 # A test run may use its own VM directory (run-molecule.sh does) so that its cleanup stops only
 # its own VMs; the image cache and the VM limit stay shared by everyone on the machine.
 vms_dir=${NETSTACK_VMS_DIR:-$cache/vms}
-max_vms=${NETSTACK_MAX_VMS:-3}
+max_vms=${NETSTACK_MAX_VMS:-4}
 # TCG on a loaded 2-core machine: boot takes ~25 s idle, several times that when busy.
 ssh_timeout_s=${NETSTACK_VM_SSH_TIMEOUT:-420}
 slot_timeout_s=${NETSTACK_VM_SLOT_TIMEOUT:-900}
