@@ -28,7 +28,7 @@ export PY_COLORS := 0
 
 help:
 	@echo "make run   - install what is needed, then dry-run the tune playbook on localhost (check mode)"
-	@echo "make test  - lint, sanity, unit, real-kernel integration, compat (ansible-core 2.16-2.18), docs, molecule"
+	@echo "make test  - lint, sanity, unit, real-kernel integration, compat (ansible-core 2.16-2.18), docs; molecule alongside"
 	@echo "stages: make venv lint sanity unit integration compat docs molecule proof bench build clean"
 	@echo "make generate - rewrite the files derived from the workload schema"
 	@echo "make proof - the kernel experiments docs/recommendation-model.md quotes (not part of make test)"
@@ -61,7 +61,7 @@ unit: venv devlink
 
 # Each test makes its own namespaces, directories and processes, so they run side by side (pytest-xdist):
 # much of a test is waiting for ansible processes, timeouts and the kernel. INTEGRATION_WORKERS=0 runs them in order.
-INTEGRATION_WORKERS ?= 3
+INTEGRATION_WORKERS ?= 2
 integration: venv devlink hostdeps
 	$(BIN)/pytest -p no:cacheprovider -n $(INTEGRATION_WORKERS) --dist worksteal tests/integration
 
@@ -105,7 +105,7 @@ compat: devlink hostdeps
 
 # Every stage in order, each timed; the times are printed at the end, also when a stage failed.
 test: venv devlink hostdeps
-	tests/run-stages.sh lint sanity unit integration compat docs molecule
+	tests/run-stages.sh --alongside molecule lint sanity unit integration compat docs
 	@echo "make test: all stages passed"
 
 run: build
