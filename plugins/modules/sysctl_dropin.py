@@ -40,7 +40,9 @@ description:
     C(rmem_default)/C(wmem_default)), else the key is left as it is and the reason says so.
     Values named in O(settings) win over all of these.
   - With O(state=present) the drop-in records, under its header, the live value each key had before this
-    collection first set it (C(# before netstack.tcp_tuning) lines, kept from run to run).
+    collection first set it (C(# before netstack.tcp_tuning) lines, kept from run to run). A key the drop-in set
+    before and O(settings) no longer names goes back, live, to what a reboot would now give it - the sysctl.d file
+    that then wins, else its recorded value - as with O(state=absent) for that key; its entry in C(keys) says so.
 author:
   - netstack.tcp_tuning developers (@netstack)
 options:
@@ -961,8 +963,9 @@ def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPa
     if path_problem:
         raise Refused(f"refusing the drop-in, nothing was changed: {path_problem}")
 
+    old_keys, old_records = dropin_contents(path, old_text if is_managed(old_text) else None, "refusing the drop-in")
     skip = {key: str(reason) for key, reason in params["skip"].items()}
-    live = read_live_or_refuse(paths.proc_sys, set(params["settings"]) | set(skip))
+    live = read_live_or_refuse(paths.proc_sys, set(params["settings"]) | set(skip) | set(old_keys))
     if module.check_mode and os.geteuid() != 0:
         skip.update(unjudged_read_only(paths.proc_sys, params["settings"], skip, live))
     managed = managed_settings(params["settings"], skip)
@@ -970,9 +973,13 @@ def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPa
     problems = host_problems(paths.proc_sys, keys, managed, apply_live)
     if problems:
         raise Refused("cannot apply here, nothing was changed: " + "; ".join(problems), keys=keys)
+    released = plan_released(
+        path, paths, sorted(set(old_keys) - set(managed) - set(skip)), old_records, live, apply_live
+    )
+    keys.update(released)
+    targets = dict(managed, **{key: entry["after"] for key, entry in released.items() if entry["action"] == "set"})
 
     comments = {key: str(text) for key, text in params["comments"].items() if key in managed}
-    old_keys, old_records = dropin_contents(path, old_text if is_managed(old_text) else None, "refusing the drop-in")
     records = records_to_keep(managed, old_records, old_keys, live)
     new_text = render_dropin(managed, comments, params["header"], records)
     conflicts, notes = scan_conflicts(path, paths, managed)
@@ -993,7 +1000,35 @@ def plan_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPa
     if params["conflicts"] != "ignore":
         notes = [conflict_sentence(conflict) for conflict in conflicts] + notes
     result["notes"] = notes
-    return Plan(old, new_text, keys, managed, result)
+    return Plan(old, new_text, keys, targets, result)
+
+
+def plan_released(
+    path: str,
+    paths: HostPaths,
+    released: List[str],
+    recorded: Mapping[str, str],
+    live: Mapping[str, Optional[str]],
+    apply_live: bool,
+) -> Dict[str, Dict[str, Any]]:
+    """key -> plan entry for the keys the drop-in set before and no longer sets (a later run asked for fewer):
+    each goes back to what a reboot would now give it, as an undo of that key would (a later file, the value
+    recorded before this collection first set it), so the live value never outlives the file that set it. A key
+    with neither, or read-only here, stays as it is, and says why."""
+    if not released:
+        return {}
+    parsed, _notes = boot_order_assignments(path, paths)
+    restores = {
+        key: restore_value(key, {}, parsed, {}, live, released, recorded, KERNEL_CONSTANT_DEFAULTS) for key in released
+    }
+    plan = plan_restore(released, restores, {}, live, apply_live)
+    for key, entry in plan.items():
+        if entry["action"] == "set" and not writable_as_root(proc_sys_path(paths.proc_sys, key)):
+            entry.update(
+                action="skipped", after=entry["before"], reason=f"read-only here, {entry['reason']} not possible"
+            )
+        entry["reason"] = f"no longer in the drop-in: {entry['reason']}"
+    return plan
 
 
 def execute_present(module: AnsibleModule, params: Mapping[str, Any], paths: HostPaths, plan: Plan) -> Dict[str, Any]:

@@ -102,6 +102,29 @@ def test_first_run_writes_file_and_differing_live_values_second_run_changes_noth
     assert {entry["action"] for entry in second["keys"].values()} == {"unchanged"}
 
 
+def test_a_key_a_later_run_no_longer_sets_goes_back_to_its_recorded_value(root, capsys):
+    """The first run sets tcp_rmem and tcp_wmem, the second only tcp_rmem: tcp_wmem must not stay at the first
+    run's value, which no file sets any more (a reboot would give the value recorded before the first run)."""
+    assert run(root, capsys)["changed"]
+    dropin = root / "etc/sysctl.d/99-netstack-tcp-memory.conf"
+    only_rmem = {"net.ipv4.tcp_rmem": WANTED["net.ipv4.tcp_rmem"]}
+    dry = run(root, capsys, check_mode=True, settings=only_rmem)
+    assert dry["keys"]["net.ipv4.tcp_wmem"] == {
+        "action": "set",
+        "before": "4096 16384 16777216",
+        "after": "4096 16384 4194304",
+        "source": "recorded",
+        "reason": "no longer in the drop-in: restored to the value before this collection first set it "
+        "(recorded in the drop-in)",
+    }
+    assert live(root, "net/ipv4/tcp_wmem") == "4096 16384 16777216\n"
+    second = run(root, capsys, settings=only_rmem)
+    assert second["changed"] and live(root, "net/ipv4/tcp_wmem") == "4096 16384 4194304\n"
+    assert "tcp_wmem" not in dropin.read_text() and "net.ipv4.tcp_rmem = 4096 131072 16777216" in dropin.read_text()
+    third = run(root, capsys, settings=only_rmem)
+    assert not third["changed"] and set(third["keys"]) == {"net.ipv4.tcp_rmem"}
+
+
 def test_check_mode_reports_diff_and_per_key_plan_and_touches_nothing(root, capsys):
     before = snapshot(root)
     result = run(root, capsys, check_mode=True)
