@@ -101,6 +101,13 @@ def test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second
     assert f"{RMEM}: {TUNED[RMEM]} -> {named_rmem} [set" in output(dry)
     assert f"{WMEM}: {TUNED[WMEM]} -> {start[WMEM]} [set: restored to the value before this collection" in output(dry)
     assert ns_value(netns, RMEM) == TUNED[RMEM]
+    # tcp_memory_apply=false (not check mode): the same plan, reported, and nothing removed or restored.
+    report_only = run_playbook("untune", {**untune_vars, "tcp_memory_apply": False}, collections_path, netns)
+    assert report_only.returncode == 0 and recap_changed(output(report_only)) == 0, output(report_only)
+    assert f"{WMEM}: {TUNED[WMEM]} -> {start[WMEM]} [set: restored to the value before this collection" in output(
+        report_only
+    )
+    assert dropin.exists() and {key: ns_value(netns, key) for key in TUNED} == TUNED
 
     undo = run_playbook("untune", untune_vars, collections_path, netns)
     assert undo.returncode == 0 and not dropin.exists(), output(undo)
