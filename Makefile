@@ -14,7 +14,7 @@ INSTALLED   := $(CACHE)/installed
 DEVPATH     := $(CACHE)/dev
 DEVLINK     := $(DEVPATH)/ansible_collections/netstack/tcp_tuning
 TARGET_CONNECTIONS ?= 100000
-# The older ansible-core releases `make compat` tests, each in .cache/compat/coreX.Y (requirements/coreX.Y.txt);
+# The older ansible-core releases `make compat` tests, each in its own venv (requirements/coreX.Y.txt, kept machine-wide: tests/run-compat.sh);
 # the newest is the dev venv's (requirements.txt), tested by unit, integration and sanity.
 COMPAT_CORES ?= 2.16 2.17 2.18
 

@@ -17,9 +17,13 @@ export ANSIBLE_COLLECTIONS_PATH
 # `ansible` run), the modules' entry points (AnsibleModule argument parsing), the role (argument specs,
 # include_role, templates) and the playbooks. The pure-Python parts (model, parsers, hypothesis
 # properties, tools, image cache) do not import the controller and run once, under the newest release
-# (make unit integration). The oldest release given (the first argument) also runs the role's bad-input
-# and node_exporter textfile tests; the releases after it the role and playbook tests (tune, report,
-# untune, the drop-in module with and without the role). COMPAT_TESTS overrides both. The releases run side
+# (make unit integration). The oldest release given (the first argument) runs all of that: the filter and
+# module entry points, the role and playbook tests (tune, report, untune, the drop-in module with and
+# without the role), the role's bad-input and node_exporter textfile tests. The releases between it and
+# the newest (tested whole by make unit integration) run the entry points a user meets: the filter
+# through Templar and on live facts, and the playbooks (tune in check mode and for real, report), which
+# reach the role, its templates and every module through AnsiballZ; ansible-core changes between releases
+# are caught at the two ends that bound them. COMPAT_TESTS overrides the sets. The releases run side
 # by side (their logs are printed one after the other at the end).
 controller_units=(tests/unit/plugins/filter tests/unit/plugins/modules)
 role_tests=("${controller_units[@]}" tests/integration/test_recommend_tcp_memory_live.py
@@ -27,6 +31,8 @@ role_tests=("${controller_units[@]}" tests/integration/test_recommend_tcp_memory
   tests/integration/test_undo_netns.py)
 full_tests=("${role_tests[@]}" tests/integration/test_bad_input_dropin_netns.py
   tests/integration/test_textfile_netns.py)
+entry_point_tests=(tests/unit/plugins/filter tests/integration/test_recommend_tcp_memory_live.py
+  tests/integration/test_playbooks_netns.py)
 # Tests in those files of a module on its own (its checks, lock, rollback, undo: code that runs on the
 # target, whatever the controller) run under the newest release only; the role runs reach every module
 # through the controller's packaging (AnsiballZ) and argument checking.
@@ -44,19 +50,39 @@ deselect=()
 for test_id in "${module_only[@]}"; do deselect+=(--deselect "$test_id"); done
 [ "$#" -gt 0 ] || { echo "usage: run-compat.sh RELEASE..." >&2; exit 2; }
 
-venv_for() {  # RELEASE -> venv dir, (re)built when its requirements change
-  local release=$1 venv=.cache/compat/core$1
-  local requirements=requirements/core$release.txt constraints=requirements/core$release-constraints.txt
-  local stamp
-  stamp="$venv/.stamp-$(cat "$requirements" "$constraints" | sha256sum | cut -c1-16)"
-  if [ ! -e "$stamp" ]; then
+# The venvs are tools, not the code under test: like the test-host images (tests/hosts/cache-dir.sh) they are
+# kept machine-wide, outside any clone, keyed by the hash of their requirements and the Python that builds them,
+# so a fresh clone on a machine that built them once reuses them. NETSTACK_COMPAT_CACHE overrides the place;
+# where the machine-wide one cannot be created (not root), they go to .cache/compat in the clone.
+compat_cache_dir() {
+  local machine_cache=/var/cache/netstack-tcp-tuning/compat-venvs
+  if [ -n "${NETSTACK_COMPAT_CACHE:-}" ]; then
+    echo "$NETSTACK_COMPAT_CACHE"
+  elif mkdir -p "$machine_cache" 2>/dev/null && [ -w "$machine_cache" ]; then
+    echo "$machine_cache"
+  else
+    echo "$root/.cache/compat"
+  fi
+}
+
+venv_for() {  # RELEASE -> venv dir, built once per requirements (under a lock: runs may share the cache)
+  local release=$1 requirements=requirements/core$1.txt constraints=requirements/core$1-constraints.txt
+  local key venv cache
+  key=$({ cat "$requirements" "$constraints"; "$python" -VV; } | sha256sum | cut -c1-16)
+  cache=$(compat_cache_dir)
+  mkdir -p "$cache"
+  venv=$cache/core$release-$key
+  exec 8>"$venv.lock"
+  flock 8
+  if [ ! -e "$venv/.complete" ]; then
     rm -rf "$venv"
     "$python" -m venv "$venv"
     echo "building $venv from $requirements" >&2
     # stdout is this function's answer: pip's output goes to stderr
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" -c "$constraints" >&2
-    touch "$stamp"
+    touch "$venv/.complete"
   fi
+  flock -u 8
   echo "$venv"
 }
 
@@ -91,7 +117,7 @@ run_release() {  # RELEASE VENV: this release's tests; its output goes to $logs/
   elif [ "$release" = "$first" ]; then
     tests=("${full_tests[@]}")
   else
-    tests=("${role_tests[@]}")
+    tests=("${entry_point_tests[@]}")
   fi
   core=$("$venv/bin/python" -c 'from ansible.release import __version__; print(__version__)')
   py=$("$venv/bin/python" -c 'import platform; print(platform.python_version())')
