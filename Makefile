@@ -72,7 +72,8 @@ build: venv
 $(TARBALL): build
 
 # antsibull-docs and galaxy-importer in their own venv (requirements/docs-tools.txt says why)
-DOCS_TOOLS  := $(CACHE)/docs-tools
+# Kept machine-wide like the guest images, keyed by its requirements (tests/tool-venv-dir.sh says where).
+DOCS_TOOLS  := $(shell PYTHON=$(PYTHON) tests/tool-venv-dir.sh docs-tools requirements/docs-tools.txt requirements/docs-tools-constraints.txt)
 $(DOCS_TOOLS)/.stamp: requirements/docs-tools.txt requirements/docs-tools-constraints.txt
 	test -x $(DOCS_TOOLS)/bin/python || $(PYTHON) -m venv $(DOCS_TOOLS)
 	$(DOCS_TOOLS)/bin/python -m pip install --quiet -r requirements/docs-tools.txt -c requirements/docs-tools-constraints.txt

@@ -2,7 +2,7 @@
 # Copyright: netstack.tcp_tuning contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 # The tests that touch the controller's ansible-core, under each older ansible-core release
-# (which tests: see below), each in its own venv (.cache/compat/coreX.Y, from requirements/coreX.Y.txt and its constraints).
+# (which tests: see below), each in its own venv (kept machine-wide: tests/tool-venv-dir.sh), from requirements/coreX.Y.txt and its constraints.
 # The newest release (the dev venv, requirements.txt) runs the same tests in `make unit integration`
 # and sanity in `make sanity`. Every test id ends in [coreX.Y.Z] (tests/conftest.py), so a failure
 # line names its release; the summary at the end lists each release, its Python and its time.
@@ -50,28 +50,12 @@ deselect=()
 for test_id in "${module_only[@]}"; do deselect+=(--deselect "$test_id"); done
 [ "$#" -gt 0 ] || { echo "usage: run-compat.sh RELEASE..." >&2; exit 2; }
 
-# The venvs are tools, not the code under test: like the test-host images (tests/hosts/cache-dir.sh) they are
-# kept machine-wide, outside any clone, keyed by the hash of their requirements and the Python that builds them,
-# so a fresh clone on a machine that built them once reuses them. NETSTACK_COMPAT_CACHE overrides the place;
-# where the machine-wide one cannot be created (not root), they go to .cache/compat in the clone.
-compat_cache_dir() {
-  local machine_cache=/var/cache/netstack-tcp-tuning/compat-venvs
-  if [ -n "${NETSTACK_COMPAT_CACHE:-}" ]; then
-    echo "$NETSTACK_COMPAT_CACHE"
-  elif mkdir -p "$machine_cache" 2>/dev/null && [ -w "$machine_cache" ]; then
-    echo "$machine_cache"
-  else
-    echo "$root/.cache/compat"
-  fi
-}
-
 venv_for() {  # RELEASE -> venv dir, built once per requirements (under a lock: runs may share the cache)
   local release=$1 requirements=requirements/core$1.txt constraints=requirements/core$1-constraints.txt
-  local key venv cache
-  key=$({ cat "$requirements" "$constraints"; "$python" -VV; } | sha256sum | cut -c1-16)
-  cache=$(compat_cache_dir)
-  mkdir -p "$cache"
-  venv=$cache/core$release-$key
+  local venv
+  # kept machine-wide like the guest images: a fresh clone reuses what an earlier run built
+  venv=$(PYTHON=$python tests/tool-venv-dir.sh "core$release" "$requirements" "$constraints")
+  mkdir -p "$(dirname "$venv")"
   exec 8>"$venv.lock"
   flock 8
   if [ ! -e "$venv/.complete" ]; then
