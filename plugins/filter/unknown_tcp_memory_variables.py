@@ -60,9 +60,7 @@ def unknown_tcp_memory_variables(names: Any) -> list[str]:
         )
     if any(not isinstance(name, str) for name in names):
         raise AnsibleFilterError(f"unknown_tcp_memory_variables: every name must be a string, got {list(names)!r}")
-    warnings = unknown_variable_warnings(
-        [str(name) for name in names if str(name).startswith(ROLE_PREFIX)], known_variables()
-    )
+    warnings = unknown_variable_warnings([name for name in names if name.startswith(ROLE_PREFIX)], known_variables())
     for warning in warnings:
         Display().warning(warning)
     return warnings
