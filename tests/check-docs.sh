@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Prove the built collection is clean and its documentation renders: every module, filter
 # and role must render with ansible-doc from the collection installed from the tarball;
-# antsibull-docs lint-collection-docs --plugin-docs and galaxy-importer (ansible-test and containers
+# antsibull-docs lint-collection-docs --plugin-docs and galaxy-importer (ansible-test, ansible-lint and containers
 # off: tests/galaxy-importer.cfg) find no error and no warning; nothing dev-only ships.
 set -euo pipefail
 usage="usage: check-docs.sh VENV_BIN INSTALLED_PATH TARBALL DOCS_TOOLS_BIN"
@@ -60,7 +60,7 @@ if [ -n "$out" ]; then
 fi
 echo "ok: antsibull-docs lint-collection-docs --plugin-docs"
 
-# galaxy-importer: what Galaxy checks on upload (metadata, ansible-doc, ansible-lint), on the tarball.
+# galaxy-importer: what Galaxy checks on upload (metadata, ansible-doc), on the tarball; its ansible-lint is make lint's.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 artifact=$tarball
@@ -88,4 +88,4 @@ if grep -E '^(WARNING|ERROR)' "$log" >&2 || ! grep -q '^Importer processing comp
   echo "galaxy-importer reported the warnings or errors above" >&2
   exit 1
 fi
-echo "ok: galaxy-importer (ansible-test and containers off), no warning"
+echo "ok: galaxy-importer (ansible-test, ansible-lint and containers off), no warning"

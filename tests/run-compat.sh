@@ -17,37 +17,20 @@ export ANSIBLE_COLLECTIONS_PATH
 # `ansible` run), the modules' entry points (AnsibleModule argument parsing), the role (argument specs,
 # include_role, templates) and the playbooks. The pure-Python parts (model, parsers, hypothesis
 # properties, tools, image cache) do not import the controller and run once, under the newest release
-# (make unit integration). The oldest release given (the first argument) runs all of that: the filter and
-# module entry points, the role and playbook tests (tune, report, untune, the drop-in module with and
-# without the role), the role's bad-input and node_exporter textfile tests. The releases between it and
-# the newest (tested whole by make unit integration) run the entry points a user meets: the filter
-# through Templar and on live facts, and the playbooks (tune in check mode and for real, report), which
-# reach the role, its templates and every module through AnsiballZ; ansible-core changes between releases
-# are caught at the two ends that bound them. COMPAT_TESTS overrides the sets. The releases run side
-# by side (their logs are printed one after the other at the end).
-controller_units=(tests/unit/plugins/filter tests/unit/plugins/modules)
-role_tests=("${controller_units[@]}" tests/integration/test_recommend_tcp_memory_live.py
-  tests/integration/test_playbooks_netns.py tests/integration/test_sysctl_dropin_netns.py
-  tests/integration/test_undo_netns.py)
-full_tests=("${role_tests[@]}" tests/integration/test_bad_input_dropin_netns.py
-  tests/integration/test_textfile_netns.py)
+# (make unit integration); so do the role's behaviours past the controller (refusals, rollback, textfile,
+# locks), which run on the target whatever the controller. The oldest release given (the first argument)
+# runs the filter and module entry-point unit tests, the filter on live facts, and each way a user enters
+# the role: tune (check mode, apply, idempotent rerun), report, untune, and the role's argument checking.
+# The releases between it and the newest (tested whole by make unit integration) run the filter and the
+# tune and report playbooks, which reach the role, its templates and every module through AnsiballZ;
+# ansible-core changes between releases are caught at the two ends that bound them. COMPAT_TESTS
+# overrides the sets. The releases run side by side (their logs are printed one after the other at the end).
 entry_point_tests=(tests/unit/plugins/filter tests/integration/test_recommend_tcp_memory_live.py
-  tests/integration/test_playbooks_netns.py)
-# Tests in those files of a module on its own (its checks, lock, rollback, undo: code that runs on the
-# target, whatever the controller) run under the newest release only; the role runs reach every module
-# through the controller's packaging (AnsiballZ) and argument checking.
-module_only=(
-  tests/integration/test_bad_input_dropin_netns.py::test_the_module_refuses_bad_input_and_changes_nothing
-  tests/integration/test_bad_input_dropin_netns.py::test_a_rolled_back_run_leaves_the_directory_and_the_namespace_as_they_were
-  tests/integration/test_bad_input_dropin_netns.py::test_a_second_run_waits_for_the_lock_and_names_its_holder
-  tests/integration/test_bad_input_dropin_netns.py::test_keys_and_records_read_from_the_dropin_are_checked_as_settings
-  tests/integration/test_bad_input_dropin_netns.py::test_an_unprivileged_user_cannot_hold_or_redirect_the_lock
-  tests/integration/test_bad_input_dropin_netns.py::test_a_full_or_read_only_sysctl_d_says_so_and_reports_nothing_changed
-  tests/integration/test_sysctl_dropin_netns.py::test_applies_in_the_namespace_only_is_idempotent_and_rolls_back_a_refused_value
-  tests/integration/test_undo_netns.py::test_module_undo_restores_the_later_file_or_the_boot_value_and_is_idempotent
-)
-deselect=()
-for test_id in "${module_only[@]}"; do deselect+=(--deselect "$test_id"); done
+  tests/integration/test_playbooks_netns.py::test_tune_applies_in_a_namespace_idempotently_skips_global_keys_and_report_reads_it_back
+  tests/integration/test_playbooks_netns.py::test_report_is_read_only_holds_or_not_and_keeps_its_json_shape)
+oldest_tests=("${entry_point_tests[@]}" tests/unit/plugins/modules
+  tests/integration/test_undo_netns.py::test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second_run_changes_nothing
+  tests/integration/test_sysctl_dropin_netns.py::test_role_rejects_bad_input_naming_the_variable_before_writing)
 [ "$#" -gt 0 ] || { echo "usage: run-compat.sh RELEASE..." >&2; exit 2; }
 
 venv_for() {  # RELEASE -> venv dir, built once per requirements (under a lock: runs may share the cache)
@@ -94,12 +77,11 @@ done
 
 run_release() {  # RELEASE VENV: this release's tests; its output goes to $logs/RELEASE.log, its result to .result
   local release=$1 venv=$2 start=$SECONDS core py result
-  local -a tests selection=("${deselect[@]}")
+  local -a tests
   if [ -n "${COMPAT_TESTS:-}" ]; then
     read -r -a tests <<<"$COMPAT_TESTS"
-    selection=()
   elif [ "$release" = "$first" ]; then
-    tests=("${full_tests[@]}")
+    tests=("${oldest_tests[@]}")
   else
     tests=("${entry_point_tests[@]}")
   fi
@@ -108,7 +90,7 @@ run_release() {  # RELEASE VENV: this release's tests; its output goes to $logs/
   echo "== compat: ansible-core $core on Python $py ($venv): ${tests[*]}"
   # this release's ansible, ansible-playbook and pytest first on PATH, whatever the caller's PATH holds
   if PATH="$root/$venv/bin:$PATH" "$venv/bin/python" -m pytest -p no:cacheprovider \
-    -o junit_suite_name="ansible-core-$core" "${selection[@]}" "${tests[@]}"; then
+    -o junit_suite_name="ansible-core-$core" "${tests[@]}"; then
     result=passed
   else
     result=FAILED
