@@ -149,65 +149,6 @@ def role_vars(tmp_path) -> Dict[str, Any]:
     }
 
 
-def test_textfile_after_apply_passes_promtool_and_matches_the_facts(netns, collections_path, tmp_path, role_vars):
-    textfile = Path(role_vars["tcp_memory_textfile_dir"]) / TEXTFILE
-
-    # Check mode and report-only runs write nothing.
-    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars, check=True)
-    assert rc == 0, output
-    rc, output, _result = run_role(netns, collections_path, tmp_path, {**role_vars, "tcp_memory_apply": False})
-    assert rc == 0, output
-    assert not textfile.exists() and not list(textfile.parent.iterdir())
-
-    started = int(time.time())
-    rc, output, result = run_role(netns, collections_path, tmp_path, role_vars)
-    assert rc == 0, output
-    assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
-    promtool_check(textfile)
-    values = samples(textfile)
-    # Only the file itself in the directory: the temporary file was renamed, not left behind.
-    assert [p.name for p in textfile.parent.iterdir()] == [TEXTFILE]
-    assert oct(textfile.stat().st_mode & 0o777) == "0o644"
-
-    facts, recommendation = result["facts"], result["recommendation"]
-    page_bytes = facts["page_size_bytes"]
-    # One prefix, every size in bytes.
-    assert all(name.startswith("netstack_tcp_memory_") for name in metric_names(textfile))
-    info = {
-        "collection_version": galaxy_version(),
-        "profile": "balanced",
-        "dropin_path": role_vars["tcp_memory_sysctl_file"],
-    }
-    assert values[("netstack_tcp_memory_info", tuple(sorted(info.items())))] == 1
-    recommended = [int(n) for n in recommendation["sysctl"]["net.ipv4.tcp_mem"].split()]
-    for threshold, pages in zip(("min", "pressure", "max"), recommended):
-        assert values[tcp_mem("recommended", threshold)] == pages * page_bytes
-    # In a network namespace (a container) tcp_mem is not visible: no at-last-apply series rather than a guess; the
-    # recommended thresholds are there, for the README's alert.
-    assert facts["sysctl"]["net.ipv4.tcp_mem"]["present"] is False
-    assert "netstack_tcp_memory_tcp_mem_at_last_apply_bytes" not in metric_names(textfile)
-    assert values[("netstack_tcp_memory_target_connections", ())] == 1000
-    assert values[("netstack_tcp_memory_page_size_bytes", ())] == page_bytes
-    expected_peak = recommendation["estimate"]["steady_state_pages"] * page_bytes
-    assert values[("netstack_tcp_memory_expected_peak_bytes", ())] == expected_peak
-    applied_at = values[("netstack_tcp_memory_last_apply_timestamp_seconds", ())]
-    assert started <= applied_at <= time.time()
-
-    # A rerun that changes nothing leaves the file alone, its apply time included.
-    before = textfile.read_text()
-    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars)
-    assert rc == 0 and recap_changed(output) == 0, output
-    assert textfile.read_text() == before
-
-    # A run that changes a value records a new apply time.
-    time.sleep(1.1)
-    changed_vars = {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": "4096 131072 10485760"}}
-    rc, output, _result = run_role(netns, collections_path, tmp_path, changed_vars)
-    assert rc == 0, output
-    promtool_check(textfile)
-    assert samples(textfile)[("netstack_tcp_memory_last_apply_timestamp_seconds", ())] > applied_at
-
-
 @pytest.mark.parametrize(
     "directory, message",
     [
@@ -249,59 +190,110 @@ def as_nobody(*command: str) -> None:
     subprocess.run(["setpriv", *ids, "--", *command], check=True, capture_output=True)
 
 
-@pytest.mark.parametrize("planted", ["symlink", "fifo"])
-def test_link_or_fifo_planted_at_the_textfile_is_refused_unread(
-    netns, collections_path, tmp_path, role_vars, others_dir, planted
+def test_textfile_after_apply_matches_the_facts_and_a_refused_run_changes_nothing(
+    netns, collections_path, tmp_path, role_vars, others_dir
 ):
-    """The directory's owner replaces root's textfile by a link to a root-only file, or by a FIFO. The next run
-    (verbose, as an operator would rerun it) neither shows the file's content nor hangs: it refuses, naming what
-    it found, before the drop-in or the kernel is touched; the planted entry is left to be found."""
+    """One namespace, one textfile directory as Debian ships node_exporter's (owned by `nobody`), runs in turn:
+    check mode and tcp_memory_apply=false write nothing; an apply writes a file promtool accepts that matches the
+    facts and the recommendation; an unchanged rerun keeps it, apply time included; a changed run records a new
+    apply time. Then three runs that must fail before the drop-in or the kernel is touched: the directory
+    read-only, then the owner's link to a root-only file and then a FIFO planted at the textfile."""
+    role_vars = {**role_vars, "tcp_memory_textfile_dir": str(others_dir)}
+    textfile = others_dir / TEXTFILE
+
+    # Check mode and report-only runs write nothing.
+    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars, check=True)
+    assert rc == 0, output
+    rc, output, _result = run_role(netns, collections_path, tmp_path, {**role_vars, "tcp_memory_apply": False})
+    assert rc == 0, output
+    assert not textfile.exists() and not list(textfile.parent.iterdir())
+
+    started = int(time.time())
+    rc, output, result = run_role(netns, collections_path, tmp_path, role_vars)
+    assert rc == 0, output
+    assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
+    assert textfile.is_file() and not textfile.is_symlink()
+    promtool_check(textfile)
+    values = samples(textfile)
+    # Only the file itself in the directory: the temporary file was renamed, not left behind.
+    assert [p.name for p in textfile.parent.iterdir()] == [TEXTFILE]
+    assert oct(textfile.stat().st_mode & 0o777) == "0o644"
+
+    facts, recommendation = result["facts"], result["recommendation"]
+    page_bytes = facts["page_size_bytes"]
+    # One prefix, every size in bytes.
+    assert all(name.startswith("netstack_tcp_memory_") for name in metric_names(textfile))
+    info = {
+        "collection_version": galaxy_version(),
+        "profile": "balanced",
+        "dropin_path": role_vars["tcp_memory_sysctl_file"],
+    }
+    assert values[("netstack_tcp_memory_info", tuple(sorted(info.items())))] == 1
+    recommended = [int(n) for n in recommendation["sysctl"]["net.ipv4.tcp_mem"].split()]
+    for threshold, pages in zip(("min", "pressure", "max"), recommended):
+        assert values[tcp_mem("recommended", threshold)] == pages * page_bytes
+    # In a network namespace (a container) tcp_mem is not visible: no at-last-apply series rather than a guess; the
+    # recommended thresholds are there, for the README's alert.
+    assert facts["sysctl"]["net.ipv4.tcp_mem"]["present"] is False
+    assert "netstack_tcp_memory_tcp_mem_at_last_apply_bytes" not in metric_names(textfile)
+    assert values[("netstack_tcp_memory_target_connections", ())] == 1000
+    assert values[("netstack_tcp_memory_page_size_bytes", ())] == page_bytes
+    expected_peak = recommendation["estimate"]["steady_state_pages"] * page_bytes
+    assert values[("netstack_tcp_memory_expected_peak_bytes", ())] == expected_peak
+    applied_at = values[("netstack_tcp_memory_last_apply_timestamp_seconds", ())]
+    assert started <= applied_at <= time.time()
+
+    # A rerun that changes nothing leaves the file alone, its apply time included.
+    before = textfile.read_text()
+    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars)
+    assert rc == 0 and recap_changed(output) == 0, output
+    assert textfile.read_text() == before
+
+    # A run that changes a value records a new apply time.
+    time.sleep(1.1)
+    changed_vars = {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": CHANGED_RMEM}}
+    rc, output, _result = run_role(netns, collections_path, tmp_path, changed_vars)
+    assert rc == 0, output
+    assert ns_value(netns, "net.ipv4.tcp_rmem") == CHANGED_RMEM
+    promtool_check(textfile)
+    assert samples(textfile)[("netstack_tcp_memory_last_apply_timestamp_seconds", ())] > applied_at
+    # From here on every run must fail and leave the drop-in and the namespace at CHANGED_RMEM.
+    dropin = Path(role_vars["tcp_memory_sysctl_file"])
+    dropin_before = dropin.read_bytes()
+
+    # A real write test before the apply: a read-only directory (root may write anywhere else, so the mode bits
+    # would not show it) fails a run that would change a value, naming the variable and the reason.
+    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars, read_only_dir=str(others_dir))
+    assert rc != 0, output
+    assert f"tcp_memory_textfile_dir={others_dir}" in output and "read-only file system" in output, output
+    assert "Nothing was changed" in output, output
+    assert ns_value(netns, "net.ipv4.tcp_rmem") == CHANGED_RMEM
+    assert dropin.read_bytes() == dropin_before
+
+    # The directory's owner replaces root's textfile by a link to a root-only file (then the next run changes
+    # nothing), then by a FIFO (then it would change a value). Each run (verbose, as an operator would rerun it)
+    # neither shows the file's content nor hangs: it refuses, naming what it found; the planted entry is left.
     secret_text = f"netstack-secret-{secrets.token_hex(8)}\n"
     secret = tmp_path / "secret"
     secret.write_text(secret_text)
     secret.chmod(0o600)
-    role_vars = {**role_vars, "tcp_memory_textfile_dir": str(others_dir)}
-    textfile = others_dir / TEXTFILE
-    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars)
-    assert rc == 0 and textfile.is_file() and not textfile.is_symlink(), output
-    dropin = Path(role_vars["tcp_memory_sysctl_file"])
-    dropin_before = dropin.read_bytes()
-
-    if planted == "symlink":
-        as_nobody("ln", "-sfn", str(secret), str(textfile))
-        found = f"{textfile} is a symbolic link to '{secret}'"
-    else:
-        as_nobody("sh", "-c", 'rm -f "$0" && mkfifo -m 0666 "$0"', str(textfile))
-        found = f"{textfile} is a fifo (owner uid {NOBODY_UID})"
-    planted_inode = textfile.lstat().st_ino
-
     leaked = (secret_text.strip(), base64.b64encode(secret_text.encode()).decode())
-    for run_vars in (role_vars, {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": CHANGED_RMEM}}):
+    for planted, run_vars in (("symlink", changed_vars), ("fifo", role_vars)):
+        if planted == "symlink":
+            as_nobody("ln", "-sfn", str(secret), str(textfile))
+            found = f"{textfile} is a symbolic link to '{secret}'"
+        else:
+            as_nobody("sh", "-c", 'rm -f "$0" && mkfifo -m 0666 "$0"', str(textfile))
+            found = f"{textfile} is a fifo (owner uid {NOBODY_UID})"
+        planted_inode = textfile.lstat().st_ino
         rc, output, _result = run_role(netns, collections_path, tmp_path, run_vars, options=["-v"])
-        assert rc != 0 and found in output and "Nothing was changed" in output, output
-        assert not [text for text in leaked if text in output], output
-        assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
-        assert dropin.read_bytes() == dropin_before
-    assert secret.read_text() == secret_text
-    assert textfile.lstat().st_ino == planted_inode
-    assert [p.name for p in others_dir.iterdir()] == [TEXTFILE]
-
-
-def test_read_only_textfile_dir_fails_before_the_dropin_and_the_kernel(netns, collections_path, tmp_path, role_vars):
-    """A real write test before the apply: a read-only directory (root may write anywhere else, so the mode bits
-    would not show it) fails the run naming the variable and the reason, the drop-in and the namespace unchanged."""
-    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars)
-    assert rc == 0, output
-    dropin = Path(role_vars["tcp_memory_sysctl_file"])
-    dropin_before = dropin.read_bytes()
-    changed_vars = {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": CHANGED_RMEM}}
-    directory = role_vars["tcp_memory_textfile_dir"]
-    rc, output, _result = run_role(netns, collections_path, tmp_path, changed_vars, read_only_dir=directory)
-    assert rc != 0, output
-    assert f"tcp_memory_textfile_dir={directory}" in output and "read-only file system" in output, output
-    assert "Nothing was changed" in output, output
-    assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
-    assert dropin.read_bytes() == dropin_before
+        assert rc != 0 and found in output and "Nothing was changed" in output, (planted, output)
+        assert not [text for text in leaked if text in output], (planted, output)
+        assert ns_value(netns, "net.ipv4.tcp_rmem") == CHANGED_RMEM, planted
+        assert dropin.read_bytes() == dropin_before, planted
+        assert secret.read_text() == secret_text, planted
+        assert textfile.lstat().st_ino == planted_inode, planted
+        assert [p.name for p in others_dir.iterdir()] == [TEXTFILE], planted
 
 
 def test_live_thresholds_where_tcp_mem_is_visible(collections_path, tmp_path):
