@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import pytest
-from conftest import ansible_adhoc, ansible_env, dropin_root
+from conftest import ansible_adhoc, ansible_env, case_failures, cases_inventory, dropin_root
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent  # the ansible-core under test (make compat runs each release)
@@ -103,11 +103,18 @@ def run_module(netns: str, args: Dict[str, Any], options: Sequence[str] = ()) ->
     return result
 
 
-def run_role(netns: str, sysctl_d: Path, extra_vars: Dict[str, Any]) -> subprocess.CompletedProcess:
-    """The tune playbook in the namespace, with `sysctl_d` mounted over /etc/sysctl.d for this process only."""
+def run_role(
+    netns: str,
+    sysctl_d: Path,
+    extra_vars: Dict[str, Any],
+    playbook: str = "netstack.tcp_tuning.tune",
+    inventory: str = "localhost,",
+) -> subprocess.CompletedProcess:
+    """The tune playbook (or `playbook` on `inventory`) in the namespace, with `sysctl_d` mounted over /etc/sysctl.d
+    for this process only."""
     command = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "sh", "-c"]
     command += ['mount --bind "$0" /etc/sysctl.d && exec "$@"', str(sysctl_d)]
-    command += [str(VENV_BIN / "ansible-playbook"), "netstack.tcp_tuning.tune", "-i", "localhost,", "-c", "local"]
+    command += [str(VENV_BIN / "ansible-playbook"), playbook, "-i", inventory, "-c", "local"]
     command += ["-e", json.dumps({"tcp_memory_connections": 1000, **extra_vars})]
     return subprocess.run(command, capture_output=True, text=True, env=env(), timeout=300, check=False)
 
@@ -122,13 +129,13 @@ def module_args(sysctl_d: Path, **args: Any) -> Dict[str, Any]:
     }
 
 
-def prepare(sysctl_d: Path, setup: Optional[str]) -> None:
-    """Put what a case needs in place before the snapshot."""
+def prepare(sysctl_d: Path, setup: Optional[str], foreign_name: str = "99-netstack-tcp-memory.conf") -> None:
+    """Put what a case needs in place before the snapshot (the foreign file at the default path or `foreign_name`)."""
     if setup == "symlink":
         (sysctl_d / "real.conf").write_text(f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 4096 131072 6291456\n")
         (sysctl_d / "99-netstack-tcp-memory.conf").symlink_to("real.conf")
     elif setup == "foreign":
-        (sysctl_d / "99-netstack-tcp-memory.conf").write_text("# the admin's own file\nvm.swappiness = 10\n")
+        (sysctl_d / foreign_name).write_text("# the admin's own file\nvm.swappiness = 10\n")
     elif setup == "outside":
         (sysctl_d.parent / "other").mkdir()
         (sysctl_d.parent / "other/passwd2.conf").write_text("root:x:0:0:root:/root:/bin/sh\n")
@@ -204,6 +211,9 @@ def test_a_second_run_waits_for_the_lock_and_names_its_holder(netns, sysctl_d, t
 # default drop-in path planted as a link is refused before anything changes. The module's other path checks
 # (not .conf, a directory, relative) are unit tests (tests/unit/plugins/modules/test_sysctl_dropin.py); an
 # out-of-order override is refused by the filter (test_sysctl_dropin_netns.py, the role's bad-input test).
+# All cases in one run of the role, one host each (conftest's cases_inventory), in one private sysctl.d: the
+# foreign file is at a name of its own (the link is at the default path).
+FOREIGN_FILE = "90-admin.conf"
 ROLE_CASES = [
     (
         "8-outside-roots",
@@ -211,20 +221,29 @@ ROLE_CASES = [
         lambda d: {"tcp_memory_sysctl_file": f"{d.parent}/other/passwd2.conf"},
         ["is not in the sysctl.d search roots", "tcp_memory_sysctl_file_force"],
     ),
-    ("8-foreign-file", "foreign", lambda d: {}, ["was not written by this collection", "tcp_memory_sysctl_file_force"]),
+    (
+        "8-foreign-file",
+        "foreign",
+        lambda d: {"tcp_memory_sysctl_file": f"/etc/sysctl.d/{FOREIGN_FILE}"},
+        ["was not written by this collection", "tcp_memory_sysctl_file_force"],
+    ),
     ("6-symlink", "symlink", lambda d: {}, ["is a symbolic link (to real.conf)"]),
 ]
 
 
-@pytest.mark.parametrize("setup, make_vars, fragments", [c[1:] for c in ROLE_CASES], ids=[c[0] for c in ROLE_CASES])
-def test_the_role_refuses_bad_paths_and_changes_nothing(netns, sysctl_d, setup, make_vars, fragments):
-    prepare(sysctl_d, setup)
+def test_the_role_refuses_bad_paths_and_changes_nothing(netns, sysctl_d, tmp_path):
+    for _case, setup, _make_vars, _fragments in ROLE_CASES:
+        prepare(sysctl_d, setup, foreign_name=FOREIGN_FILE)
     sysctls_before, files_before = ns_sysctls(netns), tree(sysctl_d.parent)
-    out = run_role(netns, sysctl_d, make_vars(sysctl_d))
+    cases = {case: make_vars(sysctl_d) for case, _setup, make_vars, _fragments in ROLE_CASES}
+    run = cases_inventory(tmp_path, cases)
+    out = run_role(netns, sysctl_d, {}, playbook=str(run["playbook"]), inventory=str(run["inventory"]))
     output = out.stdout + out.stderr
     assert out.returncode != 0, output
-    for fragment in fragments:
-        assert fragment in output, output
+    failures = case_failures(output, cases)
+    for case, _setup, _make_vars, fragments in ROLE_CASES:
+        for fragment in fragments:
+            assert fragment in failures[case], (case, output)
     assert tree(sysctl_d.parent) == files_before
     assert ns_sysctls(netns) == sysctls_before
 
