@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import pytest
-from conftest import VENV_BIN, ansible_env, ansible_playbook, in_netns, ns_value
+from conftest import VENV_BIN, ansible_env, ansible_playbook, case_failures, cases_inventory, in_netns, ns_value
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTFILE = "netstack_tcp_memory.prom"
@@ -149,21 +149,34 @@ def role_vars(tmp_path) -> Dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize(
-    "directory, message",
-    [
-        ("relative/dir", "tcp_memory_textfile_dir must be an absolute path, got relative/dir"),
-        ("/nonexistent/netstack-textfile", "tcp_memory_textfile_dir=/nonexistent/netstack-textfile is not a directory"),
-    ],
-)
-def test_bad_textfile_dir_fails_naming_it_before_anything_changes(
-    netns, collections_path, tmp_path, role_vars, directory, message
-):
+BAD_TEXTFILE_DIRS = {
+    "relative": ("relative/dir", "tcp_memory_textfile_dir must be an absolute path, got relative/dir"),
+    "missing": (
+        "/nonexistent/netstack-textfile",
+        "tcp_memory_textfile_dir=/nonexistent/netstack-textfile is not a directory",
+    ),
+}
+
+
+def test_bad_textfile_dir_fails_naming_it_before_anything_changes(netns, collections_path, tmp_path, role_vars):
+    """Both cases in one run of the role, one host each (conftest's cases_inventory)."""
     before = ns_value(netns, "net.ipv4.tcp_rmem")
-    rc, output, _result = run_role(
-        netns, collections_path, tmp_path, {**role_vars, "tcp_memory_textfile_dir": directory}
+    cases = {
+        case: {**role_vars, "tcp_memory_textfile_dir": directory} for case, (directory, _) in BAD_TEXTFILE_DIRS.items()
+    }
+    run = cases_inventory(tmp_path, cases)
+    out = ansible_playbook(
+        str(run["playbook"]),
+        collections_path,
+        netns_name=netns,
+        timeout=RUN_TIMEOUT_SECONDS,
+        inventory=str(run["inventory"]),
     )
-    assert rc != 0 and message in output, output
+    output = out.stdout + out.stderr
+    assert out.returncode != 0, output
+    failures = case_failures(output, cases)
+    for case, (_directory, message) in BAD_TEXTFILE_DIRS.items():
+        assert message in failures[case], (case, output)
     assert ns_value(netns, "net.ipv4.tcp_rmem") == before
     assert not Path(role_vars["tcp_memory_sysctl_file"]).exists()
 
