@@ -317,30 +317,72 @@ RECORD = "# before netstack.tcp_tuning: "
 GOOD_LINE = "net.ipv4.tcp_rmem = 4096 131072 7340032\n"
 
 
-@pytest.mark.parametrize(
-    "kind, make_text, state, fragments", [c[1:] for c in UNDO_CASES], ids=[c[0] for c in UNDO_CASES]
-)
-@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
-def test_keys_and_records_read_from_the_dropin_are_checked_as_settings(
-    netns, sysctl_d, tmp_path, kind, make_text, state, fragments, check_mode
-):
-    target = planted(tmp_path, kind)
-    (sysctl_d / "99-netstack-tcp-memory.conf").write_text(make_text(target))
-    # Another package's file that sets the same traversal key: its value must not be taken either.
-    (sysctl_d.parent.parent / "usr/lib/sysctl.d/50-other.conf").write_text(f"net/..{target} = 2\n")
-    host_root = sysctl_d.parent.parent
-    sysctls_before, files_before = ns_sysctls(netns), (tree(host_root / "etc"), tree(host_root / "usr"))
-    targets_before = files_and_fifos([target])
-    args = module_args(sysctl_d, state=state)
-    if state == "absent":
-        args["settings"] = None
-    result = run_module(netns, args, options=["--check"] if check_mode else [])
-    assert result["failed"], result
-    for fragment in fragments:
-        assert fragment in result["msg"], result["msg"]
-    assert "secret" not in json.dumps(result)
-    assert files_and_fifos([target]) == targets_before
-    assert (tree(host_root / "etc"), tree(host_root / "usr")) == files_before
+# The module once per case and mode, in one playbook run: each host is a case with its own host root (the module's
+# option root) and planted target; its task's arguments are the case's, as JSON values.
+MODULE_ON_EVERY_CASE = """- name: sysctl_dropin, once per case (each host is a case)
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: The case's arguments
+      netstack.tcp_tuning.sysctl_dropin:
+        path: "{{ case_args.path }}"
+        state: "{{ case_args.state }}"
+        settings: "{{ case_args.settings }}"
+        root: "{{ case_args.root }}"
+        lock_timeout: "{{ case_args.lock_timeout }}"
+      check_mode: "{{ case_check }}"
+"""
+
+
+def test_keys_and_records_read_from_the_dropin_are_checked_as_settings(netns, tmp_path):
+    """Every case of UNDO_CASES, run and in check mode, one host each of one playbook run (the 10 ran one
+    ansible each): each fails naming the line, shows no byte of the planted file, and leaves it, its host root's
+    files and the namespace's sysctls as they were."""
+    cases, snapshots = {}, {}
+    for case, kind, make_text, state, _fragments in UNDO_CASES:
+        for check_mode in (False, True):
+            name = f"{case}-{'check' if check_mode else 'run'}"
+            sysctl_d = dropin_root(tmp_path / name / "root") / "etc/sysctl.d"
+            (sysctl_d / "10-vendor.conf").write_text("net.ipv4.tcp_syncookies = 1\n")
+            target = planted(tmp_path / name, kind)
+            (sysctl_d / "99-netstack-tcp-memory.conf").write_text(make_text(target))
+            # Another package's file that sets the same traversal key: its value must not be taken either.
+            host_root = sysctl_d.parent.parent
+            (host_root / "usr/lib/sysctl.d/50-other.conf").write_text(f"net/..{target} = 2\n")
+            snapshots[name] = (tree(host_root / "etc"), tree(host_root / "usr"), files_and_fifos([target]))
+            args = module_args(sysctl_d, state=state)
+            if state == "absent":
+                args["settings"] = None
+            cases[name] = {"case_args": args, "case_check": check_mode}
+    sysctls_before = ns_sysctls(netns)
+    run = cases_inventory(tmp_path, cases)
+    playbook = tmp_path / "module-on-every-case.yml"
+    playbook.write_text(MODULE_ON_EVERY_CASE)
+    command = ["ip", "netns", "exec", netns, str(VENV_BIN / "ansible-playbook"), str(playbook)]
+    command += ["-i", str(run["inventory"]), "-f", str(len(cases))]
+    # Every case at once: the bound of one run (a FIFO planted where a file is read must not hang it).
+    bound_s = 5 + 3 * ANSIBLE_OVERHEAD_SECONDS
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env=ansible_env(COLLECTIONS, json_output=True), timeout=bound_s
+    )
+    try:
+        results = json.loads(completed.stdout)["plays"][0]["tasks"][0]["hosts"]
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError(
+            f"ansible failed (rc {completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
+        ) from None
+    for case, kind, _make_text, _state, fragments in UNDO_CASES:
+        for mode in ("run", "check"):
+            name = f"{case}-{mode}"
+            result = results[name]
+            assert result.get("failed"), (name, result)
+            for fragment in fragments:
+                assert fragment in result["msg"], (name, result["msg"])
+            assert "secret" not in json.dumps(result), name
+            host_root = tmp_path / name / "root"
+            target = tmp_path / name / f"planted-{kind}"
+            after = (tree(host_root / "etc"), tree(host_root / "usr"), files_and_fifos([target]))
+            assert after == snapshots[name], name
     assert ns_sysctls(netns) == sysctls_before
 
 
