@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -171,10 +172,11 @@ def ansible_playbook(
     netns_name: Optional[str] = None,
     options: Sequence[str] = (),
     timeout: float = 300,
+    inventory: str = "localhost,",
 ) -> subprocess.CompletedProcess:
     """`ansible-playbook PLAYBOOK -i localhost, -c local` (a path or an FQCN such as netstack.tcp_tuning.tune),
-    optionally inside a namespace; `extra_vars` as one JSON -e."""
-    command = [*in_netns(netns_name), str(VENV_BIN / "ansible-playbook"), playbook, "-i", "localhost,", "-c", "local"]
+    optionally inside a namespace; `extra_vars` as one JSON -e; `inventory` instead of localhost (cases_inventory)."""
+    command = [*in_netns(netns_name), str(VENV_BIN / "ansible-playbook"), playbook, "-i", inventory, "-c", "local"]
     if extra_vars is not None:
         command += ["-e", json.dumps(extra_vars)]
     command += list(options)
@@ -267,3 +269,50 @@ server, _ = listener.accept()  # never read: the writer fills both buffers, then
 print("writing", flush=True)
 client.sendall(b"x" * (256 << 20))
 """
+
+
+# One play of the role on every host of an inventory whose hosts are cases (cases_inventory): one ansible-playbook
+# run shows several refusals, each host failing on its own (no any_errors_fatal, unlike the tune playbook).
+ROLE_ON_EVERY_CASE = (
+    "- name: The role, once per case (each host is a case)\n"
+    "  hosts: all\n"
+    "  gather_facts: false\n"
+    "  roles:\n"
+    "    - role: netstack.tcp_tuning.tcp_memory\n"
+)
+
+
+def cases_inventory(directory: Path, cases: Dict[str, dict], common: Optional[dict] = None) -> Dict[str, Path]:
+    """An inventory (JSON, a YAML inventory) in `directory` where each case is a host, on the local connection, with
+    `common` and its own variables as host variables (they override the role's defaults as -e would), and a playbook
+    running the role on all of them. Returns {"inventory": path, "playbook": path}."""
+    hosts = {name: {**(common or {}), **variables} for name, variables in cases.items()}
+    inventory = directory / "cases.json"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "vars": {"ansible_connection": "local", "ansible_python_interpreter": TARGET_PYTHON},
+                    "hosts": hosts,
+                }
+            }
+        )
+    )
+    playbook = directory / "role-on-every-case.yml"
+    playbook.write_text(ROLE_ON_EVERY_CASE)
+    return {"inventory": inventory, "playbook": playbook}
+
+
+def case_failures(output: str, cases) -> Dict[str, str]:
+    """What each case (host) failed with: its `fatal: [HOST]` lines joined. Every case must have failed exactly one
+    task and changed nothing, by the play recap."""
+    failures = {}
+    for name in cases:
+        recap = re.search(
+            rf"^{re.escape(name)}\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)", output, re.M
+        )
+        assert recap and recap.groups() == ("0", "1"), f"{name} did not fail once, changing nothing:\n{output}"
+        fatal = [line for line in output.splitlines() if line.startswith(f"fatal: [{name}]")]
+        assert fatal, f"no failure shown for {name}:\n{output}"
+        failures[name] = "\n".join(fatal)
+    return failures

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import pytest
-from conftest import ansible_adhoc, ansible_env, dropin_root
+from conftest import ansible_adhoc, ansible_env, case_failures, cases_inventory, dropin_root
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent  # the ansible-core under test (make compat runs each release)
@@ -103,11 +103,18 @@ def run_module(netns: str, args: Dict[str, Any], options: Sequence[str] = ()) ->
     return result
 
 
-def run_role(netns: str, sysctl_d: Path, extra_vars: Dict[str, Any]) -> subprocess.CompletedProcess:
-    """The tune playbook in the namespace, with `sysctl_d` mounted over /etc/sysctl.d for this process only."""
+def run_role(
+    netns: str,
+    sysctl_d: Path,
+    extra_vars: Dict[str, Any],
+    playbook: str = "netstack.tcp_tuning.tune",
+    inventory: str = "localhost,",
+) -> subprocess.CompletedProcess:
+    """The tune playbook (or `playbook` on `inventory`) in the namespace, with `sysctl_d` mounted over /etc/sysctl.d
+    for this process only."""
     command = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "sh", "-c"]
     command += ['mount --bind "$0" /etc/sysctl.d && exec "$@"', str(sysctl_d)]
-    command += [str(VENV_BIN / "ansible-playbook"), "netstack.tcp_tuning.tune", "-i", "localhost,", "-c", "local"]
+    command += [str(VENV_BIN / "ansible-playbook"), playbook, "-i", inventory, "-c", "local"]
     command += ["-e", json.dumps({"tcp_memory_connections": 1000, **extra_vars})]
     return subprocess.run(command, capture_output=True, text=True, env=env(), timeout=300, check=False)
 
@@ -122,13 +129,13 @@ def module_args(sysctl_d: Path, **args: Any) -> Dict[str, Any]:
     }
 
 
-def prepare(sysctl_d: Path, setup: Optional[str]) -> None:
-    """Put what a case needs in place before the snapshot."""
+def prepare(sysctl_d: Path, setup: Optional[str], foreign_name: str = "99-netstack-tcp-memory.conf") -> None:
+    """Put what a case needs in place before the snapshot (the foreign file at the default path or `foreign_name`)."""
     if setup == "symlink":
         (sysctl_d / "real.conf").write_text(f"{MANAGED_LINE}\nnet.ipv4.tcp_rmem = 4096 131072 6291456\n")
         (sysctl_d / "99-netstack-tcp-memory.conf").symlink_to("real.conf")
     elif setup == "foreign":
-        (sysctl_d / "99-netstack-tcp-memory.conf").write_text("# the admin's own file\nvm.swappiness = 10\n")
+        (sysctl_d / foreign_name).write_text("# the admin's own file\nvm.swappiness = 10\n")
     elif setup == "outside":
         (sysctl_d.parent / "other").mkdir()
         (sysctl_d.parent / "other/passwd2.conf").write_text("root:x:0:0:root:/root:/bin/sh\n")
@@ -204,6 +211,9 @@ def test_a_second_run_waits_for_the_lock_and_names_its_holder(netns, sysctl_d, t
 # default drop-in path planted as a link is refused before anything changes. The module's other path checks
 # (not .conf, a directory, relative) are unit tests (tests/unit/plugins/modules/test_sysctl_dropin.py); an
 # out-of-order override is refused by the filter (test_sysctl_dropin_netns.py, the role's bad-input test).
+# All cases in one run of the role, one host each (conftest's cases_inventory), in one private sysctl.d: the
+# foreign file is at a name of its own (the link is at the default path).
+FOREIGN_FILE = "90-admin.conf"
 ROLE_CASES = [
     (
         "8-outside-roots",
@@ -211,20 +221,29 @@ ROLE_CASES = [
         lambda d: {"tcp_memory_sysctl_file": f"{d.parent}/other/passwd2.conf"},
         ["is not in the sysctl.d search roots", "tcp_memory_sysctl_file_force"],
     ),
-    ("8-foreign-file", "foreign", lambda d: {}, ["was not written by this collection", "tcp_memory_sysctl_file_force"]),
+    (
+        "8-foreign-file",
+        "foreign",
+        lambda d: {"tcp_memory_sysctl_file": f"/etc/sysctl.d/{FOREIGN_FILE}"},
+        ["was not written by this collection", "tcp_memory_sysctl_file_force"],
+    ),
     ("6-symlink", "symlink", lambda d: {}, ["is a symbolic link (to real.conf)"]),
 ]
 
 
-@pytest.mark.parametrize("setup, make_vars, fragments", [c[1:] for c in ROLE_CASES], ids=[c[0] for c in ROLE_CASES])
-def test_the_role_refuses_bad_paths_and_changes_nothing(netns, sysctl_d, setup, make_vars, fragments):
-    prepare(sysctl_d, setup)
+def test_the_role_refuses_bad_paths_and_changes_nothing(netns, sysctl_d, tmp_path):
+    for _case, setup, _make_vars, _fragments in ROLE_CASES:
+        prepare(sysctl_d, setup, foreign_name=FOREIGN_FILE)
     sysctls_before, files_before = ns_sysctls(netns), tree(sysctl_d.parent)
-    out = run_role(netns, sysctl_d, make_vars(sysctl_d))
+    cases = {case: make_vars(sysctl_d) for case, _setup, make_vars, _fragments in ROLE_CASES}
+    run = cases_inventory(tmp_path, cases)
+    out = run_role(netns, sysctl_d, {}, playbook=str(run["playbook"]), inventory=str(run["inventory"]))
     output = out.stdout + out.stderr
     assert out.returncode != 0, output
-    for fragment in fragments:
-        assert fragment in output, output
+    failures = case_failures(output, cases)
+    for case, _setup, _make_vars, fragments in ROLE_CASES:
+        for fragment in fragments:
+            assert fragment in failures[case], (case, output)
     assert tree(sysctl_d.parent) == files_before
     assert ns_sysctls(netns) == sysctls_before
 
@@ -298,30 +317,72 @@ RECORD = "# before netstack.tcp_tuning: "
 GOOD_LINE = "net.ipv4.tcp_rmem = 4096 131072 7340032\n"
 
 
-@pytest.mark.parametrize(
-    "kind, make_text, state, fragments", [c[1:] for c in UNDO_CASES], ids=[c[0] for c in UNDO_CASES]
-)
-@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
-def test_keys_and_records_read_from_the_dropin_are_checked_as_settings(
-    netns, sysctl_d, tmp_path, kind, make_text, state, fragments, check_mode
-):
-    target = planted(tmp_path, kind)
-    (sysctl_d / "99-netstack-tcp-memory.conf").write_text(make_text(target))
-    # Another package's file that sets the same traversal key: its value must not be taken either.
-    (sysctl_d.parent.parent / "usr/lib/sysctl.d/50-other.conf").write_text(f"net/..{target} = 2\n")
-    host_root = sysctl_d.parent.parent
-    sysctls_before, files_before = ns_sysctls(netns), (tree(host_root / "etc"), tree(host_root / "usr"))
-    targets_before = files_and_fifos([target])
-    args = module_args(sysctl_d, state=state)
-    if state == "absent":
-        args["settings"] = None
-    result = run_module(netns, args, options=["--check"] if check_mode else [])
-    assert result["failed"], result
-    for fragment in fragments:
-        assert fragment in result["msg"], result["msg"]
-    assert "secret" not in json.dumps(result)
-    assert files_and_fifos([target]) == targets_before
-    assert (tree(host_root / "etc"), tree(host_root / "usr")) == files_before
+# The module once per case and mode, in one playbook run: each host is a case with its own host root (the module's
+# option root) and planted target; its task's arguments are the case's, as JSON values.
+MODULE_ON_EVERY_CASE = """- name: sysctl_dropin, once per case (each host is a case)
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: The case's arguments
+      netstack.tcp_tuning.sysctl_dropin:
+        path: "{{ case_args.path }}"
+        state: "{{ case_args.state }}"
+        settings: "{{ case_args.settings }}"
+        root: "{{ case_args.root }}"
+        lock_timeout: "{{ case_args.lock_timeout }}"
+      check_mode: "{{ case_check }}"
+"""
+
+
+def test_keys_and_records_read_from_the_dropin_are_checked_as_settings(netns, tmp_path):
+    """Every case of UNDO_CASES, run and in check mode, one host each of one playbook run (the 10 ran one
+    ansible each): each fails naming the line, shows no byte of the planted file, and leaves it, its host root's
+    files and the namespace's sysctls as they were."""
+    cases, snapshots = {}, {}
+    for case, kind, make_text, state, _fragments in UNDO_CASES:
+        for check_mode in (False, True):
+            name = f"{case}-{'check' if check_mode else 'run'}"
+            sysctl_d = dropin_root(tmp_path / name / "root") / "etc/sysctl.d"
+            (sysctl_d / "10-vendor.conf").write_text("net.ipv4.tcp_syncookies = 1\n")
+            target = planted(tmp_path / name, kind)
+            (sysctl_d / "99-netstack-tcp-memory.conf").write_text(make_text(target))
+            # Another package's file that sets the same traversal key: its value must not be taken either.
+            host_root = sysctl_d.parent.parent
+            (host_root / "usr/lib/sysctl.d/50-other.conf").write_text(f"net/..{target} = 2\n")
+            snapshots[name] = (tree(host_root / "etc"), tree(host_root / "usr"), files_and_fifos([target]))
+            args = module_args(sysctl_d, state=state)
+            if state == "absent":
+                args["settings"] = None
+            cases[name] = {"case_args": args, "case_check": check_mode}
+    sysctls_before = ns_sysctls(netns)
+    run = cases_inventory(tmp_path, cases)
+    playbook = tmp_path / "module-on-every-case.yml"
+    playbook.write_text(MODULE_ON_EVERY_CASE)
+    command = ["ip", "netns", "exec", netns, str(VENV_BIN / "ansible-playbook"), str(playbook)]
+    command += ["-i", str(run["inventory"]), "-f", str(len(cases))]
+    # Every case at once: the bound of one run (a FIFO planted where a file is read must not hang it).
+    bound_s = 5 + 3 * ANSIBLE_OVERHEAD_SECONDS
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env=ansible_env(COLLECTIONS, json_output=True), timeout=bound_s
+    )
+    try:
+        results = json.loads(completed.stdout)["plays"][0]["tasks"][0]["hosts"]
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError(
+            f"ansible failed (rc {completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
+        ) from None
+    for case, kind, _make_text, _state, fragments in UNDO_CASES:
+        for mode in ("run", "check"):
+            name = f"{case}-{mode}"
+            result = results[name]
+            assert result.get("failed"), (name, result)
+            for fragment in fragments:
+                assert fragment in result["msg"], (name, result["msg"])
+            assert "secret" not in json.dumps(result), name
+            host_root = tmp_path / name / "root"
+            target = tmp_path / name / f"planted-{kind}"
+            after = (tree(host_root / "etc"), tree(host_root / "usr"), files_and_fifos([target]))
+            assert after == snapshots[name], name
     assert ns_sysctls(netns) == sysctls_before
 
 

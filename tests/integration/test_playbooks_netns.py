@@ -125,18 +125,43 @@ def test_tune_applies_in_a_namespace_idempotently_skips_global_keys_and_report_r
     assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM  # the report changed nothing
 
 
-def test_report_is_read_only_holds_or_not_and_keeps_its_json_shape(collections_path, tmp_path):
+def test_report_is_read_only_holds_or_not_keeps_its_json_shape_and_writes_to_the_working_directory(
+    collections_path, tmp_path
+):
     """On this machine, outside any namespace: the report changes no sysctl and no sysctl.d file, and this
-    ansible-core release is not warned about."""
+    ansible-core release is not warned about. Run from tmp_path without PWD: the report directory defaults to
+    tcp-memory-report in the working directory, and a relative one is taken from the working directory too."""
     host_before, sysctl_d_before = host_values(), sorted(os.listdir("/etc/sysctl.d"))
-    fits = run_playbook(
-        "report", {"tcp_memory_connections": 1000, "tcp_memory_report_dir": str(tmp_path)}, collections_path
-    )
-    assert fits.returncode == 0, output(fits)
+    stray = Path("/tcp-memory-report")
+    assert not stray.exists(), "a stray /tcp-memory-report is already there: remove it first"
+    try:
+        fits = run_playbook(
+            "report", {"tcp_memory_connections": 1000}, collections_path, cwd=tmp_path, drop_env=("PWD", "OLDPWD")
+        )
+        assert fits.returncode == 0, output(fits)
+        assert not stray.exists()
+        # a relative directory is taken from the working directory too
+        too_many = run_playbook(
+            "report",
+            {"tcp_memory_connections": 2000000000, "tcp_memory_report_dir": "out/fleet"},
+            collections_path,
+            cwd=tmp_path,
+            drop_env=("PWD",),
+        )
+        assert too_many.returncode == 0, output(too_many)
+    finally:
+        # today's code wrote to /tcp-memory-report when PWD was unset: leave no such directory behind
+        if stray.is_dir():
+            for child in stray.iterdir():
+                child.unlink()
+            stray.rmdir()
+    assert host_values() == host_before and sorted(os.listdir("/etc/sysctl.d")) == sysctl_d_before
+
     assert "does not support Ansible version" not in output(fits), output(fits)
-    report = read_report(tmp_path)
+    report_dir = tmp_path / "tcp-memory-report"
+    report = read_report(report_dir)
     assert report["summary"]["hosts"] == ["localhost"]
-    assert "| `net.ipv4.tcp_mem` |" in (tmp_path / "tcp-memory-report.md").read_text(encoding="utf-8")
+    assert "| `net.ipv4.tcp_mem` |" in (report_dir / "tcp-memory-report.md").read_text(encoding="utf-8")
     assert set(report) == {"generated_at", "collection_version", "target_connections", "hosts", "summary"}
     # what the fleet summary always had, and not_root (other lists may join them)
     assert set(report["summary"]) >= {
@@ -153,15 +178,13 @@ def test_report_is_read_only_holds_or_not_and_keeps_its_json_shape(collections_p
     assert all(set(row) == {"key", "live", "recommended", "settable", "why"} for row in host["rows"])
     assert "net.ipv4.tcp_rmem" in [row["key"] for row in host["rows"]]
 
-    too_many = run_playbook(
-        "report", {"tcp_memory_connections": 2000000000, "tcp_memory_report_dir": str(tmp_path)}, collections_path
-    )
-    assert too_many.returncode == 0, output(too_many)
-    report = read_report(tmp_path)
+    report_dir = tmp_path / "out/fleet"
+    assert (report_dir / "tcp-memory-report.md").is_file()
+    assert f"reports: {tmp_path.resolve()}/out/fleet/tcp-memory-report.json" in output(too_many)
+    report = read_report(report_dir)
     assert report["summary"]["cannot_hold_target"] == ["localhost"]
     assert report["hosts"][0]["can_hold_target"] is False and report["hosts"][0]["rows"] == []
     assert "recommend_tcp_memory" in report["hosts"][0]["recommendation_error"]
-    assert host_values() == host_before and sorted(os.listdir("/etc/sysctl.d")) == sysctl_d_before
 
 
 def test_report_without_root_says_so_once_and_writes_as_the_controller_user(collections_path, tmp_path):
@@ -195,32 +218,3 @@ def test_report_without_root_says_so_once_and_writes_as_the_controller_user(coll
     # the report belongs to whoever ran ansible-playbook, not to the become user
     for path in (report_dir, report_dir / "tcp-memory-report.json", report_dir / "tcp-memory-report.md"):
         assert path.stat().st_uid == os.geteuid(), path
-
-
-def test_report_directory_defaults_to_the_working_directory_without_pwd(collections_path, tmp_path):
-    stray = Path("/tcp-memory-report")
-    assert not stray.exists(), "a stray /tcp-memory-report is already there: remove it first"
-    try:
-        run = run_playbook(
-            "report", {"tcp_memory_connections": 1000}, collections_path, cwd=tmp_path, drop_env=("PWD", "OLDPWD")
-        )
-        assert run.returncode == 0, output(run)
-        assert read_report(tmp_path / "tcp-memory-report")["summary"]["hosts"] == ["localhost"]
-        assert not stray.exists()
-        # a relative directory is taken from the working directory too
-        relative = run_playbook(
-            "report",
-            {"tcp_memory_connections": 1000, "tcp_memory_report_dir": "out/fleet"},
-            collections_path,
-            cwd=tmp_path,
-            drop_env=("PWD",),
-        )
-        assert relative.returncode == 0, output(relative)
-        assert (tmp_path / "out/fleet/tcp-memory-report.md").is_file()
-        assert f"reports: {tmp_path.resolve()}/out/fleet/tcp-memory-report.json" in output(relative)
-    finally:
-        # today's code wrote to /tcp-memory-report when PWD was unset: leave no such directory behind
-        if stray.is_dir():
-            for child in stray.iterdir():
-                child.unlink()
-            stray.rmdir()

@@ -321,27 +321,6 @@ def test_a_host_without_data_gets_its_reason(collections_path, tmp_path):
     assert summary["hosts"] == [] and sorted(summary["without_data_reasons"]) == ["down", "nopython"]
 
 
-@needs_kernel
-def test_a_host_where_tcp_mem_is_not_visible_has_unknown_capacity_in_every_format(collections_path, netns, tmp_path):
-    """Inside a network namespace (a container) tcp_mem is the host's and not visible: capacity unknown, not an
-    estimate from a boot default."""
-    report_dir = tmp_path / "report"
-    run = report(collections_path, report_dir, netns=netns)
-    assert run.returncode == 0, output(run)
-    data = json.loads((report_dir / "tcp-memory-report.json").read_text())
-    (host,) = data["hosts"]
-    assert host["tcp_mem_live_pages"] is None
-    assert host["can_hold_target"] is None and host["current_connections_before_pressure"] is None, host
-    assert data["summary"]["unknown_capacity"] == ["localhost"]
-    markdown = (report_dir / "tcp-memory-report.md").read_text()
-    assert "Capacity unknown: tcp_mem is not visible here" in markdown
-    assert "| capacity unknown | localhost |" in markdown
-    html = (report_dir / "tcp-memory-report.html").read_text()
-    assert "capacity unknown: tcp_mem is not visible here" in html
-    for text in (markdown, html):
-        assert not re.search(r"hold (unknown|an unknown number of) connections", text)
-
-
 def test_markdown_lists_hosts_riskiest_first_with_sizes_and_unknown_capacity(fleet, tmp_path):
     shown = copy.deepcopy(fleet)
     container = copy.deepcopy(next(h for h in fleet["hosts"] if h["host"] == "core-1"))
@@ -405,13 +384,28 @@ def snippet_from_markdown(section: str) -> Dict[str, Any]:
 
 
 @needs_kernel
-def test_report_gives_a_pod_securitycontext_with_the_per_namespace_keys_and_the_node_keys_apart(
+def test_a_namespace_report_has_unknown_capacity_in_every_format_and_a_pod_securitycontext(
     collections_path, netns, tmp_path
 ):
+    """Inside a network namespace (a container) tcp_mem is the host's and not visible: capacity unknown, not an
+    estimate from a boot default. The same report gives a pod securityContext with the per-namespace keys, and the
+    node-level keys apart."""
     report_dir = tmp_path / "report"
     run = report(collections_path, report_dir, netns=netns)
     assert run.returncode == 0, output(run)
-    (host,) = json.loads((report_dir / "tcp-memory-report.json").read_text())["hosts"]
+    data = json.loads((report_dir / "tcp-memory-report.json").read_text())
+    (host,) = data["hosts"]
+    assert host["tcp_mem_live_pages"] is None
+    assert host["can_hold_target"] is None and host["current_connections_before_pressure"] is None, host
+    assert data["summary"]["unknown_capacity"] == ["localhost"]
+    markdown = (report_dir / "tcp-memory-report.md").read_text()
+    assert "Capacity unknown: tcp_mem is not visible here" in markdown
+    assert "| capacity unknown | localhost |" in markdown
+    html = (report_dir / "tcp-memory-report.html").read_text()
+    assert "capacity unknown: tcp_mem is not visible here" in html
+    for text in (markdown, html):
+        assert not re.search(r"hold (unknown|an unknown number of) connections", text)
+
     recommended = {row["key"]: row["recommended"] for row in host["rows"]}
     kubernetes = host["kubernetes"]
     check_pod_sysctls(kubernetes["pod_security_context"])
@@ -423,11 +417,9 @@ def test_report_gives_a_pod_securitycontext_with_the_per_namespace_keys_and_the_
     every = set(kubernetes["node_level"]) | set(kubernetes["namespaced_unsafe"]) | K8S_SAFE_FROM_1_32
     assert every == set(recommended)
 
-    markdown = (report_dir / "tcp-memory-report.md").read_text()
     assert snippet_from_markdown(markdown) == kubernetes["pod_security_context"]
     assert f"`net.ipv4.tcp_mem = {recommended['net.ipv4.tcp_mem']}`" in markdown.split("Node-level")[1]
-    html = html_unescape((report_dir / "tcp-memory-report.html").read_text())
-    assert 'securityContext:\n  sysctls:\n    - name: "net.ipv4.tcp_rmem"' in html
+    assert 'securityContext:\n  sysctls:\n    - name: "net.ipv4.tcp_rmem"' in html_unescape(html)
 
 
 # ---------------------------------------------------------------- diagnosis (tcp_memory_diagnose)

@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import pytest
-from conftest import VENV_BIN, ansible_adhoc, ansible_env, ansible_playbook, dropin_root, ns_value, real_kernel_ready
+from conftest import (
+    VENV_BIN,
+    ansible_adhoc,
+    ansible_env,
+    ansible_playbook,
+    case_failures,
+    cases_inventory,
+    dropin_root,
+    ns_value,
+    real_kernel_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = str(ROOT / ".cache/dev")
@@ -80,9 +90,8 @@ def test_applies_in_the_namespace_only_is_idempotent_and_rolls_back_a_refused_va
     second = run_module(netns, settings=wanted, **common)
     assert not second["changed"], second
 
-    # Global keys are read-only in a non-initial namespace: refused up front unless skipped.
-    readonly = run_module(netns, settings={**wanted, "net.core.rmem_max": "7340032"}, **common)
-    assert readonly["failed"] and "net.core.rmem_max is read-only here" in readonly["msg"]
+    # Global keys are read-only in a non-initial namespace: refused up front (test_bad_input_dropin_netns.py, the
+    # case ok-global-key-read-only-here, shows it changes nothing) unless skipped.
     skipped = run_module(
         netns, settings={**wanted, "net.core.rmem_max": "7340032"}, skip={"net.core.rmem_max": "global"}, **common
     )
@@ -135,37 +144,49 @@ def test_role_with_apply_false_from_the_command_line_changes_nothing(netns, tmp_
     assert not dropin.exists() and ns_value(netns, "net.ipv4.tcp_rmem") == ns_before
 
 
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        ({"tcp_memory_connections": -5}, "tcp_memory_connections must be a positive integer"),
-        # The filter's own message, naming its argument (overrides = tcp_memory_overrides).
-        (
-            {"tcp_memory_overrides": {"net.ipv4.tcp_foo": "1"}},
-            "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides: unknown key 'net.ipv4.tcp_foo'",
-        ),
-        (
-            {"tcp_memory_overrides": {"net.ipv4.tcp_moderate_rcvbuf": True}},
-            "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides['net.ipv4.tcp_moderate_rcvbuf']"
-            " must be an integer or a string of integers, got True",
-        ),
-        (
-            {"tcp_memory_overrides": {"net.ipv4.tcp_rmem": "4096 131072 100"}},
-            "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides['net.ipv4.tcp_rmem']"
-            " must satisfy min <= default <= max, got '4096 131072 100'",
-        ),
-        ({"tcp_memory_profile": "huge"}, "tcp_memory_profile must be one of"),
-    ],
-)
-def test_role_rejects_bad_input_naming_the_variable_before_writing(netns, tmp_path, extra, message):
-    dropin = tmp_path / "99-netstack-tcp-memory.conf"
+# (case, role variables, the message its failure must hold); all in one run of the role, one host per case.
+BAD_ROLE_INPUT = [
+    ("connections-negative", {"tcp_memory_connections": -5}, "tcp_memory_connections must be a positive integer"),
+    # The filter's own message, naming its argument (overrides = tcp_memory_overrides).
+    (
+        "override-unknown-key",
+        {"tcp_memory_overrides": {"net.ipv4.tcp_foo": "1"}},
+        "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides: unknown key 'net.ipv4.tcp_foo'",
+    ),
+    (
+        "override-bool",
+        {"tcp_memory_overrides": {"net.ipv4.tcp_moderate_rcvbuf": True}},
+        "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides['net.ipv4.tcp_moderate_rcvbuf']"
+        " must be an integer or a string of integers, got True",
+    ),
+    (
+        "override-triple-out-of-order",
+        {"tcp_memory_overrides": {"net.ipv4.tcp_rmem": "4096 131072 100"}},
+        "Nothing was changed. recommend_tcp_memory: tcp_memory_overrides['net.ipv4.tcp_rmem']"
+        " must satisfy min <= default <= max, got '4096 131072 100'",
+    ),
+    ("profile-unknown", {"tcp_memory_profile": "huge"}, "tcp_memory_profile must be one of"),
+]
+
+
+def test_role_rejects_bad_input_naming_the_variable_before_writing(netns, tmp_path):
+    """Each case is a host of one run (conftest's cases_inventory), each with its own drop-in path."""
     ns_before = ns_value(netns, "net.ipv4.tcp_rmem")
+    dropins = {case: tmp_path / case / "99-netstack-tcp-memory.conf" for case, _extra, _message in BAD_ROLE_INPUT}
+    cases = {
+        case: {"tcp_memory_connections": 1000, "tcp_memory_sysctl_file": str(dropins[case]), **extra}
+        for case, extra, _message in BAD_ROLE_INPUT
+    }
+    run = cases_inventory(tmp_path, cases)
     # Not check mode: the input checks alone must stop the run.
-    rc, output = run_playbook(
-        "tune", {"tcp_memory_connections": 1000, "tcp_memory_sysctl_file": str(dropin), **extra}, netns
-    )
-    assert rc != 0 and message in output, output
-    assert not dropin.exists() and ns_value(netns, "net.ipv4.tcp_rmem") == ns_before
+    out = ansible_playbook(str(run["playbook"]), COLLECTIONS, netns_name=netns, inventory=str(run["inventory"]))
+    output = out.stdout + out.stderr
+    assert out.returncode != 0, output
+    failures = case_failures(output, cases)
+    for case, _extra, message in BAD_ROLE_INPUT:
+        assert message in failures[case], (case, output)
+        assert not dropins[case].exists(), case
+    assert ns_value(netns, "net.ipv4.tcp_rmem") == ns_before
 
 
 def test_tune_without_root_shows_the_diff_in_check_mode_and_otherwise_stops_first_saying_so(netns, tmp_path):

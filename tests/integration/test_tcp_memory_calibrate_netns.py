@@ -195,6 +195,4 @@ def test_calibrate_sample_bounds_the_sockets_read(loaded_namespaces, run_ansible
     assert calibration["max_sockets"] == 100
 
 
-def test_default_facts_call_does_not_calibrate(netns, run_ansible_module):
-    facts = run_ansible_module(MODULE, {}, netns_name=netns)["ansible_facts"]["tcp_memory"]
-    assert facts["calibration"] is None
+# A default call does not calibrate: test_tcp_memory_facts_netns.py (the per-MSS test's default call).

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import pytest
-from conftest import VENV_BIN, ansible_env, ansible_playbook, in_netns, ns_value
+from conftest import VENV_BIN, ansible_env, ansible_playbook, case_failures, cases_inventory, in_netns, ns_value
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTFILE = "netstack_tcp_memory.prom"
@@ -149,8 +149,70 @@ def role_vars(tmp_path) -> Dict[str, Any]:
     }
 
 
-def test_textfile_after_apply_passes_promtool_and_matches_the_facts(netns, collections_path, tmp_path, role_vars):
-    textfile = Path(role_vars["tcp_memory_textfile_dir"]) / TEXTFILE
+BAD_TEXTFILE_DIRS = {
+    "relative": ("relative/dir", "tcp_memory_textfile_dir must be an absolute path, got relative/dir"),
+    "missing": (
+        "/nonexistent/netstack-textfile",
+        "tcp_memory_textfile_dir=/nonexistent/netstack-textfile is not a directory",
+    ),
+}
+
+
+def test_bad_textfile_dir_fails_naming_it_before_anything_changes(netns, collections_path, tmp_path, role_vars):
+    """Both cases in one run of the role, one host each (conftest's cases_inventory)."""
+    before = ns_value(netns, "net.ipv4.tcp_rmem")
+    cases = {
+        case: {**role_vars, "tcp_memory_textfile_dir": directory} for case, (directory, _) in BAD_TEXTFILE_DIRS.items()
+    }
+    run = cases_inventory(tmp_path, cases)
+    out = ansible_playbook(
+        str(run["playbook"]),
+        collections_path,
+        netns_name=netns,
+        timeout=RUN_TIMEOUT_SECONDS,
+        inventory=str(run["inventory"]),
+    )
+    output = out.stdout + out.stderr
+    assert out.returncode != 0, output
+    failures = case_failures(output, cases)
+    for case, (_directory, message) in BAD_TEXTFILE_DIRS.items():
+        assert message in failures[case], (case, output)
+    assert ns_value(netns, "net.ipv4.tcp_rmem") == before
+    assert not Path(role_vars["tcp_memory_sysctl_file"]).exists()
+
+
+@pytest.fixture
+def others_dir() -> Iterator[Path]:
+    """A textfile directory as Debian ships node_exporter's: owned by another user (here `nobody`), not sticky, on
+    a path that user can reach (pytest's tmp_path is root-only)."""
+    base = Path(tempfile.mkdtemp(prefix="netstack-textfile-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        directory = base / "node-exporter"
+        directory.mkdir()
+        directory.chmod(0o755)
+        os.chown(directory, NOBODY_UID, NOBODY_UID)
+        yield directory
+    finally:
+        shutil.rmtree(base)
+
+
+def as_nobody(*command: str) -> None:
+    """The planting step, as the unprivileged user that owns the directory."""
+    ids = [f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}", "--clear-groups"]
+    subprocess.run(["setpriv", *ids, "--", *command], check=True, capture_output=True)
+
+
+def test_textfile_after_apply_matches_the_facts_and_a_refused_run_changes_nothing(
+    netns, collections_path, tmp_path, role_vars, others_dir
+):
+    """One namespace, one textfile directory as Debian ships node_exporter's (owned by `nobody`), runs in turn:
+    check mode and tcp_memory_apply=false write nothing; an apply writes a file promtool accepts that matches the
+    facts and the recommendation; an unchanged rerun keeps it, apply time included; a changed run records a new
+    apply time. Then three runs that must fail before the drop-in or the kernel is touched: the directory
+    read-only, then the owner's link to a root-only file and then a FIFO planted at the textfile."""
+    role_vars = {**role_vars, "tcp_memory_textfile_dir": str(others_dir)}
+    textfile = others_dir / TEXTFILE
 
     # Check mode and report-only runs write nothing.
     rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars, check=True)
@@ -163,6 +225,7 @@ def test_textfile_after_apply_passes_promtool_and_matches_the_facts(netns, colle
     rc, output, result = run_role(netns, collections_path, tmp_path, role_vars)
     assert rc == 0, output
     assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
+    assert textfile.is_file() and not textfile.is_symlink()
     promtool_check(textfile)
     values = samples(textfile)
     # Only the file itself in the directory: the temporary file was renamed, not left behind.
@@ -201,107 +264,49 @@ def test_textfile_after_apply_passes_promtool_and_matches_the_facts(netns, colle
 
     # A run that changes a value records a new apply time.
     time.sleep(1.1)
-    changed_vars = {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": "4096 131072 10485760"}}
+    changed_vars = {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": CHANGED_RMEM}}
     rc, output, _result = run_role(netns, collections_path, tmp_path, changed_vars)
     assert rc == 0, output
+    assert ns_value(netns, "net.ipv4.tcp_rmem") == CHANGED_RMEM
     promtool_check(textfile)
     assert samples(textfile)[("netstack_tcp_memory_last_apply_timestamp_seconds", ())] > applied_at
+    # From here on every run must fail and leave the drop-in and the namespace at CHANGED_RMEM.
+    dropin = Path(role_vars["tcp_memory_sysctl_file"])
+    dropin_before = dropin.read_bytes()
 
+    # A real write test before the apply: a read-only directory (root may write anywhere else, so the mode bits
+    # would not show it) fails a run that would change a value, naming the variable and the reason.
+    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars, read_only_dir=str(others_dir))
+    assert rc != 0, output
+    assert f"tcp_memory_textfile_dir={others_dir}" in output and "read-only file system" in output, output
+    assert "Nothing was changed" in output, output
+    assert ns_value(netns, "net.ipv4.tcp_rmem") == CHANGED_RMEM
+    assert dropin.read_bytes() == dropin_before
 
-@pytest.mark.parametrize(
-    "directory, message",
-    [
-        ("relative/dir", "tcp_memory_textfile_dir must be an absolute path, got relative/dir"),
-        ("/nonexistent/netstack-textfile", "tcp_memory_textfile_dir=/nonexistent/netstack-textfile is not a directory"),
-    ],
-)
-def test_bad_textfile_dir_fails_naming_it_before_anything_changes(
-    netns, collections_path, tmp_path, role_vars, directory, message
-):
-    before = ns_value(netns, "net.ipv4.tcp_rmem")
-    rc, output, _result = run_role(
-        netns, collections_path, tmp_path, {**role_vars, "tcp_memory_textfile_dir": directory}
-    )
-    assert rc != 0 and message in output, output
-    assert ns_value(netns, "net.ipv4.tcp_rmem") == before
-    assert not Path(role_vars["tcp_memory_sysctl_file"]).exists()
-
-
-@pytest.fixture
-def others_dir() -> Iterator[Path]:
-    """A textfile directory as Debian ships node_exporter's: owned by another user (here `nobody`), not sticky, on
-    a path that user can reach (pytest's tmp_path is root-only)."""
-    base = Path(tempfile.mkdtemp(prefix="netstack-textfile-", dir="/tmp"))
-    try:
-        base.chmod(0o755)
-        directory = base / "node-exporter"
-        directory.mkdir()
-        directory.chmod(0o755)
-        os.chown(directory, NOBODY_UID, NOBODY_UID)
-        yield directory
-    finally:
-        shutil.rmtree(base)
-
-
-def as_nobody(*command: str) -> None:
-    """The planting step, as the unprivileged user that owns the directory."""
-    ids = [f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}", "--clear-groups"]
-    subprocess.run(["setpriv", *ids, "--", *command], check=True, capture_output=True)
-
-
-@pytest.mark.parametrize("planted", ["symlink", "fifo"])
-def test_link_or_fifo_planted_at_the_textfile_is_refused_unread(
-    netns, collections_path, tmp_path, role_vars, others_dir, planted
-):
-    """The directory's owner replaces root's textfile by a link to a root-only file, or by a FIFO. The next run
-    (verbose, as an operator would rerun it) neither shows the file's content nor hangs: it refuses, naming what
-    it found, before the drop-in or the kernel is touched; the planted entry is left to be found."""
+    # The directory's owner replaces root's textfile by a link to a root-only file (then the next run changes
+    # nothing), then by a FIFO (then it would change a value). Each run (verbose, as an operator would rerun it)
+    # neither shows the file's content nor hangs: it refuses, naming what it found; the planted entry is left.
     secret_text = f"netstack-secret-{secrets.token_hex(8)}\n"
     secret = tmp_path / "secret"
     secret.write_text(secret_text)
     secret.chmod(0o600)
-    role_vars = {**role_vars, "tcp_memory_textfile_dir": str(others_dir)}
-    textfile = others_dir / TEXTFILE
-    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars)
-    assert rc == 0 and textfile.is_file() and not textfile.is_symlink(), output
-    dropin = Path(role_vars["tcp_memory_sysctl_file"])
-    dropin_before = dropin.read_bytes()
-
-    if planted == "symlink":
-        as_nobody("ln", "-sfn", str(secret), str(textfile))
-        found = f"{textfile} is a symbolic link to '{secret}'"
-    else:
-        as_nobody("sh", "-c", 'rm -f "$0" && mkfifo -m 0666 "$0"', str(textfile))
-        found = f"{textfile} is a fifo (owner uid {NOBODY_UID})"
-    planted_inode = textfile.lstat().st_ino
-
     leaked = (secret_text.strip(), base64.b64encode(secret_text.encode()).decode())
-    for run_vars in (role_vars, {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": CHANGED_RMEM}}):
+    for planted, run_vars in (("symlink", changed_vars), ("fifo", role_vars)):
+        if planted == "symlink":
+            as_nobody("ln", "-sfn", str(secret), str(textfile))
+            found = f"{textfile} is a symbolic link to '{secret}'"
+        else:
+            as_nobody("sh", "-c", 'rm -f "$0" && mkfifo -m 0666 "$0"', str(textfile))
+            found = f"{textfile} is a fifo (owner uid {NOBODY_UID})"
+        planted_inode = textfile.lstat().st_ino
         rc, output, _result = run_role(netns, collections_path, tmp_path, run_vars, options=["-v"])
-        assert rc != 0 and found in output and "Nothing was changed" in output, output
-        assert not [text for text in leaked if text in output], output
-        assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
-        assert dropin.read_bytes() == dropin_before
-    assert secret.read_text() == secret_text
-    assert textfile.lstat().st_ino == planted_inode
-    assert [p.name for p in others_dir.iterdir()] == [TEXTFILE]
-
-
-def test_read_only_textfile_dir_fails_before_the_dropin_and_the_kernel(netns, collections_path, tmp_path, role_vars):
-    """A real write test before the apply: a read-only directory (root may write anywhere else, so the mode bits
-    would not show it) fails the run naming the variable and the reason, the drop-in and the namespace unchanged."""
-    rc, output, _result = run_role(netns, collections_path, tmp_path, role_vars)
-    assert rc == 0, output
-    dropin = Path(role_vars["tcp_memory_sysctl_file"])
-    dropin_before = dropin.read_bytes()
-    changed_vars = {**role_vars, "tcp_memory_overrides": {"net.ipv4.tcp_rmem": CHANGED_RMEM}}
-    directory = role_vars["tcp_memory_textfile_dir"]
-    rc, output, _result = run_role(netns, collections_path, tmp_path, changed_vars, read_only_dir=directory)
-    assert rc != 0, output
-    assert f"tcp_memory_textfile_dir={directory}" in output and "read-only file system" in output, output
-    assert "Nothing was changed" in output, output
-    assert ns_value(netns, "net.ipv4.tcp_rmem") == WANTED_RMEM
-    assert dropin.read_bytes() == dropin_before
+        assert rc != 0 and found in output and "Nothing was changed" in output, (planted, output)
+        assert not [text for text in leaked if text in output], (planted, output)
+        assert ns_value(netns, "net.ipv4.tcp_rmem") == CHANGED_RMEM, planted
+        assert dropin.read_bytes() == dropin_before, planted
+        assert secret.read_text() == secret_text, planted
+        assert textfile.lstat().st_ino == planted_inode, planted
+        assert [p.name for p in others_dir.iterdir()] == [TEXTFILE], planted
 
 
 def test_live_thresholds_where_tcp_mem_is_visible(collections_path, tmp_path):

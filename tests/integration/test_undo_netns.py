@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from conftest import ansible_adhoc, dropin_root, real_kernel_ready
+from conftest import ansible_adhoc, ansible_playbook, case_failures, cases_inventory, dropin_root, real_kernel_ready
 from test_playbooks_netns import ns_value, output, recap_changed, run_playbook
 
 pytestmark = pytest.mark.skipif(bool(real_kernel_ready()), reason=real_kernel_ready() or "ready")
@@ -67,7 +67,8 @@ def test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second
 ):
     """In a namespace, untune left tcp_wmem at the tuned value although the drop-in recorded the namespace's own
     value before the first run; now a named value wins (tcp_rmem) and the record is restored (tcp_wmem). An undo
-    value for a key the collection does not manage is refused first, changing nothing."""
+    value for a key the collection does not manage is refused first, changing nothing, as is an undo of a file
+    this collection did not write (never removed)."""
     host_before = host_values()
     dropin = tmp_path / "99-netstack-tcp-memory.conf"
     start = {key: ns_value(netns, key) for key in TUNED}
@@ -78,14 +79,27 @@ def test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second
     assert tune.returncode == 0 and {key: ns_value(netns, key) for key in TUNED} == TUNED, output(tune)
     assert f"# before netstack.tcp_tuning: {WMEM} = {start[WMEM]}" in dropin.read_text()
 
-    # The role's one check on the undo path (sysctl_dropin would set any existing key): refused, nothing changed.
+    # Two refusals on the undo path, each a host of one run of the role (conftest's cases_inventory): the role's one
+    # check (sysctl_dropin would set any existing key), and a file this collection did not write, never removed.
     dropin_before, syncookies_before = dropin.read_bytes(), ns_value(netns, "net.ipv4.tcp_syncookies")
     wrong = "0" if syncookies_before != "0" else "2"
-    refused = run_playbook(
-        "untune", {**common, "tcp_memory_undo_values": {"net.ipv4.tcp_syncookies": wrong}}, collections_path, netns
+    foreign = tmp_path / "foreign" / "99-netstack-tcp-memory.conf"
+    foreign.parent.mkdir()
+    foreign.write_text(f"{RMEM} = 4096 131072 7340032\n")
+    cases = {
+        "unmanaged-key": {**common, "tcp_memory_undo_values": {"net.ipv4.tcp_syncookies": wrong}},
+        "foreign-file": {"tcp_memory_sysctl_file": str(foreign), "tcp_memory_sysctl_file_force": True},
+    }
+    run = cases_inventory(tmp_path, {name: {**case, "tcp_memory_state": "absent"} for name, case in cases.items()})
+    refused = ansible_playbook(
+        str(run["playbook"]), collections_path, netns_name=netns, inventory=str(run["inventory"])
     )
+    assert refused.returncode != 0, output(refused)
+    failures = case_failures(output(refused), cases)
     message = "tcp_memory_undo_values names keys this collection does not manage: net.ipv4.tcp_syncookies"
-    assert refused.returncode != 0 and message in output(refused), output(refused)
+    assert message in failures["unmanaged-key"], output(refused)
+    assert "was not written by this collection" in failures["foreign-file"], output(refused)
+    assert foreign.read_text() == f"{RMEM} = 4096 131072 7340032\n"
     assert ns_value(netns, "net.ipv4.tcp_syncookies") == syncookies_before
     assert dropin.read_bytes() == dropin_before and {key: ns_value(netns, key) for key in TUNED} == TUNED
 
@@ -116,12 +130,3 @@ def test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second
     second = run_playbook("untune", untune_vars, collections_path, netns)
     assert second.returncode == 0 and recap_changed(output(second)) == 0, output(second)
     assert host_values() == host_before
-
-
-def test_untune_never_removes_a_file_it_did_not_write(collections_path, netns, tmp_path):
-    dropin = tmp_path / "99-netstack-tcp-memory.conf"
-    dropin.write_text(f"{RMEM} = 4096 131072 7340032\n")
-    vars_ = {"tcp_memory_sysctl_file": str(dropin), "tcp_memory_sysctl_file_force": True}
-    run = run_playbook("untune", vars_, collections_path, netns)
-    assert run.returncode != 0 and "was not written by this collection" in output(run), output(run)
-    assert dropin.read_text() == f"{RMEM} = 4096 131072 7340032\n"
