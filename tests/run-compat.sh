@@ -27,7 +27,7 @@ export ANSIBLE_COLLECTIONS_PATH
 # overrides the sets. The releases run side by side (their logs are printed one after the other at the end).
 entry_point_tests=(tests/unit/plugins/filter tests/integration/test_recommend_tcp_memory_live.py
   tests/integration/test_playbooks_netns.py::test_tune_applies_in_a_namespace_idempotently_skips_global_keys_and_report_reads_it_back
-  tests/integration/test_playbooks_netns.py::test_report_is_read_only_holds_or_not_and_keeps_its_json_shape)
+  tests/integration/test_playbooks_netns.py::test_report_is_read_only_holds_or_not_keeps_its_json_shape_and_writes_to_the_working_directory)
 oldest_tests=("${entry_point_tests[@]}" tests/unit/plugins/modules
   tests/integration/test_undo_netns.py::test_untune_playbook_restores_the_recorded_per_namespace_values_and_a_second_run_changes_nothing
   tests/integration/test_sysctl_dropin_netns.py::test_role_rejects_bad_input_naming_the_variable_before_writing)

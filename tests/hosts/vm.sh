@@ -176,11 +176,12 @@ launch_qemu() {
   write_ssh_config "$name" "$port"
   # TCG, not KVM: KVM here is PVM and cannot boot a stock kernel. restrict=on keeps the guest
   # off every network but the forwarded ssh port, bound to loopback only.
+  # e2scrub_reap (a scan for LVM snapshots, none here) costs ~9 s of CPU per boot under TCG: masked.
   qemu-system-x86_64 \
     -name "netstack-$name" \
     -accel tcg,thread=multi,tb-size=128 -cpu max -smp "$cpus" -m "$memory_mb" \
     -kernel "$img_dir/vmlinuz" -initrd "$img_dir/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 systemd.hostname=$name" \
+    -append "root=/dev/vda rw console=ttyS0 systemd.mask=e2scrub_reap.service systemd.hostname=$name" \
     -drive "file=$dir/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe" \
     -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:22" \
     -device virtio-net-pci,netdev=n0 \

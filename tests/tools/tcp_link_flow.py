@@ -461,7 +461,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--source-dir", default="/var/tmp", help="where the file the sender sends from is made")
     parser.add_argument("--receive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--deadline-s", type=float, default=120.0, help=argparse.SUPPRESS)
-    parser.add_argument("--output", help="also write the JSON summary to this file")
+    parser.add_argument("--output", help="also write the JSON summary to this file (its directory is made)")
     args = parser.parse_args(argv)
     if not 0 < args.window_s < args.seconds:
         parser.error(f"--window-s must be > 0 and below --seconds, got {args.window_s} (--seconds {args.seconds})")
@@ -476,6 +476,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summary = run_flow(args)
     text = json.dumps(summary, indent=1, sort_keys=True)
     if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
     print(text)
