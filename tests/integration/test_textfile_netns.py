@@ -162,7 +162,8 @@ def test_bad_textfile_dir_fails_naming_it_before_anything_changes(netns, collect
     """Both cases in one run of the role, one host each (conftest's cases_inventory)."""
     before = ns_value(netns, "net.ipv4.tcp_rmem")
     cases = {
-        case: {**role_vars, "tcp_memory_textfile_dir": directory} for case, (directory, _) in BAD_TEXTFILE_DIRS.items()
+        case: {**role_vars, "tcp_memory_textfile_dir": directory}
+        for case, (directory, _message) in BAD_TEXTFILE_DIRS.items()
     }
     run = cases_inventory(tmp_path, cases)
     out = ansible_playbook(
