@@ -38,17 +38,6 @@ def output(completed: subprocess.CompletedProcess) -> str:
     return completed.stdout + completed.stderr
 
 
-@pytest.fixture(scope="module")
-def measured(tmp_path_factory, collections_path) -> str:
-    """The output of one run of the measure entry point on every case."""
-    tmp_path = tmp_path_factory.mktemp("measure")
-    run = cases_inventory(tmp_path, CASES)
-    playbook = tmp_path / "measure.yml"
-    playbook.write_text(PLAYBOOK, encoding="utf-8")
-    completed = ansible_playbook(str(playbook), collections_path, inventory=str(run["inventory"]))
-    return output(completed)
-
-
 def recap(text: str, host: str) -> str:
     line = re.search(rf"^{host}\s+:.*$", text, re.M)
     assert line, text
